@@ -1,0 +1,113 @@
+import { afterAll, beforeAll, expect, test } from 'bun:test'
+import { $ } from 'zx'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { generateFleet, type Fleet } from '../examples/synthetic-fleet/generate.ts'
+import { sampleDisk } from '../lib/disk.ts'
+import { sandboxDown, sandboxState, sandboxUp, type Sandbox } from '../scripts/sandbox.ts'
+import { describeIntegration } from './helpers/integration.ts'
+
+const GiB = 2 ** 30
+const repoRoot = path.resolve(import.meta.dir, '..')
+const alive = (pid: number) => { try { return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8')) } catch { return false } }
+const mountsUnder = (dir: string) => fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').filter((l) => l.split(' ')[1]?.startsWith(dir))
+
+describeIntegration('sandbox', () => {
+  let tmp: string, dir: string, sandbox: Sandbox
+
+  beforeAll(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'imagefleet-sandbox-test-'))
+    dir = path.join(tmp, 'sb')
+    const t = Date.now()
+    sandbox = await sandboxUp({ dir, disk: GiB, baseEnv: process.env })
+    console.log(`sandbox up took ${((Date.now() - t) / 1000).toFixed(1)}s`)
+  })
+  afterAll(async () => {
+    if (!tmp) return
+    await sandboxDown({ dir })
+    fs.rmSync(tmp, { recursive: true, force: true })
+  })
+
+  test('up starts a daemon that answers docker info through the sandbox env', async () => {
+    const info = await $({ quiet: true, env: sandbox.env })`docker info --format {{.DockerRootDir}}`
+    expect(info.stdout.trim()).toBe(sandbox.dataRoot)
+    expect(sandbox.env.DOCKER_HOST).toBe(`unix://${dir}/docker.sock`)
+    expect(sandbox.env.DOCKER_BUILDKIT).toBe('1')
+    expect(sandbox.env.PATH.startsWith(`${dir}/bin:`)).toBe(true)
+  })
+
+  test('the data root sits on a loop-mounted disk of the requested size', () => {
+    const disk = sampleDisk(sandbox.dataRoot)
+    expect(disk.total).toBeGreaterThan(0.9 * GiB)
+    expect(disk.total).toBeLessThanOrEqual(GiB)
+    expect(sandbox.diskBytes).toBe(GiB)
+    expect(mountsUnder(`${dir}/mnt`).some((l) => l.startsWith('/dev/loop'))).toBe(true)
+  })
+
+  test('the registry answers GET /v2/ with 200', async () => {
+    expect(sandbox.registry).toMatch(/^127\.0\.0\.1:\d+$/)
+    expect((await fetch(`http://${sandbox.registry}/v2/`)).status).toBe(200)
+  })
+
+  test('the seed image pulls from the registry and runs busybox without a network', async () => {
+    expect(sandbox.seedImage).toBe(`${sandbox.registry}/imagefleet/busybox:latest`)
+    const run = await $({ quiet: true, env: sandbox.env })`docker run --rm --network none ${sandbox.seedImage} /bin/sh -c ${'echo hi'}`
+    expect(run.stdout.trim()).toBe('hi')
+    await $({ quiet: true, env: sandbox.env })`docker rmi ${sandbox.seedImage}`
+  })
+
+  test('up again reports already up and returns the same sandbox', async () => {
+    const t = Date.now()
+    const again = await sandboxUp({ dir, disk: GiB, baseEnv: process.env })
+    expect(Date.now() - t).toBeLessThan(5000)
+    expect(again.registry).toBe(sandbox.registry)
+    expect(sandboxState(dir)?.dataRoot).toBe(sandbox.dataRoot)
+  })
+
+  test('the command line prints the env under Bun and the status under Deno', async () => {
+    const bun = await $({ quiet: true, cwd: repoRoot })`${process.execPath} scripts/sandbox.ts env --json --dir ${dir}`
+    expect(JSON.parse(bun.stdout).IMAGEFLEET_SANDBOX_REGISTRY).toBe(sandbox.registry)
+    const deno = await $({ quiet: true, cwd: repoRoot })`node_modules/.bin/deno run -A scripts/sandbox.ts status --dir ${dir}`
+    expect(deno.stdout).toContain(`registry: ${sandbox.registry}`)
+  })
+
+  test('generate.ts pushes a small SWE-bench-shaped fleet, writes instances.txt and fleet.json, and skips it on a rerun', async () => {
+    const out = path.join(tmp, 'fleet', 'instances.txt')
+    const opts = { registry: sandbox.registry, seed: sandbox.seedImage, groups: 2, perGroup: 2, envSize: 5e6, instanceSize: 5e6, out, env: sandbox.env }
+    const t = Date.now()
+    const fleet = await generateFleet(opts)
+    console.log(`generated 2×2 × 5MB in ${((Date.now() - t) / 1000).toFixed(1)}s`)
+    expect(fleet.ids).toEqual(['org0__proj0-101', 'org0__proj0-102', 'org1__proj1-101', 'org1__proj1-102'])
+    expect(fs.readFileSync(out, 'utf8').split('\n').filter((l) => l && !l.startsWith('#'))).toEqual(fleet.ids)
+    expect(JSON.parse(fs.readFileSync(path.join(tmp, 'fleet', 'fleet.json'), 'utf8')) as Fleet).toEqual(fleet)
+    expect(fleet.upstreamBytes).toBeGreaterThan(4 * 10e6)
+    for (const id of fleet.ids) {
+      const repo = `sweb.eval.x86_64.${id.replace('__', '_1776_')}`
+      const head = await fetch(`http://${sandbox.registry}/v2/${repo}/manifests/latest`, { method: 'HEAD', headers: { Accept: 'application/vnd.docker.distribution.manifest.v2+json' } })
+      expect(head.status).toBe(200)
+    }
+    const image = fleet.upstream.replace('{docker_id}', 'org1_1776_proj1-102')
+    const run = await $({ quiet: true, env: sandbox.env })`docker run --rm --network none ${image} cat /instance/id`
+    expect(run.stdout.trim()).toBe('org1__proj1-102')
+    await $({ quiet: true, env: sandbox.env })`docker rmi ${image}`
+
+    const rerun = Date.now()
+    expect(await generateFleet(opts)).toEqual(fleet)
+    expect(Date.now() - rerun).toBeLessThan(5000)
+  })
+
+  test('down stops every process, unmounts, detaches the loop device and removes the directory', async () => {
+    const state = JSON.parse(fs.readFileSync(path.join(dir, 'state.json'), 'utf8'))
+    const t = Date.now()
+    await sandboxDown({ dir })
+    console.log(`sandbox down took ${((Date.now() - t) / 1000).toFixed(1)}s`)
+    expect(fs.existsSync(dir)).toBe(false)
+    expect(mountsUnder(dir)).toEqual([])
+    expect(alive(state.dockerdPid)).toBe(false)
+    expect(alive(state.registryPid)).toBe(false)
+    expect((await $({ quiet: true })`losetup -a`).stdout).not.toContain(dir)
+    expect(sandboxState(dir)).toBeUndefined()
+    await sandboxDown({ dir }) // a second down is a no-op
+  })
+})
