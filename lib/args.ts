@@ -10,14 +10,15 @@ export type FlagSpec =
   | { type: 'int'; default?: number; help: string; arg?: string; min?: number }
   | { type: 'size'; default?: string; help: string; arg?: string }
   | { type: 'list'; help: string; arg?: string }
+  | { type: 'duration'; default?: string; help: string; arg?: string }
 export type FlagTable = Record<string, FlagSpec>
 
 type Camel<S extends string> = S extends `${infer A}-${infer B}` ? `${A}${Capitalize<Camel<B>>}` : S
 type ValueOf<F extends FlagSpec> = F extends { type: 'boolean' } ? boolean
   : F extends { type: 'list' } ? string[]
-  : F extends { type: 'int' | 'size' } ? (F extends { default: any } ? number : number | undefined)
+  : F extends { type: 'int' | 'size' | 'duration' } ? (F extends { default: any } ? number : number | undefined)
   : F extends { default: string } ? string : string | undefined
-export type Flags<T extends FlagTable> = { [K in keyof T & string as Camel<K>]: ValueOf<T[K]> }
+export type Flags<T extends FlagTable> = { [K in keyof T & string as Camel<K>]: ValueOf<T[K]> } & { help: boolean }
 
 /** Bad usage or input: the entry point prints the message and exits 2 before anything is built. */
 export class UsageError extends Error {
@@ -85,6 +86,11 @@ function convert(name: string, spec: FlagSpec, text: string, problems: string[])
       throw e
     }
   }
+  if (spec.type === 'duration') {
+    const ms = parseDuration(text)
+    if (ms === undefined) problems.push(`--${name} wants a duration like 90s, 10m, 2h (bare numbers are seconds), got '${text}'`)
+    return ms
+  }
   if (spec.type === 'string' && spec.choices && !spec.choices.includes(text)) {
     problems.push(`--${name} must be one of ${spec.choices.join(', ')}; got '${text}'`)
   }
@@ -105,4 +111,11 @@ export function renderHelp(usage: string, summary: string, table: FlagTable): st
   return [`Usage: ${usage}`, '', summary, '', 'Flags:', ...lines, `  --help${' '.repeat(width - 8)}Print this help`, '',
     'Every flag can also be set as IMAGEFLEET_<FLAG> (e.g. IMAGEFLEET_MIN_FREE=20GB); the flag wins.',
     'Sizes: bytes, or 500MB / 20GB (decimal), 20GiB (binary), 30g (docker style, binary).', ''].join('\n')
+}
+
+/** `90s`, `10m`, `2h`, `500ms`, bare seconds → milliseconds; undefined when not a duration. */
+export function parseDuration(text: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(text)
+  if (!m) return undefined
+  return Math.round(Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 's']!)
 }

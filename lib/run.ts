@@ -1,0 +1,99 @@
+// One run's records in OUT: manifest.jsonl (an object per image per phase), disk.jsonl (statfs samples
+// with events), logs/PHASE/DOCKER_ID.log, and the cleanups each step measured. summary.ts turns them into
+// summary.json and summary.md.
+import fs from 'node:fs'
+import path from 'node:path'
+import type { ErrorClass } from './errors.ts'
+import { sampleDisk } from './disk.ts'
+import { mask } from './report.ts'
+
+export type Phase = 'builder' | 'base' | 'assemble'
+export type Status = 'built' | 'skipped' | 'failed'
+
+export type ManifestRecord = {
+  phase: Phase; id: string; tag: string; status: Status; reason: string; attempts: number
+  started_at: string; finished_at: string; seconds: number; log: string; error_class?: ErrorClass
+}
+
+export type CleanupRecord = {
+  command: string; tier: string; reclaimed: number; seconds: number; exitCode: number | null
+  freeBefore: number; freeAfter: number; at: string; timedOut?: boolean
+}
+
+export type DiskEvent = { t: number; free: number; used: number; event: string }
+
+export class Run {
+  readonly records: ManifestRecord[] = []
+  readonly cleanups: CleanupRecord[] = []
+  readonly started = Date.now()
+  peakUsed = 0
+  minFree = Infinity
+  private readonly manifestFile: string
+  private readonly diskFile: string
+
+  /** `dataRoot`: a path on the filesystem holding Docker's data root (sampled with statfs); undefined when not visible here. */
+  constructor(readonly out: string, readonly dataRoot: string | undefined, readonly dry = false) {
+    fs.mkdirSync(path.join(out, 'logs'), { recursive: true })
+    this.manifestFile = path.join(out, 'manifest.jsonl')
+    this.diskFile = path.join(out, 'disk.jsonl')
+    if (!dry) fs.writeFileSync(this.diskFile, '')
+  }
+
+  logFile(phase: Phase, dockerId: string): string {
+    const file = path.join(this.out, 'logs', phase, `${dockerId}.log`)
+    fs.mkdirSync(path.dirname(file), { recursive: true })
+    return file
+  }
+
+  record(rec: ManifestRecord): void {
+    this.records.push(rec)
+    if (!this.dry) fs.appendFileSync(this.manifestFile, mask(JSON.stringify(rec)) + '\n')
+  }
+
+  /** Samples free/used bytes of the data root now, tagged with an event name; returns free bytes. */
+  sample(event: string): number {
+    if (!this.dataRoot) return Infinity
+    const { free, used } = sampleDisk(this.dataRoot)
+    this.peakUsed = Math.max(this.peakUsed, used)
+    this.minFree = Math.min(this.minFree, free)
+    const line: DiskEvent = { t: Number(((Date.now() - this.started) / 1000).toFixed(2)), free, used, event }
+    if (!this.dry) fs.appendFileSync(this.diskFile, JSON.stringify(line) + '\n')
+    return free
+  }
+
+  free(): number {
+    return this.dataRoot ? sampleDisk(this.dataRoot).free : Infinity
+  }
+
+  addCleanup(rec: CleanupRecord): void {
+    this.cleanups.push(rec)
+  }
+}
+
+/** Records of the previous runs in OUT (for resume and --retry-failed): the last record per phase and id. */
+export function previousRecords(out: string): Map<string, ManifestRecord> {
+  const last = new Map<string, ManifestRecord>()
+  const file = path.join(out, 'manifest.jsonl')
+  if (!fs.existsSync(file)) return last
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    if (!line.trim()) continue
+    try {
+      const rec = JSON.parse(line) as ManifestRecord
+      last.set(`${rec.phase}:${rec.id}`, rec)
+    } catch { /* a line cut by a crash: the rest still counts */ }
+  }
+  return last
+}
+
+/** A zx `$.log` that appends each command and its output to a log file (masked). */
+export function logTo(file: string) {
+  return (entry: { kind: string; cmd?: string; data?: Buffer | string; exitCode?: number | null; duration?: number }) => {
+    const line = entry.kind === 'cmd' ? `$ ${entry.cmd}\n`
+      : entry.kind === 'stdout' || entry.kind === 'stderr' ? String(entry.data)
+      : entry.kind === 'end' ? `[exit ${entry.exitCode} after ${((entry.duration ?? 0) / 1000).toFixed(1)}s]\n`
+      : ''
+    if (line) fs.appendFileSync(file, mask(line))
+  }
+}
+
+export const now = () => new Date().toISOString()

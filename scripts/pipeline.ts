@@ -1,0 +1,89 @@
+#!/usr/bin/env bun
+// pipeline: the whole job — preflight → builder → per instance (base → assemble → cleanup) — under
+// one disk budget, with one summary and one exit code.
+//   bun run scripts/pipeline.ts --instances ids.txt --registry ghcr.io/me/fleet --context docker/
+//
+// Exit codes: 0 all built or skipped · 1 something failed · 2 bad usage or input · 3 preflight failed · 130 interrupted
+import pMap from 'p-map'
+import { parseFlags, renderHelp, type FlagTable } from '../lib/args.ts'
+import { runMain } from '../lib/cli.ts'
+import { DiskBudget } from '../lib/budget.ts'
+import { FLEET_FLAGS, type Fleet, loadFleet } from '../lib/fleet.ts'
+import type { Instance } from '../lib/instances.ts'
+import { report } from '../lib/report.ts'
+import { formatBytes } from '../lib/size.ts'
+import { recordBlocked } from '../lib/step.ts'
+import { assembleInstance } from './assemble.ts'
+import { buildBase, buildBuilder } from './build-bases.ts'
+import { cleanUntil, perImageCleanup, removeImages } from './prune.ts'
+import { RUN_FLAGS, type Setup, startScript } from './_setup.ts'
+
+export const FLAGS = {
+  ...FLEET_FLAGS,
+  ...RUN_FLAGS,
+  cleanup: { type: 'string', arg: 'POLICY', default: 'adaptive', choices: ['adaptive', 'per-image', 'none'], help: 'adaptive: disk budget + tiered prunes; per-image: rmi + system prune + builder prune after every image (the field\'s fix); none: no cleanup' },
+  reserve: { type: 'size', default: '1GB', help: 'Free space the disk budget always keeps' },
+  'expect-growth': { type: 'size', default: '2GiB', help: 'Disk growth per image assumed until the first images are done' },
+  'cache-cap': { type: 'size', help: 'per-image policy: keep this much build cache (the detected --reserved-space/--keep-storage flag)' },
+} as const satisfies FlagTable
+
+export type PipelineOptions = { cleanup: 'adaptive' | 'per-image' | 'none'; reserve: number; expectGrowth: number; cacheCap?: number }
+
+/** Base, then assembly, then cleanup, for one instance; a failed base blocks only its own assembly. */
+async function buildInstance(inst: Instance, s: Setup, o: PipelineOptions): Promise<void> {
+  const { fleet } = s.build
+  const base = await buildBase(inst, s.build)
+  if (base !== 'skipped' && !base.ok) {
+    return recordBlocked(s.run, { phase: 'assemble', id: inst.id, dockerId: inst.dockerId, tag: fleet.finalImage(inst) }, 'base image failed', base.error?.errorClass)
+  }
+  const final = await assembleInstance(inst, s.build)
+  const local = [
+    ...(base !== 'skipped' && !s.build.buildx ? [fleet.baseImage(inst)] : []),
+    ...(final !== 'skipped' && final.ok ? [fleet.finalImage(inst)] : []),
+  ]
+  if (o.cleanup === 'per-image') await perImageCleanup(local, o.cacheCap, s.cleanup)
+  else if (o.cleanup === 'adaptive' && local.length) await removeImages(local, s.cleanup)
+}
+
+/** Every instance, `concurrency` at a time, each admitted by the disk budget (adaptive policy). */
+export async function buildFleet(fleet: Fleet, s: Setup, o: PipelineOptions): Promise<DiskBudget | undefined> {
+  const budget = o.cleanup === 'adaptive' && !s.run.dry && s.run.dataRoot ? new DiskBudget({
+    free: () => s.run.free(),
+    reserve: o.reserve,
+    prior: o.expectGrowth,
+    clean: (target, why) => { report.dim(`  cleanup: ${why}`); return cleanUntil(target, s.cleanup) },
+    onEvent: (event) => s.run.sample(`budget ${event}`),
+  }) : undefined
+  await pMap(fleet.instances, async (inst) => {
+    const ticket = await budget?.admit(inst.id)
+    try { await buildInstance(inst, s, o) } finally { ticket?.done() }
+  }, { concurrency: s.concurrency })
+  await budget?.settle()
+  return budget
+}
+
+export async function pipeline(fleet: Fleet, s: Setup, o: PipelineOptions): Promise<number> {
+  s.build.policy.emergency = o.cleanup === 'none' ? undefined
+    : async () => cleanUntil(s.run.free() + 2 * o.expectGrowth, s.cleanup)
+  report.phase(`builder ${fleet.builderImage}`)
+  const builder = await buildBuilder(s.build)
+  if (builder !== 'skipped' && !builder.ok) {
+    report.error('the builder image failed: nothing can assemble without it; stopping')
+    for (const inst of fleet.instances) recordBlocked(s.run, { phase: 'base', id: inst.id, dockerId: inst.dockerId, tag: fleet.baseImage(inst) }, 'builder image failed')
+    return s.finish()
+  }
+  report.phase(`instances: ${fleet.instances.length} (concurrency ${s.concurrency}, cleanup ${o.cleanup})`)
+  const budget = await buildFleet(fleet, s, o)
+  if (budget) report.info(`disk budget: learned growth ${formatBytes(budget.estimate())}/image, peak ${budget.peakInFlight} in flight, ${budget.waits} waits`)
+  return s.finish()
+}
+
+async function main(argv: string[]) {
+  const { flags } = parseFlags(FLAGS, argv, process.env)
+  if (flags.help) return void console.log(renderHelp('bun run scripts/pipeline.ts --instances FILE --registry PREFIX [flags]', 'Builds the builder image, then per instance a base image and a final (assembled) image, pushing each, under a disk budget.', FLAGS))
+  const fleet = loadFleet(flags)
+  const s = await startScript(flags, fleet)
+  return pipeline(fleet, s, { cleanup: flags.cleanup as PipelineOptions['cleanup'], reserve: flags.reserve, expectGrowth: flags.expectGrowth, cacheCap: flags.cacheCap })
+}
+
+if (import.meta.main) runMain(() => main(process.argv.slice(2)))
