@@ -1,0 +1,218 @@
+// free-disk against a fake runner under a temp --root: thousands of files per target, symlinks pointing
+// outside, a target that is a file, a missing one, a read-only one. Run as subprocesses, as CI would.
+import { afterEach, describe, expect, test } from 'bun:test'
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { CATALOGUE, planBatch, resolveTarget } from '../lib/free-disk-catalogue.ts'
+import { bytesToCome, readFreeDiskStatus } from '../lib/free-disk-status.ts'
+
+const SCRIPT = path.join(import.meta.dir, '..', 'scripts', 'free-disk.ts')
+const DENO = path.join(import.meta.dir, '..', 'node_modules', '.bin', 'deno')
+const asRoot = process.getuid?.() === 0 // root deletes read-only directories; anyone else gets ✗ for them
+const made: string[] = []
+afterEach(() => {
+  for (const d of made.splice(0)) {
+    spawnSync('chmod', ['-R', 'u+w', d])
+    fs.rmSync(d, { recursive: true, force: true })
+  }
+})
+
+/** Files spread over subdirectories, like an SDK. */
+function fill(dir: string, files: number, bytes = 512): void {
+  const buf = Buffer.alloc(bytes, 7)
+  for (let i = 0; i < files; i++) {
+    const sub = path.join(dir, `pkg${i % 20}`, `v${i % 7}`)
+    fs.mkdirSync(sub, { recursive: true })
+    fs.writeFileSync(path.join(sub, `f${i}`), buf)
+  }
+}
+
+/** A fake hosted runner under root/, and files outside it that must survive everything. */
+function fakeRunner(opts: { androidFiles?: number } = {}) {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'free-disk-test-'))
+  made.push(base)
+  const root = path.join(base, 'root')
+  const outside = path.join(base, 'outside')
+  const at = (p: string) => path.join(root, p)
+  fill(path.join(outside, 'keep-dir'), 10)
+  fs.writeFileSync(path.join(outside, 'keep.txt'), 'keep')
+  fill(at('usr/local/lib/android/sdk'), opts.androidFiles ?? 3000)
+  fs.symlinkSync(path.join(outside, 'keep-dir'), at('usr/local/lib/android/sdk/escape-dir'))
+  fs.symlinkSync(path.join(outside, 'keep.txt'), at('usr/local/lib/android/sdk/escape-file'))
+  fill(at('usr/share/dotnet'), 2000)
+  fs.symlinkSync(outside, at('usr/share/dotnet/escape-root'))
+  fill(at('opt/ghc'), 2000)
+  fs.mkdirSync(at('usr/local'), { recursive: true })
+  fs.symlinkSync(path.join(outside, 'keep-dir'), at('usr/local/.ghcup')) // the target itself is a link out
+  fs.mkdirSync(at('usr/share'), { recursive: true })
+  fs.writeFileSync(at('usr/share/swift'), Buffer.alloc(64 * 2 ** 20, 1)) // a target that is a file (64 MiB)
+  fill(at('usr/local/julia1.10.4'), 1000)
+  fill(at('opt/hostedtoolcache/CodeQL'), 1000)
+  fill(at('opt/hostedtoolcache/Python'), 500) // opt-in tool cache: stays by default
+  fill(at('usr/lib/jvm'), 1000)
+  for (const d of walkDirs(at('usr/lib/jvm'))) fs.chmodSync(d, 0o555) // read-only
+  fill(at('usr/local/lib/keep-me'), 10) // siblings of targets
+  fill(at('usr/share/keep-me'), 10)
+  fs.mkdirSync(at('tmp'))
+  return { base, root, outside, at }
+}
+
+function walkDirs(dir: string): string[] {
+  return [dir, ...fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).flatMap((e) => walkDirs(path.join(dir, e.name)))]
+}
+const count = (dir: string): number => fs.readdirSync(dir, { recursive: true }).length
+const gone = (p: string) => { try { fs.lstatSync(p); return false } catch { return true } }
+
+function run(args: string[], env: Record<string, string | undefined> = {}, runtime = [process.execPath]) {
+  const out = spawnSync(runtime[0], [...runtime.slice(1), SCRIPT, ...args], {
+    encoding: 'utf8', env: { ...process.env, CI: 'true', GITHUB_ACTIONS: '', GITHUB_STEP_SUMMARY: '', FORCE_COLOR: '0', ...env },
+  })
+  return { code: out.status, out: out.stdout + out.stderr }
+}
+const freeAt = (p: string) => { const s = fs.statfsSync(p); return s.bavail * s.bsize }
+
+describe('free-disk', () => {
+  test('removes the default targets and nothing else, and reports a table to the step summary', () => {
+    const r = fakeRunner()
+    const summary = path.join(r.base, 'summary.md')
+    const { code, out } = run(['--root', r.root], { GITHUB_ACTIONS: 'true', GITHUB_STEP_SUMMARY: summary })
+    expect(out).toContain(asRoot ? '0 failed' : '1 failed')
+    expect(code).toBe(asRoot ? 0 : 1)
+    for (const p of ['usr/local/lib/android', 'usr/share/dotnet', 'opt/ghc', 'usr/local/.ghcup', 'usr/share/swift',
+      'usr/local/julia1.10.4', 'opt/hostedtoolcache/CodeQL']) expect(gone(r.at(p))).toBe(true)
+    expect(gone(r.at('usr/lib/jvm'))).toBe(asRoot)
+    expect(count(r.at('opt/hostedtoolcache/Python'))).toBeGreaterThan(500)
+    expect(count(r.at('usr/local/lib/keep-me'))).toBeGreaterThan(10)
+    expect(count(r.at('usr/share/keep-me'))).toBeGreaterThan(10)
+    expect(out).toContain('powershell: not present')
+    expect(fs.readFileSync(summary, 'utf8')).toMatch(/\| android \| removed \| [\d.]+ MiB \|/)
+  })
+
+  test('never follows a symlink out of a target: links go, what they point to stays', () => {
+    const r = fakeRunner()
+    run(['--root', r.root])
+    expect(gone(r.at('usr/local/.ghcup'))).toBe(true)
+    expect(count(path.join(r.outside, 'keep-dir'))).toBeGreaterThan(10)
+    expect(fs.readFileSync(path.join(r.outside, 'keep.txt'), 'utf8')).toBe('keep')
+  })
+
+  test('a dry run prints the exact commands and deletes nothing', () => {
+    const r = fakeRunner()
+    const before = count(r.root)
+    const { code, out } = run(['--root', r.root, '--dry-run', '--background'], { CI: '' })
+    expect(code).toBe(0)
+    expect(out).toContain(`$ mv -T -- ${r.at('usr/local/lib/android')} ${r.at('usr/local/lib')}/.imagefleet-trash-`)
+    expect(out).toContain('--delete-trash')
+    expect(run(['--root', r.root, '--dry-run']).out).toContain(`$ rm -rf --one-file-system -- ${r.at('usr/local/lib/android')}`)
+    expect(count(r.root)).toBe(before)
+  })
+
+  test('does nothing when the disk already has --target-free', () => {
+    const r = fakeRunner()
+    const before = count(r.root)
+    const { code, out } = run(['--root', r.root, '--target-free', '1MB'])
+    expect(code).toBe(0)
+    expect(out).toContain('nothing to do')
+    expect(count(r.root)).toBe(before)
+  })
+
+  test('with --target-free removes the best bytes-per-second target first and stops when enough', () => {
+    const r = fakeRunner()
+    const want = freeAt(r.root) + 2 ** 20 // 1 MiB short; swift (the 64 MiB file) is the best rate present
+    const { code, out } = run(['--root', r.root, '--target-free', String(want)])
+    expect(out).toContain('plan: swift (to cover')
+    expect(code).toBe(0)
+    expect(gone(r.at('usr/share/swift'))).toBe(true)
+    expect(count(r.at('usr/local/lib/android'))).toBeGreaterThan(3000)
+    expect(count(r.at('usr/share/dotnet'))).toBeGreaterThan(2000)
+  })
+
+  test('plans by bytes per second until typical sizes cover the deficit', () => {
+    const r = fakeRunner()
+    const present = CATALOGUE.filter((t) => !t.optIn).map((t) => resolveTarget(t, r.root)).filter((x) => x.present.length)
+    expect(planBatch(present, 1).map((x) => x.target.name)).toEqual(['swift'])
+    expect(planBatch(present, 6e9).map((x) => x.target.name)).toEqual(['swift', 'codeql'])
+    expect(planBatch(present).length).toBe(present.length)
+  })
+
+  test('--background returns before deletion ends; the status file ends complete', async () => {
+    const r = fakeRunner({ androidFiles: 40000 })
+    const status = path.join(r.base, 'status.json')
+    const t0 = performance.now()
+    const { code, out } = run(['--root', r.root, '--background', '--status', status])
+    const seconds = (performance.now() - t0) / 1000
+    expect(code).toBe(0)
+    expect(out).toContain('android: moved aside')
+    expect(gone(r.at('usr/local/lib/android'))).toBe(true)
+    const early = readFreeDiskStatus(status)!
+    expect(early.state).not.toBe('complete')
+    expect(bytesToCome(status)).toBeGreaterThan(0)
+    expect(fs.readdirSync(r.at('usr/local/lib')).some((n) => n.startsWith('.imagefleet-trash-'))).toBe(true)
+    let last = early
+    for (let i = 0; i < 600 && last.state !== 'complete' && last.state !== 'failed'; i++) {
+      await Bun.sleep(100)
+      last = readFreeDiskStatus(status)!
+    }
+    expect(last.state).toBe('complete')
+    expect(last.items.every((i) => i.done && i.measured)).toBe(true)
+    expect(last.items.find((i) => i.target === 'android')!.bytes).toBeGreaterThan(40000 * 512)
+    expect(bytesToCome(status)).toBe(0)
+    expect(fs.readdirSync(r.at('usr/local/lib')).filter((n) => n.startsWith('.imagefleet-trash-'))).toEqual([])
+    expect(count(path.join(r.outside, 'keep-dir'))).toBeGreaterThan(10)
+    expect(seconds).toBeLessThan(5)
+  })
+
+  test('refuses outside CI without --yes, and runs with it', () => {
+    const r = fakeRunner()
+    const before = count(r.root)
+    const refused = run(['--root', r.root], { CI: '' })
+    expect(refused.code).toBe(3)
+    expect(refused.out).toContain('pass --yes')
+    expect(count(r.root)).toBe(before)
+    expect(run(['--root', r.root, '--yes', '--only', 'swift'], { CI: '' }).code).toBe(0)
+    expect(gone(r.at('usr/share/swift'))).toBe(true)
+  })
+
+  test('a bad --target-free or an unsafe --extra is bad usage (exit 2)', () => {
+    const r = fakeRunner()
+    const bad = run(['--root', r.root, '--target-free', 'lots'])
+    expect(bad.code).toBe(2)
+    expect(bad.out).toContain("'lots' is not a size")
+    expect(run(['--root', r.root, '--extra', '/usr']).code).toBe(2)
+    expect(run(['--root', r.root, '--only', 'androd']).code).toBe(2)
+  })
+
+  test('refuses an --extra path whose parent resolves outside the root', () => {
+    const r = fakeRunner()
+    fs.symlinkSync(r.outside, r.at('escape'))
+    const { code, out } = run(['--root', r.root, '--only', 'swift', '--extra', '/escape/keep-dir'])
+    expect(code).toBe(1)
+    expect(out).toContain('refused')
+    expect(count(path.join(r.outside, 'keep-dir'))).toBeGreaterThan(10)
+  })
+
+  test('--list shows every target with presence and measured size', () => {
+    const r = fakeRunner()
+    const { code, out } = run(['--list', '--root', r.root], { CI: '' })
+    expect(code).toBe(0)
+    expect(out).toMatch(/android +default .* here +[\d.]+ MiB/)
+    expect(out).toMatch(/powershell +default .* here +absent/)
+    expect(out).toMatch(/tool-cache +opt-in/)
+  })
+})
+
+describe('free-disk runs under Deno too', () => {
+  test('prints help, plans a dry run, and deletes in the background', async () => {
+    const deno = [DENO, 'run', '-A']
+    expect(run(['--help'], {}, deno).out).toContain('--target-free SIZE')
+    const r = fakeRunner()
+    expect(run(['--root', r.root, '--dry-run'], {}, deno).out).toContain(`rm -rf --one-file-system -- ${r.at('usr/share/dotnet')}`)
+    const status = path.join(r.base, 'status.json')
+    expect(run(['--root', r.root, '--background', '--status', status], {}, deno).code).toBe(0)
+    for (let i = 0; i < 600 && readFreeDiskStatus(status)?.state !== 'complete'; i++) await Bun.sleep(100)
+    expect(readFreeDiskStatus(status)?.state).toBe('complete')
+    expect(gone(r.at('usr/share/dotnet'))).toBe(true)
+  })
+})
