@@ -43,7 +43,7 @@ export async function mountBlob(
 ): Promise<{ mounted: true } | { mounted: false; location: string }> {
   const query = `?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from.repository)}`
   const res = await client.send(to, 'pull,push', uploadsPath(to) + query, {
-    method: 'POST', headers: { 'content-length': '0' }, scopes: [`repository:${from.repository}:pull`],
+    method: 'POST', scopes: [`repository:${from.repository}:pull`],
   })
   await res.body?.cancel()
   if (res.status === 201) return { mounted: true }
@@ -53,7 +53,7 @@ export async function mountBlob(
 
 /** Starts an upload session; returns its absolute location. */
 export async function startUpload(client: RegistryClient, repo: Repo): Promise<string> {
-  const res = await client.send(repo, 'pull,push', uploadsPath(repo), { method: 'POST', headers: { 'content-length': '0' } })
+  const res = await client.send(repo, 'pull,push', uploadsPath(repo), { method: 'POST' })
   await res.body?.cancel()
   if (res.status !== 202) throw client.statusError(res, `start upload to ${repo.repository}`)
   return uploadLocation(client, repo, res)
@@ -71,18 +71,20 @@ const withDigest = (location: string, digest: string) => {
   return url.toString()
 }
 
-/** Monolithic upload (POST, then PUT with the digest). Skips the upload when the blob is already there. Returns the digest. */
-export async function uploadBlob(client: RegistryClient, repo: Repo, data: Uint8Array, location?: string): Promise<string> {
+/** Monolithic upload (POST, then PUT with the digest). Skips the upload when the repository already has the blob. */
+export async function uploadBlob(
+  client: RegistryClient, repo: Repo, data: Uint8Array, location?: string,
+): Promise<{ digest: string; uploaded: boolean }> {
   const digest = sha256(data)
-  if (!location && (await blobExists(client, repo, digest)) !== undefined) return digest
+  if (!location && (await blobExists(client, repo, digest)) !== undefined) return { digest, uploaded: false }
   await finishUpload(client, repo, location ?? (await startUpload(client, repo)), digest, data)
-  return digest
+  return { digest, uploaded: true }
 }
 
 async function finishUpload(client: RegistryClient, repo: Repo, location: string, digest: string, data: Uint8Array) {
   const res = await client.send(repo, 'pull,push', '', {
     url: withDigest(location, digest), method: 'PUT', body: data,
-    headers: { 'content-type': 'application/octet-stream', 'content-length': String(data.byteLength) },
+    headers: { 'content-type': 'application/octet-stream' },
   })
   await res.body?.cancel()
   if (res.status !== 201) throw client.statusError(res, `finish upload of ${digest} to ${repo.repository}`)
@@ -126,7 +128,7 @@ export async function copyBlob(
     size = 0
     const res = await client.send(to, 'pull,push', '', {
       url: location, method: 'PATCH', body: chunk,
-      headers: { 'content-type': 'application/octet-stream', 'content-range': `${offset}-${offset + chunk.byteLength - 1}`, 'content-length': String(chunk.byteLength) },
+      headers: { 'content-type': 'application/octet-stream', 'content-range': `${offset}-${offset + chunk.byteLength - 1}` },
     })
     await res.body?.cancel()
     if (res.status !== 202) throw client.statusError(res, `upload chunk of ${digest} to ${to.repository}`)

@@ -5,6 +5,10 @@ import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
+import { writeLayer, type LayerFile, type BuiltLayer } from '../../lib/layer.ts'
+import { uploadBlob, sha256 } from '../../lib/registry-blobs.ts'
+import { MEDIA, type RegistryClient } from '../../lib/registry.ts'
+import { parseImageRef } from '../../lib/registry-ref.ts'
 
 export type RegistryServer = { address: string; dir: string; stop(): Promise<void> }
 export type StartRegistryOptions = {
@@ -83,4 +87,45 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
       if (ownDir) fs.rmSync(dir, { recursive: true, force: true })
     },
   }
+}
+
+// ---- pushing test images over the HTTP API (no daemon): layers made with lib/layer.ts ----
+
+export type TestImage = { digest: string; mediaType: string; manifest: Uint8Array; config: Record<string, unknown>; layers: BuiltLayer[] }
+
+/** Pushes an image made of the given layers (each a list of files) with the given config fields. */
+export async function pushTestImage(
+  client: RegistryClient, ref: string,
+  o: { layers: LayerFile[][]; config?: Record<string, unknown>; oci?: boolean; platform?: { os: string; architecture: string } },
+): Promise<TestImage> {
+  const r = parseImageRef(ref)
+  const layers = o.layers.map((files) => writeLayer(files))
+  for (const l of layers) await uploadBlob(client, r, l.gzip)
+  const platform = o.platform ?? { os: 'linux', architecture: 'amd64' }
+  const config = {
+    ...platform, created: '2024-01-01T00:00:00Z',
+    config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['/bin/sh'], ...o.config },
+    rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) },
+    history: layers.map(() => ({ created: '2024-01-01T00:00:00Z', created_by: 'test layer' })),
+  }
+  const configBytes = new TextEncoder().encode(JSON.stringify(config))
+  await uploadBlob(client, r, configBytes)
+  const mediaType = o.oci ? MEDIA.ociManifest : MEDIA.dockerManifest
+  const manifest = new TextEncoder().encode(JSON.stringify({
+    schemaVersion: 2, mediaType,
+    config: { mediaType: o.oci ? MEDIA.ociConfig : MEDIA.dockerConfig, digest: sha256(configBytes), size: configBytes.length },
+    layers: layers.map((l) => ({ mediaType: o.oci ? MEDIA.ociLayer : MEDIA.dockerLayer, digest: l.digest, size: l.size })),
+  }))
+  await client.putManifest(r, manifest, mediaType)
+  return { digest: sha256(manifest), mediaType, manifest, config, layers }
+}
+
+/** Pushes an OCI index over already-pushed images (by digest) under `ref`. */
+export async function pushTestIndex(client: RegistryClient, ref: string, images: { image: TestImage; platform: { os: string; architecture: string } }[]) {
+  const bytes = new TextEncoder().encode(JSON.stringify({
+    schemaVersion: 2, mediaType: MEDIA.ociIndex,
+    manifests: images.map(({ image, platform }) => ({ mediaType: image.mediaType, digest: image.digest, size: image.manifest.length, platform })),
+  }))
+  await client.putManifest(parseImageRef(ref), bytes, MEDIA.ociIndex)
+  return sha256(bytes)
 }
