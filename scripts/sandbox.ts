@@ -55,10 +55,12 @@ export async function sandboxUp(opts: { dir: string; disk: number; baseEnv: Env 
   const old = readState(l)
   if (old && await isHealthy(old, opts.baseEnv)) {
     report.ok(`sandbox already up at ${l.root} (disk ${formatBytes(old.diskBytes)}, registry ${old.registry})`)
+    if (old.diskBytes !== opts.disk) report.warn(`it keeps its ${formatBytes(old.diskBytes)} disk: run down first for ${formatBytes(opts.disk)}`)
     return toSandbox(old, opts.baseEnv)
   }
   checkPrivileges()
   if (fs.existsSync(l.marker)) { report.warn(`stale sandbox at ${l.root}: cleaning it first`); await sandboxDown({ dir: l.root }) }
+  if (fs.existsSync(l.root) && fs.readdirSync(l.root).length) throw new FatalError(`${l.root} exists and is not a sandbox: pick an empty or new --dir (down removes it)`)
   await ensurePackages(opts.baseEnv)
   const started = Date.now()
   try {
@@ -110,6 +112,7 @@ async function bringUp(l: Layout, disk: number, env: Env): Promise<State> {
   writeState(l, state)
   const sandboxEnv = toSandbox(state, env).env
   await waitForDocker(l, state.dockerdPid, sandboxEnv)
+  state.dockerdPid = readPidfile(l.pidfile) ?? state.dockerdPid
   state.port = await freePort()
   state.registryPid = await startRegistry(l, state.port)
   state.registry = `127.0.0.1:${state.port}`
