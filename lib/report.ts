@@ -2,7 +2,8 @@
 // become annotations and groups fold each phase. Every line passes through the secret mask.
 import chalk from 'chalk'
 
-export type ReportOptions = { github: boolean; secrets: string[]; quiet?: boolean }
+/** comments: every line but commands is printed as a `# ` comment, so a --dry-run's output pastes into a shell */
+export type ReportOptions = { github: boolean; secrets: string[]; quiet?: boolean; comments?: boolean }
 const state: ReportOptions = { github: false, secrets: [] }
 let groupOpen = false
 
@@ -26,7 +27,11 @@ export function mask(text: string): string {
   return out
 }
 
-const write = (line: string) => { if (!state.quiet) process.stdout.write(mask(line) + '\n') }
+const write = (line: string) => {
+  if (state.quiet) return
+  const text = state.comments ? line.split('\n').map((l) => (l.trim() ? `# ${l}` : l)).join('\n') : line
+  process.stdout.write(mask(text) + '\n')
+}
 const writeErr = (line: string) => process.stderr.write(mask(line) + '\n')
 
 export const report = {

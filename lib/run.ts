@@ -33,7 +33,7 @@ export class Run {
 
   /** `dataRoot`: a path on the filesystem holding Docker's data root (sampled with statfs); undefined when not visible here. */
   constructor(readonly out: string, readonly dataRoot: string | undefined, readonly dry = false) {
-    fs.mkdirSync(path.join(out, 'logs'), { recursive: true })
+    if (!dry) fs.mkdirSync(path.join(out, 'logs'), { recursive: true })
     this.manifestFile = path.join(out, 'manifest.jsonl')
     this.diskFile = path.join(out, 'disk.jsonl')
     if (!dry) fs.writeFileSync(this.diskFile, '')
@@ -41,6 +41,7 @@ export class Run {
 
   logFile(phase: Phase, dockerId: string): string {
     const file = path.join(this.out, 'logs', phase, `${dockerId}.log`)
+    if (this.dry) return '/dev/null'
     fs.mkdirSync(path.dirname(file), { recursive: true })
     return file
   }

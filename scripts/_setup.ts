@@ -14,6 +14,7 @@ import { configureReport, report, secretValues } from '../lib/report.ts'
 import { Run } from '../lib/run.ts'
 import { DEFAULT_POLICY } from '../lib/step.ts'
 import { writeSummary } from '../lib/summary.ts'
+import { compressedImageBytes } from '../lib/image-size.ts'
 import type { BuildOptions } from './build-bases.ts'
 import { preflight, printChecks, type Preflight } from './preflight.ts'
 import { type CleanupOptions, removeImages } from './prune.ts'
@@ -43,15 +44,19 @@ export type Setup = {
   cleanup: CleanupOptions
   concurrency: number
   removeImages: (tags: string[]) => Promise<unknown>
+  /** Asks the registry about many tags at once (in parallel); later existence checks answer from it. */
+  prefetch: (tags: string[]) => Promise<void>
+  /** Compressed bytes of an image in the registry, undefined when it cannot be read. */
+  imageBytes: (ref: string) => Promise<number | undefined>
   /** Writes summary.json/.md; resolves to the exit code (1 when anything failed). */
   finish: () => number
 }
 
 /** The one place that reads the environment for a building script. */
 export async function startScript(flags: SetupFlags, fleet: Fleet, env = process.env): Promise<Setup> {
-  configureReport({ github: env.GITHUB_ACTIONS === 'true', secrets: secretValues(env) })
+  configureReport({ github: env.GITHUB_ACTIONS === 'true', secrets: secretValues(env), comments: flags.dryRun })
   report.phase('preflight')
-  const pre = await preflight({ registry: flags.registry ?? registryHost(fleet.builderImage), minFree: flags.minFree, dataRoot: flags.dataRoot, builder: flags.builder, out: flags.out })
+  const pre = await preflight({ registry: flags.registry ?? registryHost(fleet.builderImage), minFree: flags.minFree, dataRoot: flags.dataRoot, builder: flags.builder, out: flags.dryRun ? undefined : flags.out })
   printChecks(pre)
   if (!pre.ok && !flags.dryRun) throw new PreflightError(pre.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}${c.fix ? ` → ${c.fix}` : ''}`))
   if (!pre.ok) report.warn('preflight failed; --dry-run goes on to print the plan')
@@ -66,11 +71,21 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
     run, fleet, network: flags.network, timeout: flags.timeout, force: flags.force,
     policy: { ...DEFAULT_POLICY, retries: flags.retries },
     buildx: chooseBuildx(flags, pre),
-    exists: (ref) => registry.manifestExists(ref),
+    exists: async (ref) => known.get(ref) ?? registry.manifestExists(ref),
   }
+  const known = new Map<string, boolean>()
   return {
     pre, run, build, cleanup, concurrency: flags.dryRun ? 1 : flags.concurrency,
     removeImages: (tags) => removeImages(tags, cleanup),
+    prefetch: async (tags) => {
+      const t0 = Date.now()
+      const answers = await registry.checkMany(tags)
+      const errors = [...answers.values()].filter((a) => typeof a !== 'boolean')
+      for (const [tag, a] of answers) if (typeof a === 'boolean') known.set(tag, a)
+      if (errors.length) report.warn(`the registry did not answer for ${errors.length} of ${tags.length} tags (${(errors[0] as Error).message}); they are checked again before building`)
+      report.dim(`${answers.size} registry checks in ${((Date.now() - t0) / 1000).toFixed(2)}s`)
+    },
+    imageBytes: (ref) => compressedImageBytes(registry, ref, fleet.platform).catch(() => undefined),
     finish: () => writeSummary(run, { out: flags.out, fleet }),
   }
 }

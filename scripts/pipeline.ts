@@ -12,7 +12,7 @@ import { FLEET_FLAGS, type Fleet, loadFleet } from '../lib/fleet.ts'
 import type { Instance } from '../lib/instances.ts'
 import { report } from '../lib/report.ts'
 import { formatBytes } from '../lib/size.ts'
-import { recordBlocked } from '../lib/step.ts'
+import { recordBlocked, recordSkip } from '../lib/step.ts'
 import { assembleInstance } from './assemble.ts'
 import { buildBase, buildBuilder } from './build-bases.ts'
 import { cleanUntil, perImageCleanup, removeImages } from './prune.ts'
@@ -23,11 +23,11 @@ export const FLAGS = {
   ...RUN_FLAGS,
   cleanup: { type: 'string', arg: 'POLICY', default: 'adaptive', choices: ['adaptive', 'per-image', 'none'], help: 'adaptive: disk budget + tiered prunes; per-image: rmi + system prune + builder prune after every image (the field\'s fix); none: no cleanup' },
   reserve: { type: 'size', default: '1GB', help: 'Free space the disk budget always keeps' },
-  'expect-growth': { type: 'size', default: '2GiB', help: 'Disk growth per image assumed until the first images are done' },
+  'expect-growth': { type: 'size', help: 'Disk growth per image assumed until the first images are done (default: 3 × the first upstream image\'s compressed size)' },
   'cache-cap': { type: 'size', help: 'per-image policy: keep this much build cache (the detected --reserved-space/--keep-storage flag)' },
 } as const satisfies FlagTable
 
-export type PipelineOptions = { cleanup: 'adaptive' | 'per-image' | 'none'; reserve: number; expectGrowth: number; cacheCap?: number }
+export type PipelineOptions = { cleanup: 'adaptive' | 'per-image' | 'none'; reserve: number; expectGrowth?: number; cacheCap?: number }
 
 /** Base, then assembly, then cleanup, for one instance; a failed base blocks only its own assembly. */
 async function buildInstance(inst: Instance, s: Setup, o: PipelineOptions): Promise<void> {
@@ -45,16 +45,42 @@ async function buildInstance(inst: Instance, s: Setup, o: PipelineOptions): Prom
   else if (o.cleanup === 'adaptive' && local.length) await removeImages(local, s.cleanup)
 }
 
+/** Asks the registry about every tag at once; resolves to the instances that still need work. */
+export async function planFleet(fleet: Fleet, s: Setup): Promise<{ todo: Instance[]; done: Instance[] }> {
+  if (s.build.force) return { todo: fleet.instances, done: [] }
+  await s.prefetch([fleet.builderImage, ...fleet.instances.flatMap((i) => [fleet.baseImage(i), fleet.finalImage(i)])])
+  const done: Instance[] = []
+  const todo: Instance[] = []
+  for (const inst of fleet.instances) ((await s.build.exists(fleet.finalImage(inst)).catch(() => false)) ? done : todo).push(inst)
+  report.info(`${todo.length} of ${fleet.instances.length} instances to build; ${done.length} already in the registry`)
+  return { todo, done }
+}
+
+/** An instance whose final image the registry has: nothing to build in either phase. */
+function recordDone(inst: Instance, s: Setup) {
+  const { fleet } = s.build
+  const info = (phase: 'base' | 'assemble', tag: string) => ({ phase, id: inst.id, dockerId: inst.dockerId, tag })
+  recordSkip(s.run, info('base', fleet.baseImage(inst)), 'final image in the registry')
+  recordSkip(s.run, info('assemble', fleet.finalImage(inst)), 'registry has it')
+}
+
+/** Growth assumed for the first image: 3 × its upstream's compressed size (blobs + unpacked layers + slack). */
+async function priorGrowth(todo: Instance[], s: Setup, o: PipelineOptions): Promise<number> {
+  if (o.expectGrowth !== undefined) return o.expectGrowth
+  const bytes = todo.length ? await s.imageBytes(todo[0].upstream) : undefined
+  return bytes ? 3 * bytes : 2 * 2 ** 30
+}
+
 /** Every instance, `concurrency` at a time, each admitted by the disk budget (adaptive policy). */
-export async function buildFleet(fleet: Fleet, s: Setup, o: PipelineOptions): Promise<DiskBudget | undefined> {
+export async function buildFleet(todo: Instance[], s: Setup, o: PipelineOptions): Promise<DiskBudget | undefined> {
   const budget = o.cleanup === 'adaptive' && !s.run.dry && s.run.dataRoot ? new DiskBudget({
     free: () => s.run.free(),
     reserve: o.reserve,
-    prior: o.expectGrowth,
+    prior: await priorGrowth(todo, s, o),
     clean: (target, why) => { report.dim(`  cleanup: ${why}`); return cleanUntil(target, s.cleanup) },
     onEvent: (event) => s.run.sample(`budget ${event}`),
   }) : undefined
-  await pMap(fleet.instances, async (inst) => {
+  await pMap(todo, async (inst) => {
     const ticket = await budget?.admit(inst.id)
     try { await buildInstance(inst, s, o) } finally { ticket?.done() }
   }, { concurrency: s.concurrency })
@@ -64,16 +90,20 @@ export async function buildFleet(fleet: Fleet, s: Setup, o: PipelineOptions): Pr
 
 export async function pipeline(fleet: Fleet, s: Setup, o: PipelineOptions): Promise<number> {
   s.build.policy.emergency = o.cleanup === 'none' ? undefined
-    : async () => cleanUntil(s.run.free() + 2 * o.expectGrowth, s.cleanup)
+    : async () => cleanUntil(Infinity, s.cleanup)
+  report.phase('plan')
+  const { todo, done } = await planFleet(fleet, s)
+  for (const inst of done) recordDone(inst, s)
+  if (!todo.length) return s.finish()
   report.phase(`builder ${fleet.builderImage}`)
   const builder = await buildBuilder(s.build)
   if (builder !== 'skipped' && !builder.ok) {
     report.error('the builder image failed: nothing can assemble without it; stopping')
-    for (const inst of fleet.instances) recordBlocked(s.run, { phase: 'base', id: inst.id, dockerId: inst.dockerId, tag: fleet.baseImage(inst) }, 'builder image failed')
+    for (const inst of todo) recordBlocked(s.run, { phase: 'base', id: inst.id, dockerId: inst.dockerId, tag: fleet.baseImage(inst) }, 'builder image failed')
     return s.finish()
   }
-  report.phase(`instances: ${fleet.instances.length} (concurrency ${s.concurrency}, cleanup ${o.cleanup})`)
-  const budget = await buildFleet(fleet, s, o)
+  report.phase(`instances: ${todo.length} (concurrency ${s.concurrency}, cleanup ${o.cleanup})`)
+  const budget = await buildFleet(todo, s, o)
   if (budget) report.info(`disk budget: learned growth ${formatBytes(budget.estimate())}/image, peak ${budget.peakInFlight} in flight, ${budget.waits} waits`)
   return s.finish()
 }

@@ -1,0 +1,71 @@
+// A recording fake `docker` for logic tests (planning, flag choice, error handling): it records the
+// exact argv of every call and answers like a daemon would. It proves what imagefleet *asks* docker to
+// do — not that docker does it; the integration tests prove that against the real engine.
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+
+export type FakeDockerOptions = {
+  /** answer `docker buildx ...` like buildx 0.19 with a docker-container builder named `fleet` */
+  buildx?: boolean
+  /** calls whose argv (joined by spaces) matches fail with exit 1 and this stderr */
+  fail?: { match: string; stderr: string }
+  /** calls whose argv matches never return (a hung prune) */
+  hang?: string
+  /** path `docker info` reports as the data root (default: a temp dir) */
+  dataRoot?: string
+}
+
+export type FakeDocker = { dir: string; env: Record<string, string>; calls: () => string[][]; reset: () => void; cleanup: () => void }
+
+const SCRIPT = String.raw`#!/bin/bash
+{ printf '%s\0' "$@"; printf '\x1e'; } >> "$FAKE_DOCKER_LOG"
+all="$*"
+if [ -n "$FAKE_DOCKER_HANG" ] && [[ "$all" =~ $FAKE_DOCKER_HANG ]]; then sleep 3600; fi
+if [ -n "$FAKE_DOCKER_FAIL" ] && [[ "$all" =~ $FAKE_DOCKER_FAIL ]]; then echo "$FAKE_DOCKER_FAIL_STDERR" >&2; exit 1; fi
+case "$1 $2" in
+  "version --format") echo '{"Client":{"Version":"28.0.1"},"Server":{"Version":"28.0.1"}}' ;;
+  "info --format") echo "\"$FAKE_DOCKER_DATA_ROOT\"" ;;
+  "buildx version")
+    if [ -n "$FAKE_DOCKER_BUILDX" ]; then echo "github.com/docker/buildx v0.19.3 48d6a39"; else echo "docker: 'buildx' is not a docker command." >&2; exit 1; fi ;;
+  "buildx inspect") printf 'Name:          fleet\nDriver:        docker-container\nBuildKit version: v0.18.2\n' ;;
+  "buildx prune")
+    if [ "$3" = "--help" ]; then echo "  -a, --all  --filter filter  --max-used-space bytes  --min-free-space bytes  --reserved-space bytes"; else echo "Total:	0B"; fi ;;
+  "builder prune")
+    if [ "$3" = "--help" ]; then echo "  -a, --all  --filter filter  --keep-storage bytes"; else echo "Total reclaimed space: 0B"; fi ;;
+  "system df") echo '{"Type":"Build Cache","TotalCount":"3","Size":"1.5GB","Reclaimable":"1.5GB"}' ;;
+  "system prune") echo "Total reclaimed space: 0B" ;;
+  *) : ;;
+esac
+exit 0
+`
+
+export function fakeDocker(o: FakeDockerOptions = {}): FakeDocker {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fake-docker-'))
+  const log = path.join(dir, 'calls.log')
+  const dataRoot = o.dataRoot ?? fs.mkdtempSync(path.join(os.tmpdir(), 'fake-data-root-'))
+  fs.writeFileSync(path.join(dir, 'docker'), SCRIPT, { mode: 0o755 })
+  fs.writeFileSync(log, '')
+  const env: Record<string, string> = {
+    PATH: `${dir}:${process.env.PATH}`,
+    FAKE_DOCKER_LOG: log,
+    FAKE_DOCKER_DATA_ROOT: dataRoot,
+    ...(o.buildx ? { FAKE_DOCKER_BUILDX: '1' } : {}),
+    ...(o.fail ? { FAKE_DOCKER_FAIL: o.fail.match, FAKE_DOCKER_FAIL_STDERR: o.fail.stderr } : {}),
+    ...(o.hang ? { FAKE_DOCKER_HANG: o.hang } : {}),
+  }
+  return {
+    dir, env,
+    calls: () => fs.readFileSync(log, 'utf8').split('\x1e').filter(Boolean).map((rec) => rec.split('\0').slice(0, -1)),
+    reset: () => fs.writeFileSync(log, ''),
+    cleanup: () => { fs.rmSync(dir, { recursive: true, force: true }); if (!o.dataRoot) fs.rmSync(dataRoot, { recursive: true, force: true }) },
+  }
+}
+
+/** Calls that change state: anything but reads (version, info, inspect, --help, df). */
+export function mutatingCalls(calls: string[][]): string[][] {
+  return calls.filter((argv) => {
+    const s = argv.join(' ')
+    return !/^(version|info)\b|^buildx (version|inspect|ls)\b|--help\b|^system df\b|^image inspect\b|^manifest inspect\b/.test(s)
+  })
+}
