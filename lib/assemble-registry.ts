@@ -1,0 +1,204 @@
+// Assembly inside the registry (issue 7): the agent layer is built once from the builder image, then per
+// instance the base's layers are mounted into the final repository and a new config + manifest written.
+// No daemon, no local disk, and never a base layer downloaded.
+import { createHash } from 'node:crypto'
+import pMap from 'p-map'
+import { applySteps, type AssembleStep, type ImageConfig } from './assemble-dockerfile.ts'
+import { type CopySpec, extractCopies } from './layer-copy.ts'
+import { type BuiltLayer, writeLayer } from './layer.ts'
+import { ensureBlob, getBlob, sha256, uploadBlob } from './registry-blobs.ts'
+import { MEDIA, type RegistryClient, type Repo } from './registry.ts'
+import { type ImageRef, parseImageRef } from './registry-ref.ts'
+
+export { parseAssembleDockerfile, applySteps, type AssembleStep, type AssemblePlan, type ParseResult } from './assemble-dockerfile.ts'
+
+export type Platform = { os: string; architecture: string; variant?: string }
+type Descriptor = { mediaType: string; digest: string; size: number; platform?: Platform; urls?: string[]; annotations?: Record<string, string> }
+type Manifest = { schemaVersion: number; mediaType?: string; config: Descriptor; layers: Descriptor[]; [k: string]: unknown }
+type Index = { schemaVersion: number; mediaType?: string; manifests: Descriptor[]; [k: string]: unknown }
+
+/** The agent layer: reproducible bytes plus where it has been pushed (so later instances mount it instead). */
+export type AgentLayer = BuiltLayer & {
+  /** sha256 of the builder manifest digest + copies + mtime: same key, same bytes. */
+  key: string
+  builderDigest: string
+  files: number
+  /** Per registry: the repository that holds the blob once the first instance pushed it. */
+  homes: Map<string, Promise<Repo>>
+}
+export type MakeAgentLayerOptions = {
+  client: RegistryClient
+  builderRef: string
+  copies: CopySpec[]
+  /** Which platform of a multi-platform builder (default: this machine's, linux). */
+  platform?: Platform | string
+  /** mtime of every file in the layer (default 0). */
+  mtime?: number
+  /** Layers already made, by key: a hit skips the download. */
+  cache?: Map<string, AgentLayer>
+}
+
+const json = (bytes: Uint8Array) => JSON.parse(new TextDecoder().decode(bytes))
+const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value))
+const isIndex = (mediaType: string) => mediaType === MEDIA.ociIndex || mediaType === MEDIA.dockerList
+const repoOf = (ref: ImageRef): Repo => ({ registry: ref.registry, repository: ref.repository })
+
+export function parsePlatform(p: Platform | string): Platform {
+  if (typeof p !== 'string') return p
+  const [os, architecture, variant] = p.split('/')
+  if (!os || !architecture) throw new Error(`platform '${p}' is not os/arch[/variant]`)
+  return { os, architecture, ...(variant ? { variant } : {}) }
+}
+export const formatPlatform = (p: Platform) => [p.os, p.architecture, p.variant].filter(Boolean).join('/')
+const hostPlatform = (): Platform => ({ os: 'linux', architecture: ({ x64: 'amd64', arm64: 'arm64', arm: 'arm', ppc64: 'ppc64le', s390x: 's390x' } as Record<string, string>)[process.arch] ?? process.arch })
+
+function matches(want: Platform, have?: Platform): boolean {
+  if (!have || have.os !== want.os || have.architecture !== want.architecture) return false
+  const norm = (v?: string) => (want.architecture === 'arm64' ? v ?? 'v8' : v)
+  return !want.variant || norm(want.variant) === norm(have.variant)
+}
+
+/** Platform entries of an index, without attestation manifests (unknown/unknown). */
+const platformEntries = (index: Index) =>
+  index.manifests.filter((m) => m.annotations?.['vnd.docker.reference.type'] !== 'attestation-manifest' && m.platform?.os !== 'unknown')
+
+/** Reads a reference down to one image manifest, picking `platform` out of an index. */
+export async function resolveImage(client: RegistryClient, ref: ImageRef, platform?: Platform) {
+  const top = await client.getManifest(ref)
+  const topDigest = top.digest ?? sha256(top.bytes)
+  if (!isIndex(top.mediaType)) return { manifest: json(top.bytes) as Manifest, mediaType: top.mediaType, digest: topDigest, bytes: top.bytes }
+  const want = platform ?? hostPlatform()
+  const entry = platformEntries(json(top.bytes) as Index).find((m) => matches(want, m.platform))
+  if (!entry) throw new Error(`${ref.repository}@${topDigest} has no ${formatPlatform(want)} image`)
+  const one = await client.getManifest({ ...ref, tag: undefined, digest: entry.digest })
+  return { manifest: json(one.bytes) as Manifest, mediaType: one.mediaType, digest: entry.digest, bytes: one.bytes }
+}
+
+/**
+ * Builds the agent layer: the files the COPY instructions take from the builder image, packed reproducibly.
+ * Downloads the builder's layers (once; kept in memory, never on disk). A `cache` hit skips everything but one manifest GET.
+ */
+export async function makeAgentLayer(o: MakeAgentLayerOptions): Promise<AgentLayer> {
+  const ref = parseImageRef(o.builderRef)
+  const builder = await resolveImage(o.client, ref, o.platform ? parsePlatform(o.platform) : undefined)
+  const key = createHash('sha256').update(JSON.stringify({ builder: builder.digest, copies: o.copies, mtime: o.mtime ?? 0 })).digest('hex')
+  const hit = o.cache?.get(key)
+  if (hit) return hit
+  const blobs = await pMap(builder.manifest.layers, (l) => getBlob(o.client, repoOf(ref), l.digest), { concurrency: 4 })
+  const files = extractCopies(blobs, o.copies)
+  const layer: AgentLayer = { ...writeLayer(files, { mtime: o.mtime }), key, builderDigest: builder.digest, files: files.length, homes: new Map() }
+  o.cache?.set(key, layer)
+  return layer
+}
+
+export type AssembleOptions = {
+  client: RegistryClient
+  baseRef: string
+  finalRef: string
+  /** The agent layer, or one per platform for multi-platform bases. Absent when the Dockerfile has no COPY. */
+  layer?: AgentLayer | ((platform: Platform) => Promise<AgentLayer> | AgentLayer)
+  steps: AssembleStep[]
+  /** Pick this platform from a multi-platform base; absent: assemble every platform into a new index. */
+  platform?: Platform | string
+  /** `created` of the new config and history (default 1970-01-01T00:00:00Z: reproducible digests). */
+  created?: string
+  /** Concurrent blob mounts per image (default 8). */
+  concurrency?: number
+}
+export type AssembleResult = {
+  digest: string; mediaType: string; platforms: string[]
+  /** Bytes this call sent: config, manifests, and any blob it had to upload or copy. */
+  bytesUploaded: number
+  mounted: number; copied: number; present: number; seconds: number
+  /** Things the summary should say (e.g. a refused mount that fell back to copying). */
+  notes: string[]
+}
+type Tally = Pick<AssembleResult, 'bytesUploaded' | 'mounted' | 'copied' | 'present' | 'notes'>
+
+/**
+ * Assembles `finalRef` from `baseRef` inside the registry: reads the base manifest and config (never a layer),
+ * mounts the base layers and the agent layer into the final repository (copying when a mount is refused or the
+ * registries differ), writes the new config and a manifest of the base's family (docker v2 or OCI).
+ */
+export async function assembleInRegistry(o: AssembleOptions): Promise<AssembleResult> {
+  const started = performance.now()
+  const base = parseImageRef(o.baseRef)
+  const final = parseImageRef(o.finalRef)
+  const tally: Tally = { bytesUploaded: 0, mounted: 0, copied: 0, present: 0, notes: [] }
+  const top = await o.client.getManifest(base)
+  let put: { bytes: Uint8Array; mediaType: string; platforms: string[] }
+  if (!isIndex(top.mediaType)) {
+    const one = await assembleOne(o, base, final, json(top.bytes), top.mediaType, tally)
+    put = { ...one, platforms: one.platform ? [one.platform] : [] }
+  } else {
+    const index = json(top.bytes) as Index
+    const entries = platformEntries(index).filter((m) => !o.platform || matches(parsePlatform(o.platform), m.platform))
+    if (!entries.length) throw new Error(`${o.baseRef} has no ${o.platform ? formatPlatform(parsePlatform(o.platform)) : ''} platform image`)
+    const built = await pMap(entries, async (entry) => {
+      const m = await o.client.getManifest({ ...base, tag: undefined, digest: entry.digest })
+      const one = await assembleOne(o, base, final, json(m.bytes), m.mediaType, tally, entry.platform)
+      if (o.platform) return { ...one, entry }
+      await o.client.putManifest({ ...final, tag: undefined, digest: sha256(one.bytes) }, one.bytes, one.mediaType)
+      tally.bytesUploaded += one.bytes.length
+      return { ...one, entry }
+    }, { concurrency: 4 })
+    if (o.platform) put = { ...built[0], platforms: [formatPlatform(parsePlatform(o.platform))] }
+    else {
+      const manifests = built.map((b) => ({ mediaType: b.mediaType, digest: sha256(b.bytes), size: b.bytes.length, platform: b.entry.platform }))
+      const newIndex = { schemaVersion: 2, mediaType: index.mediaType ?? top.mediaType, manifests }
+      put = { bytes: encode(newIndex), mediaType: top.mediaType, platforms: built.map((b) => b.platform ?? '') }
+    }
+  }
+  await o.client.putManifest(final, put.bytes, put.mediaType)
+  tally.bytesUploaded += put.bytes.length
+  const seconds = (performance.now() - started) / 1000
+  return { digest: sha256(put.bytes), mediaType: put.mediaType, platforms: put.platforms, seconds, ...tally }
+}
+
+/** One platform: blobs into place, new config, new manifest bytes (not yet pushed). */
+async function assembleOne(
+  o: AssembleOptions, base: ImageRef, final: ImageRef, manifest: Manifest, mediaType: string, tally: Tally, platform?: Platform,
+): Promise<{ bytes: Uint8Array; mediaType: string; platform?: string }> {
+  const oci = mediaType === MEDIA.ociManifest
+  const config = json(await getBlob(o.client, repoOf(base), manifest.config.digest)) as ImageConfig
+  const imagePlatform = platform ?? { os: config.os ?? 'linux', architecture: config.architecture ?? 'amd64', ...(config.variant ? { variant: config.variant } : {}) }
+  const layer = typeof o.layer === 'function' ? await o.layer(imagePlatform) : o.layer
+  await pMap(manifest.layers.filter((l) => !l.urls?.length), async (l) => {
+    const outcome = await ensureBlob(o.client, repoOf(base), repoOf(final), l.digest)
+    count(tally, outcome, l.size, `base layer ${l.digest.slice(7, 19)}`)
+  }, { concurrency: o.concurrency ?? 8 })
+  if (layer) await placeAgentLayer(o.client, layer, repoOf(final), tally)
+  const created = o.created ?? '1970-01-01T00:00:00Z'
+  const newConfig = encode(applySteps(config, o.steps, { created, layerDiffId: layer?.diffId }))
+  if ((await uploadBlob(o.client, repoOf(final), newConfig)).uploaded) tally.bytesUploaded += newConfig.length
+  const layerDescriptor = layer && { mediaType: oci ? MEDIA.ociLayer : MEDIA.dockerLayer, digest: layer.digest, size: layer.size }
+  const next: Manifest = {
+    ...manifest,
+    config: { ...manifest.config, digest: sha256(newConfig), size: newConfig.length },
+    layers: layerDescriptor ? [...manifest.layers, layerDescriptor] : manifest.layers,
+  }
+  return { bytes: encode(next), mediaType, platform: formatPlatform(imagePlatform) }
+}
+
+function count(tally: Tally, outcome: 'present' | 'mounted' | 'copied', size: number, what: string) {
+  tally[outcome]++
+  if (outcome === 'copied') {
+    tally.bytesUploaded += size
+    tally.notes.push(`${what}: mount not possible, copied ${size} bytes through this runner`)
+  }
+}
+
+/** The first instance per registry uploads the agent layer; the rest mount it from that repository. */
+async function placeAgentLayer(client: RegistryClient, layer: AgentLayer, to: Repo, tally: Tally): Promise<void> {
+  const home = layer.homes.get(to.registry)
+  if (!home) {
+    const upload = uploadBlob(client, to, layer.gzip)
+    const pushed = upload.then(() => to)
+    layer.homes.set(to.registry, pushed)
+    pushed.catch(() => layer.homes.delete(to.registry)) // a failed first push lets the next instance try again
+    if ((await upload).uploaded) tally.bytesUploaded += layer.size
+    return
+  }
+  const from = await home
+  count(tally, await ensureBlob(client, from, to, layer.digest), layer.size, 'agent layer')
+}
