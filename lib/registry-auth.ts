@@ -46,8 +46,13 @@ export async function findCredentials(registry: string, options: CredentialOptio
   const helperKey = Object.keys(config.credHelpers ?? {}).find((k) => hostOf(k) === wanted)
   const helper = helperKey ? config.credHelpers![helperKey] : config.credsStore
   if (helper) {
-    const found = await runCredentialHelper(helper, helperKey ?? server, options.helperTimeoutSeconds ?? 10)
-    if (found || helperKey) return found
+    try {
+      const found = await runCredentialHelper(helper, helperKey ?? server, options.helperTimeoutSeconds ?? 10)
+      if (found || helperKey) return found
+    } catch (e) {
+      // A credsStore named on a developer laptop (desktop, osxkeychain) is often absent on CI: fall back to auths.
+      if (helperKey || !/ENOENT/.test((e as Error).message)) throw e
+    }
   }
   const authKey = Object.keys(config.auths ?? {}).find((k) => hostOf(k) === wanted)
   return authKey ? fromAuthEntry(config.auths![authKey]) : undefined

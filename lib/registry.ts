@@ -62,6 +62,14 @@ export const MANIFEST_ACCEPT = [MEDIA.dockerManifest, MEDIA.dockerList, MEDIA.oc
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const transient = (status: number) => status >= 500 || status === 429
 
+/**
+ * One client per run, shared by every task (it caches credentials and tokens per registry and scope).
+ * @example
+ *   const client = new RegistryClient({ dockerConfigDir: flags.dockerConfig })
+ *   const found = await client.checkMany(tags, 64)        // Map<tag, boolean | RegistryError>
+ *   client.counters                                       // requests, retries, bytes up/down
+ * Blob operations (mount, upload, copy) are in registry-blobs.ts and take the client as first argument.
+ */
 export class RegistryClient {
   readonly counters: RegistryCounters = { requests: 0, retries: 0, bytesUploaded: 0, bytesDownloaded: 0 }
   private readonly fetch: typeof fetch
@@ -80,7 +88,11 @@ export class RegistryClient {
     return `${plain ? 'http' : 'https'}://${registry}`
   }
 
-  /** True when the tag or digest exists (200), false when the registry says 404; RegistryError otherwise. */
+  /**
+   * True when the tag or digest exists (200), false when the registry says 404; RegistryError otherwise.
+   * Note: Docker Hub and GHCR answer 401 (class `auth`), not 404, for a repository the token may not see —
+   * including one that does not exist yet.
+   */
   async manifestExists(ref: string | ImageRef): Promise<boolean> {
     const r = toRef(ref)
     const res = await this.send(r, 'pull', `/v2/${r.repository}/manifests/${refReference(r)}`, { method: 'HEAD', headers: { accept: MANIFEST_ACCEPT } })
@@ -196,7 +208,9 @@ export class RegistryClient {
   }
 
   private async authenticate(registry: string, challenge: Challenge, scope: string, key: string): Promise<string | undefined> {
-    const creds = await this.credentialsFor(registry)
+    const creds = await this.credentialsFor(registry).catch((e: Error) => {
+      throw new RegistryError(`credentials for ${registry}: ${e.message}`, 'auth')
+    })
     if (challenge.scheme === 'basic') {
       if (!creds?.username) throw new RegistryError(`${registry} wants a login and no credentials were found for it`, 'auth', 401)
       const header = basicHeader(creds)
