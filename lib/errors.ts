@@ -1,5 +1,6 @@
 // Error classes for failed commands: what went wrong, in words a CI log reader can act on.
 // The catalogue is ordered: the first pattern that matches a command's output wins.
+import { RegistryError } from './registry.ts'
 
 export type ErrorClass = 'no_space' | 'upstream_missing' | 'auth' | 'network' | 'timeout' | 'build_error' | 'interrupted'
 
@@ -35,9 +36,16 @@ export class CommandError extends Error {
   }
 }
 
-/** Turns a thrown zx ProcessOutput (or anything else) into a CommandError. */
+/** Registry API failures (registry assembly) in this catalogue's terms; a missing manifest is a missing FROM image. */
+const REGISTRY_CLASSES: Record<RegistryError['errorClass'], ErrorClass> = { auth: 'auth', network: 'network', timeout: 'timeout', protocol: 'build_error' }
+
+/** Turns a thrown zx ProcessOutput, a RegistryError (or anything else) into a CommandError. */
 export function toCommandError(what: string, error: unknown): CommandError {
   if (error instanceof CommandError) return error
+  if (error instanceof RegistryError) {
+    const cls = error.status === 404 && /manifest/i.test(error.message) ? 'upstream_missing' : REGISTRY_CLASSES[error.errorClass]
+    return new CommandError(what, cls, error.message, null)
+  }
   const e = error as { stderr?: string; stdout?: string; exitCode?: number | null; signal?: string | null; message?: string }
   const text = `${e.stderr ?? ''}\n${e.stdout ?? ''}`.trim() || String(e.message ?? error)
   const tail = text.split('\n').filter(Boolean).slice(-6).join('\n')
