@@ -13,7 +13,10 @@ export type Status = 'built' | 'skipped' | 'failed'
 export type ManifestRecord = {
   phase: Phase; id: string; tag: string; status: Status; reason: string; attempts: number
   started_at: string; finished_at: string; seconds: number; log: string; error_class?: ErrorClass
+  /** An image assembled inside the registry: bytes it sent, and how its blobs got there (a refused mount → copied) */
+  registry?: RegistryTally
 }
+export type RegistryTally = { bytes_uploaded: number; mounted: number; copied: number; present: number; notes?: string[] }
 
 export type CleanupRecord = {
   command: string; tier: string; reclaimed: number; seconds: number; exitCode: number | null
@@ -29,6 +32,7 @@ export class Run {
   peakUsed = 0
   minFree = Infinity
   private readonly manifestFile: string
+  private readonly attached = new Map<string, Pick<ManifestRecord, 'registry'>>()
   private readonly diskFile: string
 
   /** `dataRoot`: a path on the filesystem holding Docker's data root (sampled with statfs); undefined when not visible here. */
@@ -47,6 +51,8 @@ export class Run {
   }
 
   record(rec: ManifestRecord): void {
+    const key = `${rec.phase}:${rec.id}`
+    if (this.attached.has(key)) { rec = { ...rec, ...(rec.status === 'built' ? this.attached.get(key) : {}) }; this.attached.delete(key) }
     this.records.push(rec)
     if (!this.dry) fs.appendFileSync(this.manifestFile, mask(JSON.stringify(rec)) + '\n')
   }
@@ -68,6 +74,11 @@ export class Run {
 
   addCleanup(rec: CleanupRecord): void {
     this.cleanups.push(rec)
+  }
+
+  /** Fields for the next record of this phase and id (the step that writes it does not know them). */
+  attach(phase: Phase, id: string, fields: Pick<ManifestRecord, 'registry'>): void {
+    this.attached.set(`${phase}:${id}`, fields)
   }
 }
 
