@@ -7,6 +7,7 @@
 //          │ reserve │ growth │ growth │ growth(new) │
 //
 // No docker commands here: `clean` is the caller's tiered cleanup.
+import { formatBytes } from './size.ts'
 
 export type BudgetOptions = {
   /** free bytes on the data root's filesystem now (statfs) */
@@ -31,7 +32,9 @@ export class DiskBudget {
   private cleaning?: Promise<number>
   private waiters: Array<() => void> = []
   /** completions counted when the last cleanup ran: cleaning again before anything finished frees nothing new */
-  private completedAtLastClean = -1
+  private completedAtLastClean = 0
+  /** whether a cleanup ran while nothing was in flight (stale cache from before this run) */
+  private cleanedIdle = false
   peakInFlight = 0
   waits = 0
 
@@ -58,14 +61,18 @@ export class DiskBudget {
       const need = this.need()
       const free = this.o.free()
       if (free >= need) break
-      const canClean = this.completed !== this.completedAtLastClean
-      if (!this.cleaning && canClean) this.startCleaning(need, `${label}: ${free} free < ${need} needed`)
+      const idle = this.inFlight === 0 && !this.cleanedIdle
+      const canClean = this.completed > this.completedAtLastClean || idle
+      if (!this.cleaning && canClean) {
+        if (idle) this.cleanedIdle = true
+        this.startCleaning(need, `${label}: ${formatBytes(free)} free < ${formatBytes(need)} needed`)
+      }
       if (!this.cleaning && this.inFlight === 0) {
         this.o.onEvent?.(`admit ${label} over budget: nothing left to clean or wait for`)
         break
       }
       this.waits++
-      this.o.onEvent?.(`wait ${label}: free ${free} < need ${need}`)
+      this.o.onEvent?.(`wait ${label}: free ${formatBytes(free)} < need ${formatBytes(need)}`)
       await Promise.race([this.cleaning ?? new Promise(() => {}), this.nextDone()])
     }
     this.inFlight++
