@@ -76,9 +76,9 @@ function checkRepos(flags: FleetFlags, problems: string[]) {
   return repos as Record<keyof typeof repos, string>
 }
 
-/** Reads and validates everything a build needs; throws one UsageError listing every problem. */
-export function loadFleet(flags: FleetFlags): Fleet {
-  const problems: string[] = []
+/** Reads and validates everything a build needs; throws one UsageError listing every problem (with `more` found by the caller). */
+export function loadFleet(flags: FleetFlags, more: string[] = []): Fleet {
+  const problems: string[] = [...more]
   const repos = checkRepos(flags, problems)
   problems.push(...templateProblems(flags.upstream))
   for (const arg of flags.buildArg) if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(arg)) problems.push(`--build-arg '${arg}' is not K=V`)

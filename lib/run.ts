@@ -97,6 +97,14 @@ export function previousRecords(out: string): Map<string, ManifestRecord> {
   return last
 }
 
+/** Ids whose last record in OUT failed in any phase (what --retry-failed reruns); undefined when OUT has no manifest. */
+export function failedIds(out: string): Set<string> | undefined {
+  if (!fs.existsSync(path.join(out, 'manifest.jsonl'))) return undefined
+  const ids = new Set<string>()
+  for (const rec of previousRecords(out).values()) if (rec.status === 'failed' && rec.phase !== 'builder') ids.add(rec.id)
+  return ids
+}
+
 /** A zx `$.log` that appends each command and its output to a log file (masked). */
 export function logTo(file: string) {
   return (entry: { kind: string; cmd?: string; data?: Buffer | string; exitCode?: number | null; duration?: number }) => {

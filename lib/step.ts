@@ -7,6 +7,7 @@ import { CommandError, TRANSIENT, toCommandError } from './errors.ts'
 import { formatBytes } from './size.ts'
 import { report, seconds } from './report.ts'
 import { type Phase, type Run, logTo, now } from './run.ts'
+import type { StopGuard } from './stop.ts'
 
 export type StepPolicy = {
   /** attempts for transient failures (network, timeout) */
@@ -17,11 +18,16 @@ export type StepPolicy = {
   emergency?: (need: string) => Promise<number>
   /** how many times a full disk may be retried for free */
   noSpaceRetries: number
+  /** the run's graceful stop: no retries once stopping; failures after its kill are `interrupted` */
+  stop?: StopGuard
+  /** for a final no_space failure: how much the step needed and how much was free */
+  noSpaceDetail?: (info: StepInfo) => Promise<string | undefined>
 }
 
 export const DEFAULT_POLICY: StepPolicy = { retries: 3, backoffMs: 2000, noSpaceRetries: 2 }
 
-export type StepInfo = { phase: Phase; id: string; dockerId: string; tag: string }
+/** `from`: the image the step builds FROM (for the no_space message) */
+export type StepInfo = { phase: Phase; id: string; dockerId: string; tag: string; from?: string }
 export type StepResult = { ok: boolean; error?: CommandError; seconds: number }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -36,10 +42,13 @@ export async function runStep(run: Run, info: StepInfo, policy: StepPolicy, work
   let error: CommandError | undefined
   fs.appendFileSync(log, `# ${startedAt} ${info.phase} ${info.id} → ${info.tag}\n`)
   run.sample(`start ${info.phase} ${info.id}`)
+  const leave = policy.stop?.enter(() => recordInterrupted(run, info, startedAt, started, log, 'stopped at once by a second signal'))
   while (true) {
     attempts++
     error = await attempt(log, info, work)
     if (!error) break
+    if (policy.stop?.killed) { error = interrupted(error); break }
+    if (policy.stop?.stopping) break
     if (error.errorClass === 'no_space' && policy.emergency && noSpace < policy.noSpaceRetries) {
       noSpace++
       attempts-- // a full disk is ours to fix, not the image's fault: the retry is free
@@ -51,19 +60,22 @@ export async function runStep(run: Run, info: StepInfo, policy: StepPolicy, work
       const wait = policy.backoffMs * 2 ** (attempts - 1)
       fs.appendFileSync(log, `# attempt ${attempts} failed (${error.errorClass}); retrying in ${wait / 1000}s\n`)
       await sleep(wait)
+      if (policy.stop?.stopping) { error = interrupted(error); break }
       continue
     }
     break
   }
+  leave?.()
+  const detail = error?.errorClass === 'no_space' ? await policy.noSpaceDetail?.(info).catch(() => undefined) : undefined
   const secs = (Date.now() - started) / 1000
   run.sample(`${error ? 'failed' : 'done'} ${info.phase} ${info.id}`)
   run.record({
     phase: info.phase, id: info.id, tag: info.tag, status: error ? 'failed' : 'built',
-    reason: error ? firstLine(error.message) : attempts > 1 ? `built after ${attempts} attempts` : 'built',
+    reason: error ? firstLine(error.message) + (detail ? `: ${detail}` : '') : attempts > 1 ? `built after ${attempts} attempts` : 'built',
     attempts, started_at: startedAt, finished_at: now(), seconds: Number(secs.toFixed(2)), log,
     ...(error ? { error_class: error.errorClass } : {}),
   })
-  if (error) report.fail(`${info.phase} ${info.id} (${error.errorClass}, ${seconds(secs * 1000)}) → ${log}\n${indent(error.tail)}`)
+  if (error) report.fail(`${info.phase} ${info.id} (${error.errorClass}, ${seconds(secs * 1000)}) → ${log}\n${indent([detail, error.tail].filter(Boolean).join('\n'))}`)
   else report.ok(`${info.phase} ${info.id} ${seconds(secs * 1000)}`)
   return { ok: !error, error, seconds: secs }
 }
@@ -89,6 +101,13 @@ export function recordSkip(run: Run, info: StepInfo, reason: string): void {
 export function recordBlocked(run: Run, info: StepInfo, reason: string, cls: CommandError['errorClass'] = 'build_error'): void {
   run.record({ phase: info.phase, id: info.id, tag: info.tag, status: 'failed', reason, attempts: 0, started_at: now(), finished_at: now(), seconds: 0, log: '', error_class: cls })
   report.fail(`${info.phase} ${info.id}: ${reason}`)
+}
+
+/** A step the run's stop killed (or kept from retrying): its own error stays in the tail. */
+const interrupted = (e: CommandError) => new CommandError(e.what, 'interrupted', e.tail, e.exitCode)
+
+function recordInterrupted(run: Run, info: StepInfo, startedAt: string, started: number, log: string, reason: string): void {
+  run.record({ phase: info.phase, id: info.id, tag: info.tag, status: 'failed', reason, attempts: 1, started_at: startedAt, finished_at: now(), seconds: Number(((Date.now() - started) / 1000).toFixed(2)), log, error_class: 'interrupted' })
 }
 
 const firstLine = (text: string) => text.split('\n')[0]

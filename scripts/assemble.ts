@@ -12,7 +12,7 @@ import type { Instance } from '../lib/instances.ts'
 import { report } from '../lib/report.ts'
 import { type StepResult, recordSkip, runStep } from '../lib/step.ts'
 import { alreadyPushed, type BuildOptions, commonBuildFlags } from './build-bases.ts'
-import { RUN_FLAGS, startScript } from './_setup.ts'
+import { RUN_FLAGS, runFlagProblems, startScript } from './_setup.ts'
 
 export const FLAGS = { ...FLEET_FLAGS, ...RUN_FLAGS } as const satisfies FlagTable
 
@@ -20,7 +20,7 @@ export const FLAGS = { ...FLEET_FLAGS, ...RUN_FLAGS } as const satisfies FlagTab
 export async function assembleInstance(inst: Instance, o: BuildOptions): Promise<StepResult | 'skipped'> {
   const { fleet } = o
   const tag = fleet.finalImage(inst)
-  const info = { phase: 'assemble' as const, id: inst.id, dockerId: inst.dockerId, tag }
+  const info = { phase: 'assemble' as const, id: inst.id, dockerId: inst.dockerId, tag, from: fleet.baseImage(inst) }
   const skip = await alreadyPushed(tag, o)
   if (skip) return recordSkip(o.run, info, skip), 'skipped'
   const flags = commonBuildFlags(fleet, o.network)
@@ -33,7 +33,7 @@ export async function assembleInstance(inst: Instance, o: BuildOptions): Promise
 async function main(argv: string[]) {
   const { flags } = parseFlags(FLAGS, argv, process.env)
   if (flags.help) return void console.log(renderHelp('bun run scripts/assemble.ts --instances FILE --registry PREFIX [flags]', 'Builds and pushes one final image per instance FROM its base image (built by build-bases), then removes it locally.', FLAGS))
-  const fleet = loadFleet(flags)
+  const fleet = loadFleet(flags, runFlagProblems(flags, process.env))
   const s = await startScript(flags, fleet)
   report.phase(`assemble: ${fleet.instances.length}`)
   await pMap(fleet.instances, async (inst) => {

@@ -12,7 +12,7 @@ import type { Instance } from '../lib/instances.ts'
 import { type StepPolicy, type StepResult, recordSkip, runStep } from '../lib/step.ts'
 import type { Run } from '../lib/run.ts'
 import { report } from '../lib/report.ts'
-import { RUN_FLAGS, startScript } from './_setup.ts'
+import { RUN_FLAGS, runFlagProblems, startScript } from './_setup.ts'
 
 export const FLAGS = {
   ...FLEET_FLAGS,
@@ -74,7 +74,7 @@ export async function buildBuilder(o: BuildOptions): Promise<StepResult | 'skipp
 export async function buildBase(inst: Instance, o: BuildOptions): Promise<StepResult | 'skipped'> {
   const { fleet } = o
   const tag = fleet.baseImage(inst)
-  const info = { phase: 'base' as const, id: inst.id, dockerId: inst.dockerId, tag }
+  const info = { phase: 'base' as const, id: inst.id, dockerId: inst.dockerId, tag, from: inst.upstream }
   const skip = await alreadyPushed(tag, o)
   if (skip) return recordSkip(o.run, info, skip), 'skipped'
   const flags = commonBuildFlags(fleet, o.network)
@@ -91,7 +91,7 @@ export async function buildBase(inst: Instance, o: BuildOptions): Promise<StepRe
 async function main(argv: string[]) {
   const { flags } = parseFlags(FLAGS, argv, process.env)
   if (flags.help) return void console.log(renderHelp('bun run scripts/build-bases.ts --instances FILE --registry PREFIX [flags]', 'Builds the builder image, then one base image per instance, and pushes them. Removes each local image after its push.', FLAGS))
-  const fleet = loadFleet(flags)
+  const fleet = loadFleet(flags, runFlagProblems(flags, process.env))
   const s = await startScript(flags, fleet)
   report.phase(`builder ${fleet.builderImage}`)
   const builder = await buildBuilder(s.build)

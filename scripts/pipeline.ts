@@ -5,18 +5,21 @@
 //
 // Exit codes: 0 all built or skipped · 1 something failed · 2 bad usage or input · 3 preflight failed · 130 interrupted
 import pMap from 'p-map'
-import { parseFlags, renderHelp, type FlagTable } from '../lib/args.ts'
-import { runMain } from '../lib/cli.ts'
+import { $ } from 'zx'
+import { parseFlags, renderHelp, UsageError, type FlagTable } from '../lib/args.ts'
+import { EXIT, runMain } from '../lib/cli.ts'
 import { DiskBudget } from '../lib/budget.ts'
 import { FLEET_FLAGS, type Fleet, loadFleet } from '../lib/fleet.ts'
 import type { Instance } from '../lib/instances.ts'
 import { report } from '../lib/report.ts'
 import { formatBytes } from '../lib/size.ts'
+import { failedIds, now } from '../lib/run.ts'
 import { recordBlocked, recordSkip } from '../lib/step.ts'
+import { GracefulStop } from '../lib/stop.ts'
 import { assembleInstance } from './assemble.ts'
 import { buildBase, buildBuilder } from './build-bases.ts'
 import { cleanUntil, perImageCleanup, removeImages } from './prune.ts'
-import { RUN_FLAGS, type Setup, startScript } from './_setup.ts'
+import { RUN_FLAGS, runFlagProblems, type Setup, startScript } from './_setup.ts'
 
 export const FLAGS = {
   ...FLEET_FLAGS,
@@ -25,9 +28,11 @@ export const FLAGS = {
   reserve: { type: 'size', default: '1GB', help: 'Free space the disk budget always keeps' },
   'expect-growth': { type: 'size', help: 'Disk growth per image assumed until the first images are done (default: 3 × the first upstream image\'s compressed size)' },
   'cache-cap': { type: 'size', help: 'per-image policy: keep this much build cache (the detected --reserved-space/--keep-storage flag)' },
+  grace: { type: 'duration', arg: 'DURATION', default: '30s', help: 'On SIGINT/SIGTERM: time in-flight builds get to finish before they are killed (a second signal kills at once); exit 130' },
+  'retry-failed': { type: 'boolean', help: 'Only the instances whose last record in --out failed (a rerun without it also retries them, and finishes the rest)' },
 } as const satisfies FlagTable
 
-export type PipelineOptions = { cleanup: 'adaptive' | 'per-image' | 'none'; reserve: number; expectGrowth?: number; cacheCap?: number }
+export type PipelineOptions = { cleanup: 'adaptive' | 'per-image' | 'none'; reserve: number; expectGrowth?: number; cacheCap?: number; stop?: GracefulStop }
 
 /** Base, then assembly, then cleanup, for one instance; a failed base blocks only its own assembly. */
 async function buildInstance(inst: Instance, s: Setup, o: PipelineOptions): Promise<void> {
@@ -36,6 +41,7 @@ async function buildInstance(inst: Instance, s: Setup, o: PipelineOptions): Prom
   if (base !== 'skipped' && !base.ok) {
     return recordBlocked(s.run, { phase: 'assemble', id: inst.id, dockerId: inst.dockerId, tag: fleet.finalImage(inst) }, 'base image failed', base.error?.errorClass)
   }
+  if (o.stop?.stopping) return recordNotStarted(inst, s, ['assemble'])
   const final = await assembleInstance(inst, s.build)
   const local = [
     ...(base !== 'skipped' && !s.build.buildx ? [fleet.baseImage(inst)] : []),
@@ -43,6 +49,15 @@ async function buildInstance(inst: Instance, s: Setup, o: PipelineOptions): Prom
   ]
   if (o.cleanup === 'per-image') await perImageCleanup(local, o.cacheCap, s.cleanup)
   else if (o.cleanup === 'adaptive' && local.length) await removeImages(local, s.cleanup)
+}
+
+/** An instance (or its assembly) the stop kept from starting: `interrupted`, so a rerun or --retry-failed picks it up. */
+function recordNotStarted(inst: Instance, s: Setup, phases: Array<'base' | 'assemble'>): void {
+  const { fleet } = s.build
+  for (const phase of phases) {
+    const tag = phase === 'base' ? fleet.baseImage(inst) : fleet.finalImage(inst)
+    s.run.record({ phase, id: inst.id, tag, status: 'failed', reason: 'not started: the run was stopped', attempts: 0, started_at: now(), finished_at: now(), seconds: 0, log: '', error_class: 'interrupted' })
+  }
 }
 
 /** Asks the registry about every tag at once; resolves to the instances that still need work. */
@@ -80,10 +95,14 @@ export async function buildFleet(todo: Instance[], s: Setup, o: PipelineOptions)
     clean: (target, why) => { report.dim(`  cleanup: ${why}`); return cleanUntil(target, s.cleanup) },
     onEvent: (event) => s.run.sample(`budget ${event}`),
   }) : undefined
+  let notStarted = 0
   await pMap(todo, async (inst) => {
+    if (o.stop?.stopping) return void (notStarted++, recordNotStarted(inst, s, ['base', 'assemble']))
     const ticket = await budget?.admit(inst.id)
+    if (o.stop?.stopping) return void (ticket?.done(), notStarted++, recordNotStarted(inst, s, ['base', 'assemble']))
     try { await buildInstance(inst, s, o) } finally { ticket?.done() }
   }, { concurrency: s.concurrency })
+  if (notStarted) report.warn(`${notStarted} instances not started (recorded as interrupted): rerun with the same --out to finish them`)
   await budget?.settle()
   return budget
 }
@@ -99,21 +118,40 @@ export async function pipeline(fleet: Fleet, s: Setup, o: PipelineOptions): Prom
   const builder = await buildBuilder(s.build)
   if (builder !== 'skipped' && !builder.ok) {
     report.error('the builder image failed: nothing can assemble without it; stopping')
-    for (const inst of todo) recordBlocked(s.run, { phase: 'base', id: inst.id, dockerId: inst.dockerId, tag: fleet.baseImage(inst) }, 'builder image failed')
-    return s.finish()
+    for (const inst of todo) recordBlocked(s.run, { phase: 'base', id: inst.id, dockerId: inst.dockerId, tag: fleet.baseImage(inst) }, 'builder image failed', o.stop?.stopping ? 'interrupted' : undefined)
+    return finish(s, o)
   }
   report.phase(`instances: ${todo.length} (concurrency ${s.concurrency}, cleanup ${o.cleanup})`)
   const budget = await buildFleet(todo, s, o)
   if (budget) report.info(`disk budget: learned growth ${formatBytes(budget.estimate())}/image, peak ${budget.peakInFlight} in flight, ${budget.waits} waits`)
-  return s.finish()
+  return finish(s, o)
+}
+
+/** Summary written either way; 130 when a signal stopped the run. */
+function finish(s: Setup, o: PipelineOptions): number {
+  const code = s.finish()
+  return o.stop?.stopping ? EXIT.interrupted : code
+}
+
+/** --retry-failed: the instances whose last record in OUT failed. */
+function onlyFailed(instances: Instance[], out: string): Instance[] {
+  const failed = failedIds(out)
+  if (!failed) throw new UsageError(`--retry-failed: no manifest.jsonl in ${out} (run without it first, with the same --out)`)
+  const retry = instances.filter((i) => failed.has(i.id))
+  report.info(`--retry-failed: ${retry.length} of ${instances.length} instances failed last time in ${out}`)
+  return retry
 }
 
 async function main(argv: string[]) {
   const { flags } = parseFlags(FLAGS, argv, process.env)
   if (flags.help) return void console.log(renderHelp('bun run scripts/pipeline.ts --instances FILE --registry PREFIX [flags]', 'Builds the builder image, then per instance a base image and a final (assembled) image, pushing each, under a disk budget.', FLAGS))
-  const fleet = loadFleet(flags)
+  const fleet = loadFleet(flags, runFlagProblems(flags, process.env))
+  if (flags.retryFailed) fleet.instances = onlyFailed(fleet.instances, flags.out)
   const s = await startScript(flags, fleet)
-  return pipeline(fleet, s, { cleanup: flags.cleanup as PipelineOptions['cleanup'], reserve: flags.reserve, expectGrowth: flags.expectGrowth, cacheCap: flags.cacheCap })
+  const stop = new GracefulStop({ graceMs: flags.grace, say: (text) => report.warn(text), onForce: () => { s.finish(); return process.exit(EXIT.interrupted) } }).install()
+  $.spawn = stop.wrapSpawn($.spawn)
+  s.build.policy.stop = stop
+  return pipeline(fleet, s, { cleanup: flags.cleanup as PipelineOptions['cleanup'], reserve: flags.reserve, expectGrowth: flags.expectGrowth, cacheCap: flags.cacheCap, stop })
 }
 
 if (import.meta.main) runMain(() => main(process.argv.slice(2)))

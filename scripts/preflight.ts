@@ -8,7 +8,7 @@ import { parseFlags, renderHelp, type FlagTable } from '../lib/args.ts'
 import { PreflightError, runMain } from '../lib/cli.ts'
 import { sampleDisk } from '../lib/disk.ts'
 import { formatBytes } from '../lib/size.ts'
-import { configureReport, report, secretValues } from '../lib/report.ts'
+import { configureReport, mask, report, secretValues } from '../lib/report.ts'
 import { registryHost, registryAnswers } from '../lib/registry-ping.ts'
 
 export const FLAGS = {
@@ -118,7 +118,7 @@ export function printChecks(r: Preflight) {
 
 function writeResult(out: string, r: Preflight) {
   fs.mkdirSync(out, { recursive: true })
-  fs.writeFileSync(path.join(out, 'preflight.json'), JSON.stringify(r, null, 2) + '\n')
+  fs.writeFileSync(path.join(out, 'preflight.json'), mask(JSON.stringify(r, null, 2)) + '\n')
 }
 
 const safeJson = (text: string) => { try { return JSON.parse(text) } catch { return undefined } }
