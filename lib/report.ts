@@ -1,5 +1,6 @@
 // The console: steps, ✓/✗ lines, warnings and errors. In GitHub Actions warnings and errors
-// become annotations and groups fold each phase. Every line passes through the secret mask.
+// become annotations, groups fold each phase and colour is forced. Every line passes through the secret
+// mask. On a terminal a live progress line (lib/progress.ts) stays under the printed lines.
 import chalk from 'chalk'
 
 /** comments: every line but commands is printed as a `# ` comment, so a --dry-run's output pastes into a shell */
@@ -12,6 +13,27 @@ export function configureReport(options: Partial<ReportOptions>): void {
   Object.assign(state, options)
   state.secrets = (state.secrets ?? []).filter((s) => s.length >= 3)
   if (state.github) for (const s of state.secrets) process.stdout.write(`::add-mask::${s}\n`)
+  if (state.github && chalk.level === 0) chalk.level = 1 // Actions logs render colour; they are not a TTY
+}
+
+let live: (() => string) | undefined
+let liveShown = false
+/** On a TTY: a line redrawn under everything printed (undefined removes it). */
+export function setLiveLine(render: (() => string) | undefined): void {
+  clearLive()
+  live = render
+  drawLive()
+}
+/** Redraws the live line (its facts changed). */
+export function drawLive(): void {
+  if (!live || state.quiet) return
+  const width = process.stdout.columns || 120
+  process.stdout.write(`\r\x1b[2K${mask(live()).slice(0, width - 1)}`)
+  liveShown = true
+}
+function clearLive() {
+  if (liveShown) process.stdout.write('\r\x1b[2K')
+  liveShown = false
 }
 
 /** Values of variables named like secrets (TOKEN, PASSWORD, SECRET, KEY) — the entry point passes them to configureReport. */
@@ -30,9 +52,14 @@ export function mask(text: string): string {
 const write = (line: string) => {
   if (state.quiet) return
   const text = state.comments ? line.split('\n').map((l) => (l.trim() ? `# ${l}` : l)).join('\n') : line
+  clearLive()
   process.stdout.write(mask(text) + '\n')
+  drawLive()
 }
-const writeErr = (line: string) => process.stderr.write(mask(line) + '\n')
+const writeErr = (line: string) => { clearLive(); process.stderr.write(mask(line) + '\n'); drawLive() }
+/** `::error title=…::text`: properties are escaped as GitHub documents (%, CR, LF, `:` and `,`). */
+const escapeData = (text: string) => text.replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A')
+const escapeProperty = (text: string) => escapeData(text).replace(/:/g, '%3A').replace(/,/g, '%2C')
 
 export const report = {
   /** A phase heading; in Actions a collapsible group (groups do not nest: the previous one is closed). */
@@ -50,11 +77,13 @@ export const report = {
   skip(text: string) { write(`${chalk.dim('·')} ${text}`) },
   fail(text: string) { write(`${chalk.red('✗')} ${text}`) },
   warn(text: string) {
-    if (state.github) write(`::warning::${text}`)
+    if (state.github) write(`::warning::${escapeData(text)}`)
     else writeErr(chalk.yellow(`warning: ${text}`))
   },
-  error(text: string, file?: string) {
-    if (state.github) write(`::error${file ? ` file=${file}` : ''}::${text.replace(/\n/g, '%0A')}`)
+  /** `where.file` is a source file in the repository; `where.title` titles the annotation. */
+  error(text: string, where: { file?: string; title?: string } = {}) {
+    const props = Object.entries(where).filter(([, v]) => v).map(([k, v]) => `${k}=${escapeProperty(v!)}`).join(',')
+    if (state.github) write(`::error${props ? ` ${props}` : ''}::${escapeData(text)}`)
     else writeErr(chalk.red(`error: ${text}`))
   },
 }
