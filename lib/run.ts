@@ -31,6 +31,8 @@ export class Run {
   readonly started = Date.now()
   peakUsed = 0
   minFree = Infinity
+  /** Told every event (step start/done/failed, cleanups, budget decisions): the progress line listens. */
+  onEvent?: (event: string) => void
   private readonly manifestFile: string
   private readonly attached = new Map<string, Pick<ManifestRecord, 'registry'>>()
   private readonly diskFile: string
@@ -59,6 +61,7 @@ export class Run {
 
   /** Samples free/used bytes of the data root now, tagged with an event name; returns free bytes. */
   sample(event: string): number {
+    this.onEvent?.(event)
     if (!this.dataRoot) return Infinity
     const { free, used } = sampleDisk(this.dataRoot)
     this.peakUsed = Math.max(this.peakUsed, used)

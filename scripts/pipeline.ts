@@ -4,6 +4,8 @@
 //   bun run scripts/pipeline.ts --instances ids.txt --registry ghcr.io/me/fleet --context docker/
 //
 // Exit codes: 0 all built or skipped · 1 something failed · 2 bad usage or input · 3 preflight failed · 130 interrupted
+import os from 'node:os'
+import path from 'node:path'
 import pMap from 'p-map'
 import { $ } from 'zx'
 import { parseFlags, renderHelp, UsageError, type FlagTable } from '../lib/args.ts'
@@ -11,7 +13,12 @@ import { EXIT, runMain } from '../lib/cli.ts'
 import { DiskBudget } from '../lib/budget.ts'
 import { FLEET_FLAGS, type Fleet, loadFleet } from '../lib/fleet.ts'
 import type { Instance } from '../lib/instances.ts'
-import { report } from '../lib/report.ts'
+import { configureReport, report, secretValues } from '../lib/report.ts'
+import { parseShard, shardInstances, type ShardSpec, upstreamWeights } from '../lib/shard.ts'
+import { mergeShards, writeMerged } from '../lib/merge.ts'
+import { githubFromEnv } from '../lib/github.ts'
+import { RegistryClient } from '../lib/registry.ts'
+import { compressedImageBytes } from '../lib/image-size.ts'
 import { formatBytes } from '../lib/size.ts'
 import { failedIds, now } from '../lib/run.ts'
 import { recordBlocked, recordSkip } from '../lib/step.ts'
@@ -29,6 +36,9 @@ export const FLAGS = {
   'expect-growth': { type: 'size', help: 'Disk growth per image assumed until the first images are done (default: 3 × the first upstream image\'s compressed size)' },
   'cache-cap': { type: 'size', help: 'per-image policy: keep this much build cache (the detected --reserved-space/--keep-storage flag)' },
   grace: { type: 'duration', arg: 'DURATION', default: '30s', help: 'On SIGINT/SIGTERM: time in-flight builds get to finish before they are killed (a second signal kills at once); exit 130' },
+  shard: { type: 'string', arg: 'I/N', help: 'Only shard I of N (CI matrix): instances sharing an environment stay together, shards balanced by --shard-by' },
+  'shard-by': { type: 'string', arg: 'WEIGHT', default: 'count', choices: ['count', 'bytes'], help: 'Balance shards by instance count, or by upstream image bytes read from the registry (every shard must read them)' },
+  merge: { type: 'boolean', help: 'Merge the OUT dirs given as arguments (one per shard) into one manifest and summary in --out; builds nothing' },
   'retry-failed': { type: 'boolean', help: 'Only the instances whose last record in --out failed (a rerun without it also retries them, and finishes the rest)' },
 } as const satisfies FlagTable
 
@@ -142,10 +152,28 @@ function onlyFailed(instances: Instance[], out: string): Instance[] {
   return retry
 }
 
+/** --shard I/N: this matrix job's instances (--shard-by bytes reads every upstream image's size from its registry). */
+async function shardOf(fleet: Fleet, spec: ShardSpec, byBytes: boolean, env: NodeJS.ProcessEnv): Promise<Instance[]> {
+  const registry = byBytes ? new RegistryClient({ dockerConfigDir: env.DOCKER_CONFIG ?? path.join(os.homedir(), '.docker') }) : undefined
+  const weights = registry ? await upstreamWeights(fleet.instances, (ref) => compressedImageBytes(registry, ref, fleet.platform)) : undefined
+  const mine = shardInstances(fleet.instances, spec, weights && ((i) => weights.get(i.upstream)!))
+  report.info(`shard ${spec.index}/${spec.count}: ${mine.length} of ${fleet.instances.length} instances (balanced by ${byBytes ? 'upstream bytes' : 'count'})`)
+  return mine
+}
+
+/** --merge DIR…: the shards' OUT dirs → one manifest and one summary (and the job summary in Actions). */
+function mergeMain(dirs: string[], out: string): number {
+  const github = githubFromEnv(process.env)
+  configureReport({ github: github.github, secrets: secretValues(process.env) })
+  return writeMerged(mergeShards(dirs), out, github)
+}
+
 async function main(argv: string[]) {
-  const { flags } = parseFlags(FLAGS, argv, process.env)
+  const { flags, positionals } = parseFlags(FLAGS, argv, process.env)
   if (flags.help) return void console.log(renderHelp('bun run scripts/pipeline.ts --instances FILE --registry PREFIX [flags]', 'Builds the builder image, then per instance a base image and a final (assembled) image, pushing each, under a disk budget.', FLAGS))
+  if (flags.merge) return mergeMain(positionals, flags.out)
   const fleet = loadFleet(flags, runFlagProblems(flags, process.env))
+  if (flags.shard) fleet.instances = await shardOf(fleet, parseShard(flags.shard), flags.shardBy === 'bytes', process.env)
   if (flags.retryFailed) fleet.instances = onlyFailed(fleet.instances, flags.out)
   const s = await startScript(flags, fleet)
   const stop = new GracefulStop({ graceMs: flags.grace, say: (text) => report.warn(text), onForce: () => { s.finish(); return process.exit(EXIT.interrupted) } }).install()
