@@ -14,8 +14,9 @@ export type BudgetOptions = {
   free: () => number
   /** bytes always left free */
   reserve: number
-  /** resolves when the tiers ran (or stopped because enough was free); resolves to bytes reclaimed */
-  clean: (targetFree: number, why: string) => Promise<number>
+  /** resolves when the tiers ran (or stopped because enough was free); resolves to bytes reclaimed.
+   *  `staleSeconds`: how long ago the oldest image in flight started (cache unused since then is only finished images') */
+  clean: (targetFree: number, why: string, staleSeconds: number) => Promise<number>
   /** per-image growth assumed before any image is done */
   prior: number
   /** called with a short line for every decision (disk.jsonl events, logs) */
@@ -26,6 +27,7 @@ export type Ticket = { done: () => void }
 
 export class DiskBudget {
   private inFlight = 0
+  private readonly admittedAt = new Set<number>()
   private completed = 0
   private reclaimed = 0
   private readonly startFree: number
@@ -76,6 +78,8 @@ export class DiskBudget {
       await Promise.race([this.cleaning ?? new Promise(() => {}), this.nextDone()])
     }
     this.inFlight++
+    const at = Date.now() + Math.random() / 1000
+    this.admittedAt.add(at)
     this.peakInFlight = Math.max(this.peakInFlight, this.inFlight)
     this.o.onEvent?.(`admit ${label}`)
     let finished = false
@@ -83,6 +87,7 @@ export class DiskBudget {
       done: () => {
         if (finished) return
         finished = true
+        this.admittedAt.delete(at)
         this.inFlight--
         this.completed++
         for (const wake of this.waiters.splice(0)) wake()
@@ -100,9 +105,15 @@ export class DiskBudget {
     await this.cleaning
   }
 
+  /** Seconds since the oldest image in flight was admitted (1 when none is: all unused cache is stale then). */
+  staleSeconds(): number {
+    const oldest = Math.min(...this.admittedAt)
+    return Number.isFinite(oldest) ? (Date.now() - oldest) / 1000 + 1 : 1
+  }
+
   private startCleaning(targetFree: number, why: string) {
     this.completedAtLastClean = this.completed
-    this.cleaning = this.o.clean(targetFree, why)
+    this.cleaning = this.o.clean(targetFree, why, this.staleSeconds())
       .then((bytes) => { this.reclaimed += bytes; return bytes })
       .catch(() => 0)
       .finally(() => { this.cleaning = undefined; for (const wake of this.waiters.splice(0)) wake() })
