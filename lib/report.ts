@@ -72,8 +72,10 @@ export const report = {
   },
   endPhase() { if (state.github && groupOpen) { write('::endgroup::'); groupOpen = false } },
   info(text: string) { write(text) },
-  dim(text: string) { write(chalk.dim(text)) },
-  ok(text: string) { write(`${chalk.green('✓')} ${text}`) },
+  // A dry run ran nothing: its ✓ lines and measurements (seconds, bytes, free space) would be made up and
+  // would differ from run to run; it prints the plan — phases, commands, skips and problems — and nothing else.
+  dim(text: string) { if (!state.comments) write(chalk.dim(text)) },
+  ok(text: string) { if (!state.comments) write(`${chalk.green('✓')} ${text}`) },
   skip(text: string) { write(`${chalk.dim('·')} ${text}`) },
   fail(text: string) { write(`${chalk.red('✗')} ${text}`) },
   warn(text: string) {
