@@ -29,7 +29,7 @@ export async function runMain(main: () => Promise<number | void>): Promise<never
     const message = error instanceof Error ? error.message : String(error)
     report.endPhase()
     if (error instanceof UsageError) {
-      report.error(error.problems.length > 1 ? `bad input:\n${error.problems.map((p) => `  - ${p}`).join('\n')}` : message)
+      report.error(error.problems.length > 1 || error.problems[0] !== message ? `bad input:\n${error.problems.map((p) => `  - ${p}`).join('\n')}` : message)
       process.stderr.write('Nothing was built. Run with --help for usage.\n')
     } else report.error(code === EXIT.failed && !(error instanceof FatalError) && error instanceof Error && error.stack ? error.stack : message)
   }

@@ -16,10 +16,12 @@ export type FakeDockerOptions = {
   dataRoot?: string
 }
 
-export type FakeDocker = { dir: string; env: Record<string, string>; calls: () => string[][]; reset: () => void; cleanup: () => void }
+/** `stdin`: what the last `docker login` read from its standard input */
+export type FakeDocker = { dir: string; env: Record<string, string>; calls: () => string[][]; stdin: () => string; reset: () => void; cleanup: () => void }
 
 const SCRIPT = String.raw`#!/bin/bash
 { printf '%s\0' "$@"; printf '\x1e'; } >> "$FAKE_DOCKER_LOG"
+if [ "$1" = login ]; then cat > "$FAKE_DOCKER_LOG.stdin"; fi
 all="$*"
 if [ -n "$FAKE_DOCKER_HANG" ] && [[ "$all" =~ $FAKE_DOCKER_HANG ]]; then sleep 3600; fi
 if [ -n "$FAKE_DOCKER_FAIL" ] && [[ "$all" =~ $FAKE_DOCKER_FAIL ]]; then echo "$FAKE_DOCKER_FAIL_STDERR" >&2; exit 1; fi
@@ -57,6 +59,7 @@ export function fakeDocker(o: FakeDockerOptions = {}): FakeDocker {
   return {
     dir, env,
     calls: () => fs.readFileSync(log, 'utf8').split('\x1e').filter(Boolean).map((rec) => rec.split('\0').slice(0, -1)),
+    stdin: () => { try { return fs.readFileSync(`${log}.stdin`, 'utf8') } catch { return '' } },
     reset: () => fs.writeFileSync(log, ''),
     cleanup: () => { fs.rmSync(dir, { recursive: true, force: true }); if (!o.dataRoot) fs.rmSync(dataRoot, { recursive: true, force: true }) },
   }
