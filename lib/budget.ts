@@ -1,13 +1,19 @@
 // The disk budget: admit a new build only when free space covers the expected growth of everything in
 // flight plus a reserve; otherwise clean up (tiered, in the background) or wait for in-flight work.
-// The per-image growth is learned from the run itself: bytes consumed so far (free space lost plus
-// bytes reclaimed) over images done (in-flight ones count half).
 //
-//   free ──────────────────────────────────────────────► admit when free ≥ reserve + growth × (in flight + 1)
-//          │ reserve │ growth │ growth │ growth(new) │
+//   free ────────────────────────────────────────────────────────► admit when
+//          │ reserve │ in flight (what they still need) │ new │     free ≥ reserve + Σ remaining + cost(new)
+//
+// What an image costs: its upstream layers that are not warm (pulled compressed, then unpacked: 2× their
+// compressed size) plus a per-image overhead, times a ratio learned from the run (bytes the disk really
+// lost, plus bytes cleanups gave back, over the costs predicted for the images done). A layer is warm once
+// an image that used it has finished, until a cleanup may have evicted it. Without layer facts, every
+// image costs the prior (`--expect-growth`) times the learned ratio.
 //
 // No docker commands here: `clean` is the caller's tiered cleanup.
 import { formatBytes } from './size.ts'
+
+export type Layer = { digest: string; size: number }
 
 export type BudgetOptions = {
   /** free bytes on the data root's filesystem now (statfs) */
@@ -17,18 +23,24 @@ export type BudgetOptions = {
   /** resolves when the tiers ran (or stopped because enough was free); resolves to bytes reclaimed.
    *  `staleSeconds`: how long ago the oldest image in flight started (cache unused since then is only finished images') */
   clean: (targetFree: number, why: string, staleSeconds: number) => Promise<number>
-  /** per-image growth assumed before any image is done */
+  /** cost of an image whose layers are unknown; also the overhead added to every layer-based cost */
   prior: number
+  overhead?: number
   /** called with a short line for every decision (disk.jsonl events, logs) */
   onEvent?: (event: string) => void
 }
 
-export type Ticket = { done: () => void }
+/** `progress(f)`: the image has done fraction f of its growth (e.g. 0.9 once its base is built). */
+export type Ticket = { done: () => void; progress: (fraction: number) => void }
+type Flight = { cost: number; layers: Layer[]; progress: number; at: number }
+
+const clamp = (x: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, x))
 
 export class DiskBudget {
-  private inFlight = 0
-  private readonly admittedAt = new Set<number>()
+  private readonly flights = new Set<Flight>()
+  private readonly warm = new Set<string>()
   private completed = 0
+  private predictedDone = 0
   private reclaimed = 0
   private readonly startFree: number
   private cleaning?: Promise<number>
@@ -44,28 +56,44 @@ export class DiskBudget {
     this.startFree = o.free()
   }
 
-  /** Expected disk growth of one more image, learned from the images done so far. */
-  estimate(): number {
-    const weight = this.completed + this.inFlight * 0.5
-    if (this.completed === 0 || weight <= 0) return this.o.prior
-    const consumed = this.startFree - this.o.free() + this.reclaimed
-    return Math.max(0, consumed / weight)
+  get inFlight(): number { return this.flights.size }
+
+  /** Predicted raw growth of an image: cold layers twice (blob + unpacked) plus overhead; prior when unknown. */
+  cost(layers?: Layer[]): number {
+    if (!layers?.length) return this.o.prior
+    const cold = layers.filter((l) => !this.warm.has(l.digest)).reduce((s, l) => s + l.size, 0)
+    return 2 * cold + (this.o.overhead ?? 64 * 2 ** 20)
   }
 
-  /** Bytes that must be free to start one more image now. */
-  need(): number {
-    return this.o.reserve + this.estimate() * (this.inFlight + 1)
+  /** Real growth over predicted growth, learned from the images done so far (1 until then). */
+  ratio(): number {
+    const inFlight = [...this.flights].reduce((s, f) => s + f.cost * f.progress, 0)
+    const predicted = this.predictedDone + inFlight
+    if (this.completed === 0 || predicted <= 0) return 1
+    const consumed = this.startFree - this.o.free() + this.reclaimed
+    return clamp(consumed / predicted, 0.25, 4)
+  }
+
+  /** Expected growth of one more image with these layers. */
+  estimate(layers?: Layer[]): number {
+    return this.ratio() * this.cost(layers)
+  }
+
+  /** Bytes that must be free to start an image with these layers now. */
+  need(layers?: Layer[]): number {
+    const r = this.ratio()
+    const remaining = [...this.flights].reduce((s, f) => s + f.cost * (1 - f.progress), 0)
+    return this.o.reserve + r * (remaining + this.cost(layers))
   }
 
   /** Waits until the disk can take one more image; the ticket's done() must be called when it finishes. */
-  async admit(label = ''): Promise<Ticket> {
+  async admit(label = '', layers?: Layer[]): Promise<Ticket> {
     while (true) {
-      const need = this.need()
+      const need = this.need(layers)
       const free = this.o.free()
       if (free >= need) break
       const idle = this.inFlight === 0 && !this.cleanedIdle
-      const canClean = this.completed > this.completedAtLastClean || idle
-      if (!this.cleaning && canClean) {
+      if (!this.cleaning && (this.completed > this.completedAtLastClean || idle)) {
         if (idle) this.cleanedIdle = true
         this.startCleaning(need, `${label}: ${formatBytes(free)} free < ${formatBytes(need)} needed`)
       }
@@ -77,27 +105,20 @@ export class DiskBudget {
       this.o.onEvent?.(`wait ${label}: free ${formatBytes(free)} < need ${formatBytes(need)}`)
       await Promise.race([this.cleaning ?? new Promise(() => {}), this.nextDone()])
     }
-    this.inFlight++
-    const at = Date.now() + Math.random() / 1000
-    this.admittedAt.add(at)
+    const flight: Flight = { cost: this.cost(layers), layers: layers ?? [], progress: 0, at: Date.now() }
+    this.flights.add(flight)
     this.peakInFlight = Math.max(this.peakInFlight, this.inFlight)
-    this.o.onEvent?.(`admit ${label}`)
-    let finished = false
+    this.o.onEvent?.(`admit ${label} cost ${formatBytes(flight.cost)}`)
     return {
+      progress: (fraction) => { flight.progress = clamp(fraction, 0, 1) },
       done: () => {
-        if (finished) return
-        finished = true
-        this.admittedAt.delete(at)
-        this.inFlight--
+        if (!this.flights.delete(flight)) return
         this.completed++
+        this.predictedDone += flight.cost
+        for (const l of flight.layers) this.warm.add(l.digest)
         for (const wake of this.waiters.splice(0)) wake()
       },
     }
-  }
-
-  /** Counts bytes reclaimed outside the budget's own cleanups (rmi after push), for the growth estimate. */
-  credit(bytes: number): void {
-    this.reclaimed += bytes
   }
 
   /** Waits for a cleanup still running (at the end of a run, so nothing is left behind). */
@@ -107,16 +128,22 @@ export class DiskBudget {
 
   /** Seconds since the oldest image in flight was admitted (1 when none is: all unused cache is stale then). */
   staleSeconds(): number {
-    const oldest = Math.min(...this.admittedAt)
+    const oldest = Math.min(...[...this.flights].map((f) => f.at))
     return Number.isFinite(oldest) ? (Date.now() - oldest) / 1000 + 1 : 1
   }
 
   private startCleaning(targetFree: number, why: string) {
     this.completedAtLastClean = this.completed
     this.cleaning = this.o.clean(targetFree, why, this.staleSeconds())
-      .then((bytes) => { this.reclaimed += bytes; return bytes })
+      .then((bytes) => { this.reclaimed += bytes; this.coolDown(); return bytes })
       .catch(() => 0)
       .finally(() => { this.cleaning = undefined; for (const wake of this.waiters.splice(0)) wake() })
+  }
+
+  /** After a cleanup only the layers of images in flight are surely still there. */
+  private coolDown() {
+    this.warm.clear()
+    for (const f of this.flights) for (const l of f.layers) this.warm.add(l.digest)
   }
 
   private nextDone(): Promise<void> {

@@ -6,6 +6,11 @@ type Descriptor = { digest: string; size: number; platform?: { os?: string; arch
 type ManifestJson = { layers?: Descriptor[]; manifests?: Descriptor[] }
 
 export async function compressedImageBytes(client: RegistryClient, ref: string, platform = 'linux/amd64'): Promise<number> {
+  return (await imageLayers(client, ref, platform)).reduce((sum, l) => sum + l.size, 0)
+}
+
+/** The image's layers (digest and compressed size), from its manifest. */
+export async function imageLayers(client: RegistryClient, ref: string, platform = 'linux/amd64'): Promise<Array<{ digest: string; size: number }>> {
   const first = await client.getManifest(ref)
   let manifest = JSON.parse(new TextDecoder().decode(first.bytes)) as ManifestJson
   if (manifest.manifests) {
@@ -15,5 +20,5 @@ export async function compressedImageBytes(client: RegistryClient, ref: string, 
     const child = await client.getManifest(formatImageRef({ ...parseImageRef(ref), tag: undefined, digest: pick.digest }))
     manifest = JSON.parse(new TextDecoder().decode(child.bytes)) as ManifestJson
   }
-  return (manifest.layers ?? []).reduce((sum, l) => sum + l.size, 0)
+  return (manifest.layers ?? []).map((l) => ({ digest: l.digest, size: l.size }))
 }

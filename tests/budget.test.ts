@@ -32,7 +32,7 @@ describe('disk budget', () => {
     t1.done()
     d.free += 300 * MB // rmi + layers of the first image released
     await tick()
-    // learned: (1000 − 400 + 0) / (1 + 2 × 0.5) = 300 MB per image; need 100 + 3 × 300 = 1000 > 400: cleans
+    // learned ratio: the disk lost 600 MB for 300 MB predicted done → 2; need 100 + 2 × (600 + 300) > 400: cleans
     expect(d.cleans.length).toBe(1)
     t2.done(); t3.done()
     d.free += 600 * MB
@@ -48,11 +48,11 @@ describe('disk budget', () => {
     const c = await b.admit('b')
     d.free = 200 * MB
     a.done() // one image done: cleaning may now help
-    d.reclaimable = 1200 * MB
-    // learned (1000 − 200) / 1.5 ≈ 533 MB per image: need 100 + 2 × 533 ≈ 1167 MB; the cleanup brings 1400
+    d.reclaimable = 1700 * MB
+    // learned ratio (1000 − 200) / 400 = 2: need 100 + 2 × (400 + 400) = 1700 MB; the cleanup brings 1900
     const t = await b.admit('c')
     expect(d.cleans.length).toBe(1)
-    expect(d.free).toBe(1400 * MB)
+    expect(d.free).toBe(1900 * MB)
     t.done(); c.done()
   })
 
@@ -64,11 +64,28 @@ describe('disk budget', () => {
     t.done()
   })
 
-  test('learns per-image growth from the images done', async () => {
-    const { d, budget } = disk(2000 * MB)
-    const b = budget(1000 * MB)
-    expect(b.estimate()).toBe(1000 * MB)
-    for (let i = 0; i < 4; i++) { const t = await b.admit(String(i)); d.free -= 50 * MB; t.done() }
-    expect(b.estimate()).toBe(50 * MB)
+  test('an image costs its cold layers twice (blob + unpacked); layers of finished images are warm', async () => {
+    const { d, budget } = disk(10_000 * MB)
+    const b = new DiskBudget({ free: () => d.free, reserve: 0, prior: 999 * MB, overhead: 10 * MB, clean: async () => 0 })
+    const env = { digest: 'sha256:env', size: 300 * MB }
+    const mine = (n: number) => ({ digest: `sha256:i${n}`, size: 40 * MB })
+    expect(b.cost()).toBe(999 * MB)
+    expect(b.cost([env, mine(1)])).toBe(2 * 340 * MB + 10 * MB)
+    const t = await b.admit('1', [env, mine(1)])
+    expect(b.cost([env, mine(2)])).toBe(2 * 340 * MB + 10 * MB) // env still being pulled by image 1: not warm yet
+    d.free -= 690 * MB
+    t.done()
+    expect(b.cost([env, mine(2)])).toBe(2 * 40 * MB + 10 * MB)
+    expect(b.ratio()).toBe(1)
+  })
+
+  test('an image past its base build needs only what is left of its cost', async () => {
+    const { budget } = disk(1000 * MB)
+    const b = budget(400 * MB)
+    const t = await b.admit('a')
+    expect(b.need()).toBe(100 * MB + 800 * MB)
+    t.progress(0.75)
+    expect(b.need()).toBe(100 * MB + 500 * MB)
+    t.done()
   })
 })
