@@ -19,7 +19,7 @@ export type FreeDiskStatus = {
   version: 1
   /** The deleter's pid, once started. */
   pid?: number
-  state: 'starting' | 'measuring' | 'deleting' | 'complete' | 'failed'
+  state: 'starting' | 'deleting' | 'complete' | 'failed'
   startedAt: string
   updatedAt: string
   finishedAt?: string
@@ -39,8 +39,7 @@ export function writeStatus(file: string, status: FreeDiskStatus): void {
 export function readFreeDiskStatus(file: string): FreeDiskStatus | undefined {
   let status: FreeDiskStatus
   try { status = JSON.parse(fs.readFileSync(file, 'utf8')) } catch { return undefined }
-  const running = status.state === 'measuring' || status.state === 'deleting'
-  if (running && status.pid && !alive(status.pid)) return { ...status, state: 'failed' }
+  if (status.state === 'deleting' && status.pid && !alive(status.pid)) return { ...status, state: 'failed' }
   const neverStarted = status.state === 'starting' && Date.now() - Date.parse(status.startedAt) > 60_000
   return neverStarted ? { ...status, state: 'failed' } : status
 }

@@ -208,22 +208,22 @@ export async function startDeleter(items: TrashItem[], o: FreeDiskOptions): Prom
   report.info(`deleting in the background (pid ${deleter.pid}); progress: ${o.statusFile}`)
 }
 
-/** --delete-trash: the detached deleter. Measures each moved item, deletes them in parallel, records progress. */
+/** --delete-trash: the detached deleter. Measures and deletes the moved items in parallel, recording progress. */
 export async function deleteTrash(dirs: string[], o: Pick<FreeDiskOptions, 'statusFile' | 'jobs' | 'sudo'>): Promise<number> {
   const bad = dirs.filter((d) => !path.basename(d).startsWith(TRASH))
   if (bad.length) throw new UsageError(`--delete-trash only deletes ${TRASH}* directories, not ${bad.join(', ')}`)
   const prior = readFreeDiskStatus(o.statusFile)
   const paths = dirs.flatMap((d) => (fs.existsSync(d) ? fs.readdirSync(d).map((n) => path.join(d, n)) : []))
   const items = paths.map((p) => prior?.items.find((i) => i.path === p) ?? { target: path.basename(p), path: p, bytes: 0, measured: false, done: false })
-  const status: FreeDiskStatus = { version: 1, pid: process.pid, state: 'measuring', startedAt: prior?.startedAt ?? new Date().toISOString(), updatedAt: '', trashDirs: dirs, items }
+  const status: FreeDiskStatus = { version: 1, pid: process.pid, state: 'deleting', startedAt: prior?.startedAt ?? new Date().toISOString(), updatedAt: '', trashDirs: dirs, items }
   writeStatus(o.statusFile, status)
-  await pMap(items, async (i) => Object.assign(i, { bytes: await duBytes([i.path], o.sudo), measured: true }), { concurrency: o.jobs })
-  writeStatus(o.statusFile, { ...status, state: 'deleting' })
-  await pMap(items, async (i) => {
+  await pMap(items, async (i) => { // measure just before deleting: du warms the cache rm needs anyway
     const t0 = performance.now()
+    Object.assign(i, { bytes: await duBytes([i.path], o.sudo), measured: true })
+    writeStatus(o.statusFile, status)
     const out = await $({ nothrow: true, quiet: true })`${o.sudo} rm -rf --one-file-system -- ${i.path}`
     Object.assign(i, { done: out.exitCode === 0, seconds: (performance.now() - t0) / 1000, ...(out.exitCode ? { error: out.stderr.trim() } : {}) })
-    writeStatus(o.statusFile, { ...status, state: 'deleting' })
+    writeStatus(o.statusFile, status)
   }, { concurrency: o.jobs })
   await $({ nothrow: true, quiet: true })`${o.sudo} rmdir -- ${dirs}`
   const failed = items.some((i) => !i.done)
