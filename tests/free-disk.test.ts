@@ -30,31 +30,32 @@ function fill(dir: string, files: number, bytes = 512): void {
 }
 
 /** A fake hosted runner under root/, and files outside it that must survive everything. */
-function fakeRunner(opts: { androidFiles?: number } = {}) {
+function fakeRunner(opts: { androidFiles?: number; scale?: number } = {}) {
+  const put = (dir: string, files: number) => fill(dir, Math.max(1, Math.round(files * (opts.scale ?? 1)))) // a sliver for unit tests
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'free-disk-test-'))
   made.push(base)
   const root = path.join(base, 'root')
   const outside = path.join(base, 'outside')
   const at = (p: string) => path.join(root, p)
-  fill(path.join(outside, 'keep-dir'), 10)
+  put(path.join(outside, 'keep-dir'), 10)
   fs.writeFileSync(path.join(outside, 'keep.txt'), 'keep')
-  fill(at('usr/local/lib/android/sdk'), opts.androidFiles ?? 3000)
+  put(at('usr/local/lib/android/sdk'), opts.androidFiles ?? 3000)
   fs.symlinkSync(path.join(outside, 'keep-dir'), at('usr/local/lib/android/sdk/escape-dir'))
   fs.symlinkSync(path.join(outside, 'keep.txt'), at('usr/local/lib/android/sdk/escape-file'))
-  fill(at('usr/share/dotnet'), 2000)
+  put(at('usr/share/dotnet'), 2000)
   fs.symlinkSync(outside, at('usr/share/dotnet/escape-root'))
-  fill(at('opt/ghc'), 2000)
+  put(at('opt/ghc'), 2000)
   fs.mkdirSync(at('usr/local'), { recursive: true })
   fs.symlinkSync(path.join(outside, 'keep-dir'), at('usr/local/.ghcup')) // the target itself is a link out
   fs.mkdirSync(at('usr/share'), { recursive: true })
   fs.writeFileSync(at('usr/share/swift'), Buffer.alloc(64 * 2 ** 20, 1)) // a target that is a file (64 MiB)
-  fill(at('usr/local/julia1.10.4'), 1000)
-  fill(at('opt/hostedtoolcache/CodeQL'), 1000)
-  fill(at('opt/hostedtoolcache/Python'), 500) // opt-in tool cache: stays by default
-  fill(at('usr/lib/jvm'), 1000)
+  put(at('usr/local/julia1.10.4'), 1000)
+  put(at('opt/hostedtoolcache/CodeQL'), 1000)
+  put(at('opt/hostedtoolcache/Python'), 500) // opt-in tool cache: stays by default
+  put(at('usr/lib/jvm'), 1000)
   for (const d of walkDirs(at('usr/lib/jvm'))) fs.chmodSync(d, 0o555) // read-only
-  fill(at('usr/local/lib/keep-me'), 10) // siblings of targets
-  fill(at('usr/share/keep-me'), 10)
+  put(at('usr/local/lib/keep-me'), 10) // siblings of targets
+  put(at('usr/share/keep-me'), 10)
   fs.mkdirSync(at('tmp'))
   return { base, root, outside, at }
 }
@@ -130,7 +131,7 @@ describe('free-disk', () => {
   })
 
   test('plans by bytes per second until typical sizes cover the deficit', () => {
-    const r = fakeRunner()
+    const r = fakeRunner({ scale: 0.001 })
     const present = CATALOGUE.filter((t) => !t.optIn).map((t) => resolveTarget(t, r.root)).filter((x) => x.present.length)
     expect(planBatch(present, 1).map((x) => x.target.name)).toEqual(['swift'])
     expect(planBatch(present, 6e9).map((x) => x.target.name)).toEqual(['swift', 'codeql'])
