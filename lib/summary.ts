@@ -39,7 +39,7 @@ export function summarizeFacts(f: RunFacts): Summary {
   for (const r of f.records) counts[r.phase][r.status]++
   const byCommand = new Map<string, Summary['cleanups']['byCommand'][number]>()
   for (const c of f.cleanups) {
-    const key = c.command.replace(/^docker rmi .*/, 'docker rmi …')
+    const key = c.command.replace(/^docker rmi .*/, 'docker rmi …').replace(/until=\S+/, 'until=…') // one row per command, not per argument
     const row = byCommand.get(key) ?? { command: key, runs: 0, reclaimed: 0, seconds: 0, failures: 0 }
     row.runs++; row.reclaimed += c.reclaimed; row.seconds += c.seconds; row.failures += c.exitCode === 0 ? 0 : 1
     byCommand.set(key, row)
