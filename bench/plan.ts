@@ -61,6 +61,7 @@ async function main(argv: string[]) {
     const runs = []
     for (let i = 0; i < flags.rounds; i++) runs.push(await planOnce(flags.instances, registry.address, work))
     const total = median(runs.map((r) => r.load + r.check))
+    console.log(`machine: ${os.cpus().length} CPUs, load average ${os.loadavg()[0].toFixed(1)} (timings scale with load)`)
     console.log(`plan: ${flags.instances} instances, ${runs[0].tags} registry checks: load ${ms(median(runs.map((r) => r.load)))} + check ${ms(median(runs.map((r) => r.check)))} = ${ms(total)} (target ≤ 3000 ms) ${total <= 3000 ? 'ok' : 'SLOW'}`)
     const helps = await helpTimes(flags.rounds)
     for (const [script, t] of helps) console.log(`--help ${script.padEnd(16)} ${ms(t).padStart(7)} (target ≤ 300 ms) ${t <= 300 ? 'ok' : 'SLOW'}`)

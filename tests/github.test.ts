@@ -32,7 +32,8 @@ async function run(args: string[], name: string) {
   const files = { summary: path.join(work, `${name}.md`), output: path.join(work, `${name}.out`) }
   const instances = path.join(work, 'instances.txt')
   fs.writeFileSync(instances, IDS.join('\n') + '\n')
-  const env = { ...process.env, ...fake.env, CI: 'true', GITHUB_ACTIONS: 'true', GITHUB_STEP_SUMMARY: files.summary, GITHUB_OUTPUT: files.output }
+  // IMAGEFLEET_MODE=docker: assemble with docker build + push, which the fake records (registry assembly: assemble.test.ts)
+  const env = { ...process.env, ...fake.env, IMAGEFLEET_MODE: 'docker', CI: 'true', GITHUB_ACTIONS: 'true', GITHUB_STEP_SUMMARY: files.summary, GITHUB_OUTPUT: files.output }
   const r = await $({ env, nothrow: true, quiet: true, cwd: ROOT })`${process.execPath} scripts/pipeline.ts --registry ${registry.address}/fleet --upstream ${registry.address}/up/{docker_id}:latest --context ${CONTEXT} --min-free 0 --instances ${instances} --key gh ${args}`
   fake.cleanup()
   const read = (f: string) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : '')

@@ -27,7 +27,7 @@ afterAll(async () => {
 })
 
 async function both(args: string[]) {
-  const env = { ...process.env, ...fake.env, CI: '', GITHUB_ACTIONS: '', NO_COLOR: '1', FORCE_COLOR: '0' }
+  const env = { ...process.env, ...fake.env, IMAGEFLEET_MODE: 'docker', CI: '', GITHUB_ACTIONS: '', NO_COLOR: '1', FORCE_COLOR: '0' }
   const [bun, deno] = await Promise.all(Object.values(RUNTIMES).map((rt) => $({ env, nothrow: true, quiet: true, cwd: ROOT })`${rt} ${args}`))
   return { bun, deno }
 }
