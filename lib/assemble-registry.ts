@@ -6,8 +6,8 @@ import pMap from 'p-map'
 import { applySteps, type AssembleStep, type ImageConfig } from './assemble-dockerfile.ts'
 import { type CopySpec, extractCopies } from './layer-copy.ts'
 import { type BuiltLayer, writeLayer } from './layer.ts'
-import { ensureBlob, getBlob, sha256, uploadBlob } from './registry-blobs.ts'
-import { MEDIA, type RegistryClient, type Repo } from './registry.ts'
+import { type CopyOutcome, ensureBlob, getBlob, sha256, uploadBlob } from './registry-blobs.ts'
+import { MEDIA, type RegistryClient, RegistryError, type Repo } from './registry.ts'
 import { type ImageRef, parseImageRef } from './registry-ref.ts'
 
 export { parseAssembleDockerfile, applySteps, type AssembleStep, type AssemblePlan, type ParseResult } from './assemble-dockerfile.ts'
@@ -138,7 +138,7 @@ export async function assembleInRegistry(o: AssembleOptions): Promise<AssembleRe
       const m = await o.client.getManifest({ ...base, tag: undefined, digest: entry.digest })
       const one = await assembleOne(o, base, final, json(m.bytes), m.mediaType, tally, entry.platform)
       if (o.platform) return { ...one, entry }
-      await o.client.putManifest({ ...final, tag: undefined, digest: sha256(one.bytes) }, one.bytes, one.mediaType)
+      await putManifest(o.client, { ...final, tag: undefined, digest: sha256(one.bytes) }, one.bytes, one.mediaType)
       tally.bytesUploaded += one.bytes.length
       return { ...one, entry }
     }, { concurrency: 4 })
@@ -149,7 +149,7 @@ export async function assembleInRegistry(o: AssembleOptions): Promise<AssembleRe
       put = { bytes: encode(newIndex), mediaType: top.mediaType, platforms: built.map((b) => b.platform ?? '') }
     }
   }
-  await o.client.putManifest(final, put.bytes, put.mediaType)
+  await putManifest(o.client, final, put.bytes, put.mediaType)
   tally.bytesUploaded += put.bytes.length
   const seconds = (performance.now() - started) / 1000
   return { digest: sha256(put.bytes), mediaType: put.mediaType, platforms: put.platforms, seconds, ...tally }
@@ -164,7 +164,7 @@ async function assembleOne(
   const imagePlatform = platform ?? { os: config.os ?? 'linux', architecture: config.architecture ?? 'amd64', ...(config.variant ? { variant: config.variant } : {}) }
   const layer = typeof o.layer === 'function' ? await o.layer(imagePlatform) : o.layer
   await pMap(manifest.layers.filter((l) => !l.urls?.length), async (l) => {
-    const outcome = await ensureBlob(o.client, repoOf(base), repoOf(final), l.digest)
+    const outcome = await placeOnce(o.client, repoOf(base), repoOf(final), l.digest)
     count(tally, outcome, l.size, `base layer ${l.digest.slice(7, 19)}`)
   }, { concurrency: o.concurrency ?? 8 })
   if (layer) await placeAgentLayer(o.client, layer, repoOf(final), tally)
@@ -178,6 +178,38 @@ async function assembleOne(
     layers: layerDescriptor ? [...manifest.layers, layerDescriptor] : manifest.layers,
   }
   return { bytes: encode(next), mediaType, platform: formatPlatform(imagePlatform) }
+}
+
+/**
+ * Blobs placed per client (one client per run): each digest is mounted or copied into a repository once, and
+ * every other instance that shares the layer waits for that and counts it as present. Concurrent mounts of one
+ * digest into one repository race in distribution (the repository's link is rewritten while another request
+ * reads it, and a manifest PUT then fails with 400 blob unknown); base images of a fleet share most layers.
+ */
+const placements = new WeakMap<RegistryClient, Map<string, Promise<CopyOutcome>>>()
+
+async function placeOnce(client: RegistryClient, from: Repo, to: Repo, digest: string): Promise<CopyOutcome> {
+  let placed = placements.get(client)
+  if (!placed) placements.set(client, (placed = new Map()))
+  const key = `${to.registry}/${to.repository}@${digest}`
+  const first = placed.get(key)
+  if (first) return first.then(() => 'present' as const)
+  const outcome = ensureBlob(client, from, to, digest)
+  placed.set(key, outcome)
+  outcome.catch(() => placed.delete(key)) // a failed placement lets the next instance try again
+  return outcome
+}
+
+/** PUT a manifest; a 400 (blob unknown while another process is still linking a shared blob) is retried twice. */
+async function putManifest(client: RegistryClient, ref: ImageRef, bytes: Uint8Array, mediaType: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return void (await client.putManifest(ref, bytes, mediaType))
+    } catch (e) {
+      if (!(e instanceof RegistryError && e.status === 400) || attempt >= 2) throw e
+      await new Promise((r) => setTimeout(r, 250 * 2 ** attempt))
+    }
+  }
 }
 
 function count(tally: Tally, outcome: 'present' | 'mounted' | 'copied', size: number, what: string) {

@@ -211,6 +211,18 @@ describe('assembly in a real registry', () => {
     expect(results.reduce((n, r) => n + r.mounted, 0)).toBeGreaterThanOrEqual(20 * 2)
   })
 
+  test('bases sharing a layer, assembled at once into one repository: each blob is mounted once, every manifest lands', async () => {
+    const fresh = new RegistryClient() // placements are remembered per client (one client per run)
+    const shared = [file('bin/sh', 'shared shell', 0o755)]
+    const refs = Array.from({ length: 24 }, (_, i) => `${reg.address}/fleet/shared-base:${i}`)
+    for (const [i, ref] of refs.entries()) await pushTestImage(fresh, ref, { layers: [shared, [file('etc/instance', String(i))]] })
+    const layer = await makeAgentLayer({ client: fresh, builderRef: p.builderImage, copies: p.copies })
+    const results = await pMap(refs, (baseRef, i) => assembleInRegistry({ client: fresh, baseRef, finalRef: `${reg.address}/fleet/shared-final:${i}`, layer, steps: p.steps }), { concurrency: 12 })
+    expect(results.reduce((n, r) => n + r.mounted, 0)).toBe(1 + 24) // the shared layer once, each instance layer once
+    expect(results.reduce((n, r) => n + r.present, 0)).toBe(23 + 23) // the shared layer and the agent layer after the first
+    for (let i = 0; i < 24; i++) expect(await fresh.manifestExists(`${reg.address}/fleet/shared-final:${i}`)).toBe(true)
+  })
+
   test('an OCI base gives an OCI manifest and OCI layer media types', async () => {
     await pushTestImage(client, `${reg.address}/fleet/oci-base:1`, { layers: baseLayers, oci: true })
     const layer = await makeAgentLayer({ client, builderRef: p.builderImage, copies: p.copies })
