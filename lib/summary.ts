@@ -26,6 +26,8 @@ export type Summary = {
   reclaimed: number
   failed: Array<{ phase: Phase; id: string; reason: string; error_class?: string; log: string; attempts: number }>
   slowest: Array<{ phase: Phase; id: string; seconds: number; log: string }>
+  /** Final images assembled inside the registry: bytes sent, blobs mounted vs copied (a refused mount is copied) */
+  registry?: { images: number; bytesUploaded: number; mounted: number; copied: number; present: number; notes: string[] }
 }
 
 /** What a summary is made of: a live Run, or the files of one or more finished runs (--merge). */
@@ -53,7 +55,24 @@ export function summarizeFacts(f: RunFacts): Summary {
       .map((r) => ({ phase: r.phase, id: r.id, reason: r.reason, error_class: r.error_class, log: r.log, attempts: r.attempts })),
     slowest: f.records.filter((r) => r.status === 'built').sort((a, b) => b.seconds - a.seconds || (a.id < b.id ? -1 : 1)).slice(0, SLOWEST)
       .map((r) => ({ phase: r.phase, id: r.id, seconds: r.seconds, log: r.log })),
+    ...registryTotals(f.records),
   }
+}
+
+function registryTotals(records: ManifestRecord[]): Pick<Summary, 'registry'> {
+  const tallies = records.flatMap((r) => (r.registry ? [{ id: r.id, ...r.registry }] : []))
+  if (!tallies.length) return {}
+  const sum = (k: 'bytes_uploaded' | 'mounted' | 'copied' | 'present') => tallies.reduce((n, t) => n + t[k], 0)
+  return { registry: {
+    images: tallies.length, bytesUploaded: sum('bytes_uploaded'), mounted: sum('mounted'), copied: sum('copied'), present: sum('present'),
+    notes: tallies.flatMap((t) => (t.notes ?? []).map((n) => `${t.id}: ${n}`)),
+  } }
+}
+
+/** Registry assembly in one line; copies (a refused mount, or another registry) are called out. */
+export function registryLine(r: NonNullable<Summary['registry']>): string {
+  return `Assembled in the registry: ${r.images} images, ${formatBytes(r.bytesUploaded)} uploaded, ${r.mounted} blobs mounted, ${r.copied} copied, ${r.present} already there` +
+    (r.copied ? ` (${r.copied} blobs could not be mounted and were copied through this runner)` : '')
 }
 
 export function summarize(run: Run, fleet?: Fleet): Summary {
@@ -90,6 +109,7 @@ export function summaryMarkdown(s: Summary, chart?: { series: ChartSeries[]; mar
     lines.push('### Cleanups', '', '| command | runs | reclaimed | seconds | failed |', '|---|---:|---:|---:|---:|',
       ...s.cleanups.byCommand.map((c) => `| \`${c.command}\` | ${c.runs} | ${formatBytes(c.reclaimed)} | ${c.seconds.toFixed(1)} | ${c.failures} |`), '')
   }
+  if (s.registry) lines.push(registryLine(s.registry), '', ...s.registry.notes.slice(0, 20).map((n) => `- ${n}`), ...(s.registry.notes.length ? [''] : []))
   if (s.slowest.length) {
     lines.push(`### Slowest ${s.slowest.length} images`, '', '| image | seconds | log |', '|---|---:|---|',
       ...s.slowest.map((x) => `| ${x.phase} \`${x.id}\` | ${x.seconds.toFixed(1)} | \`${x.log}\` |`), '')
@@ -128,6 +148,7 @@ export function writeSummary(run: Run, o: { out: string; fleet?: Fleet; github?:
 
 /** The closing lines; a dry run leaves out what varies (seconds, disk) so its plan is the same every time. */
 export function printTotals(s: Summary, file?: string, dry = false): void {
+  if (s.registry) report.info(registryLine(s.registry))
   report.info(`\n${PHASES.map((p) => `${p}: ${s.counts[p].built} built, ${s.counts[p].skipped} skipped, ${s.counts[p].failed} failed`).join(' · ')}`)
   report.info(`${total(s, 'built') + total(s, 'skipped')} ok, ${total(s, 'failed')} failed${dry ? ' (dry run: nothing ran)' : ` in ${s.wallSeconds}s · peak disk used ${formatBytes(s.peakUsed)} · ${s.cleanups.total.length} cleanups reclaimed ${formatBytes(s.reclaimed)}`}${file ? ` · ${file}` : ''}`)
 }

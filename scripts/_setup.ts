@@ -51,6 +51,8 @@ export type Setup = {
   run: Run
   build: BuildOptions
   cleanup: CleanupOptions
+  /** The run's one registry client (existence checks, registry assembly). */
+  registry: RegistryClient
   concurrency: number
   removeImages: (tags: string[]) => Promise<unknown>
   /** Asks the registry about many tags at once (in parallel); later existence checks answer from it. */
@@ -99,7 +101,7 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
   }
   const known = new Map<string, boolean>()
   return {
-    pre, run, build, cleanup, concurrency: flags.dryRun ? 1 : flags.concurrency,
+    pre, run, build, cleanup, registry, concurrency: flags.dryRun ? 1 : flags.concurrency,
     removeImages: (tags) => removeImages(tags, cleanup),
     prefetch: async (tags) => {
       const t0 = Date.now()

@@ -23,7 +23,7 @@ import { formatBytes } from '../lib/size.ts'
 import { failedIds, now } from '../lib/run.ts'
 import { recordBlocked, recordSkip } from '../lib/step.ts'
 import { GracefulStop } from '../lib/stop.ts'
-import { assembleInstance } from './assemble.ts'
+import { ASSEMBLE_FLAGS, type AssembleMode, type Assembly, prepareAssembly } from './assemble.ts'
 import { buildBase, buildBuilder } from './build-bases.ts'
 import { cleanUntil, perImageCleanup, removeImages } from './prune.ts'
 import { RUN_FLAGS, runFlagProblems, type Setup, startScript } from './_setup.ts'
@@ -31,6 +31,7 @@ import { RUN_FLAGS, runFlagProblems, type Setup, startScript } from './_setup.ts
 export const FLAGS = {
   ...FLEET_FLAGS,
   ...RUN_FLAGS,
+  ...ASSEMBLE_FLAGS,
   cleanup: { type: 'string', arg: 'POLICY', default: 'adaptive', choices: ['adaptive', 'per-image', 'none'], help: 'adaptive: disk budget + tiered prunes; per-image: rmi + system prune + builder prune after every image (the field\'s fix); none: no cleanup' },
   reserve: { type: 'size', default: '1GB', help: 'Free space the disk budget always keeps' },
   'expect-growth': { type: 'size', help: 'Disk growth per image assumed until the first images are done (default: 3 × the first upstream image\'s compressed size)' },
@@ -42,7 +43,10 @@ export const FLAGS = {
   'retry-failed': { type: 'boolean', help: 'Only the instances whose last record in --out failed (a rerun without it also retries them, and finishes the rest)' },
 } as const satisfies FlagTable
 
-export type PipelineOptions = { cleanup: 'adaptive' | 'per-image' | 'none'; reserve: number; expectGrowth?: number; cacheCap?: number; stop?: GracefulStop }
+export type PipelineOptions = { cleanup: 'adaptive' | 'per-image' | 'none'; reserve: number; expectGrowth?: number; cacheCap?: number; stop?: GracefulStop
+  /** registry or docker assembly (scripts/assemble.ts prepareAssembly) */
+  assembly: Assembly
+}
 
 /** Base, then assembly, then cleanup, for one instance; a failed base blocks only its own assembly. */
 async function buildInstance(inst: Instance, s: Setup, o: PipelineOptions): Promise<void> {
@@ -52,10 +56,10 @@ async function buildInstance(inst: Instance, s: Setup, o: PipelineOptions): Prom
     return recordBlocked(s.run, { phase: 'assemble', id: inst.id, dockerId: inst.dockerId, tag: fleet.finalImage(inst) }, 'base image failed', base.error?.errorClass)
   }
   if (o.stop?.stopping) return recordNotStarted(inst, s, ['assemble'])
-  const final = await assembleInstance(inst, s.build)
+  const final = await o.assembly.assemble(inst)
   const local = [
     ...(base !== 'skipped' && !s.build.buildx ? [fleet.baseImage(inst)] : []),
-    ...(final !== 'skipped' && final.ok ? [fleet.finalImage(inst)] : []),
+    ...(final !== 'skipped' && final.ok && o.assembly.local ? [fleet.finalImage(inst)] : []), // registry assembly leaves nothing local
   ]
   if (o.cleanup === 'per-image') await perImageCleanup(local, o.cacheCap, s.cleanup)
   else if (o.cleanup === 'adaptive' && local.length) await removeImages(local, s.cleanup)
@@ -179,7 +183,7 @@ async function main(argv: string[]) {
   const stop = new GracefulStop({ graceMs: flags.grace, say: (text) => report.warn(text), onForce: () => { s.finish(); return process.exit(EXIT.interrupted) } }).install()
   $.spawn = stop.wrapSpawn($.spawn)
   s.build.policy.stop = stop
-  return pipeline(fleet, s, { cleanup: flags.cleanup as PipelineOptions['cleanup'], reserve: flags.reserve, expectGrowth: flags.expectGrowth, cacheCap: flags.cacheCap, stop })
+  return pipeline(fleet, s, { cleanup: flags.cleanup as PipelineOptions['cleanup'], reserve: flags.reserve, expectGrowth: flags.expectGrowth, cacheCap: flags.cacheCap, stop, assembly: prepareAssembly(flags.mode as AssembleMode, s.build, s.registry) })
 }
 
 if (import.meta.main) runMain(() => main(process.argv.slice(2)))

@@ -28,10 +28,11 @@ function instancesFile(lines: string[]): string {
   return file
 }
 
+/** Docker-mode command shapes (--mode docker); registry assembly is tested in assemble.test.ts. */
 async function pipeline(fake: FakeDocker, args: string[]) {
   const out = path.join(work, `out-${Math.random().toString(36).slice(2)}`)
   const env = { ...process.env, ...fake.env, CI: '', GITHUB_ACTIONS: '' }
-  const r = await $({ env, nothrow: true, quiet: true, cwd: ROOT })`${process.execPath} scripts/pipeline.ts --registry ${registry.address}/fleet --upstream ${registry.address}/up/{docker_id}:latest --context ${CONTEXT} --min-free 0 --out ${out} ${args}`
+  const r = await $({ env, nothrow: true, quiet: true, cwd: ROOT })`${process.execPath} scripts/pipeline.ts --registry ${registry.address}/fleet --upstream ${registry.address}/up/{docker_id}:latest --context ${CONTEXT} --min-free 0 --mode docker --out ${out} ${args}`
   return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr, out, calls: fake.calls() }
 }
 

@@ -1,0 +1,115 @@
+// scripts/assemble.ts --mode registry|docker|auto against a real registry server and a recording fake docker:
+// which way it picks and why, that registry mode runs no docker command, its records, summary and dry-run.
+// That the registry-made image equals the docker-built one is proven in assemble.integration.test.ts.
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { $ } from 'zx'
+import type { LayerFile } from '../lib/layer.ts'
+import { RegistryClient } from '../lib/registry.ts'
+import { fakeDocker, mutatingCalls } from './helpers/fake-docker.ts'
+import { pushTestImage, type RegistryServer, startRegistry } from './helpers/registry-server.ts'
+
+const ROOT = path.resolve(import.meta.dir, '..')
+const CONTEXT = path.join(ROOT, 'examples/synthetic-fleet/context')
+const file = (p: string, text: string, mode = 0o644): LayerFile => ({ path: p, type: 'file', mode, uid: 0, gid: 0, data: new TextEncoder().encode(text) })
+let registry: RegistryServer
+let work: string
+const client = new RegistryClient()
+
+beforeAll(async () => {
+  registry = await startRegistry()
+  work = fs.mkdtempSync(path.join(os.tmpdir(), 'assemble-test-'))
+})
+afterAll(async () => {
+  await registry.stop()
+  fs.rmSync(work, { recursive: true, force: true })
+})
+
+const write = (name: string, text: string) => { const f = path.join(work, name); fs.writeFileSync(f, text); return f }
+const instances = (key: string, ids: string[]) => write(`instances-${key}.txt`, ids.join('\n') + '\n')
+
+/** A builder and one base per instance in the registry, as build-bases would have left them. */
+async function pushFleet(key: string, dockerIds: string[]) {
+  await pushTestImage(client, `${registry.address}/fleet/eval-builder:${key}`, { layers: [[file('opt/agent/VERSION', 'agent 1.0\n'), file('opt/agent/bin/run', '#!/bin/sh\nexec "$@"\n', 0o755)]] })
+  for (const d of dockerIds) await pushTestImage(client, `${registry.address}/fleet/eval-base:${key}-${d}`, { layers: [[file('bin/sh', 'shell', 0o755)], [file('etc/imagefleet-base', d)]] })
+}
+
+async function run(script: 'assemble' | 'pipeline', args: string[], fake = fakeDocker()) {
+  const out = path.join(work, `out-${Math.random().toString(36).slice(2)}`)
+  const env = { ...process.env, ...fake.env, CI: '', GITHUB_ACTIONS: '' }
+  const r = await $({ env, nothrow: true, quiet: true, cwd: ROOT })`${process.execPath} scripts/${script}.ts --registry ${registry.address}/fleet --upstream ${registry.address}/up/{docker_id}:latest --context ${CONTEXT} --min-free 0 --out ${out} ${args}`
+  const calls = fake.calls()
+  fake.cleanup()
+  const manifest = fs.existsSync(path.join(out, 'manifest.jsonl')) ? fs.readFileSync(path.join(out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)) : []
+  const summary = fs.existsSync(path.join(out, 'summary.json')) ? JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8')) : undefined
+  return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr, calls, mutating: mutatingCalls(calls), manifest, summary }
+}
+
+describe('assemble --mode', () => {
+  test('auto assembles in the registry when the Dockerfile only copies from the builder: no docker command, the tally recorded', async () => {
+    await pushFleet('r1', ['a_1776_b-1', 'a_1776_b-2'])
+    const r = await run('assemble', ['--instances', instances('r1', ['a__b-1', 'a__b-2']), '--key', 'r1'])
+    expect(r.code).toBe(0)
+    expect(r.mutating).toEqual([])
+    expect(r.stdout).toContain('assemble: in the registry')
+    const records = r.manifest.filter((m) => m.phase === 'assemble')
+    expect(records.map((m) => m.status)).toEqual(['built', 'built'])
+    for (const m of records) expect(m.registry).toMatchObject({ mounted: 2, copied: 0 })
+    expect(r.summary.registry).toMatchObject({ images: 2, mounted: 4, copied: 0 })
+    expect(r.summary.registry.bytesUploaded).toBeGreaterThan(0)
+    expect(r.stdout).toContain('Assembled in the registry: 2 images')
+    for (const d of ['a_1776_b-1', 'a_1776_b-2']) expect(await client.manifestExists(`${registry.address}/fleet/eval-agent:r1-${d}`)).toBe(true)
+  })
+
+  test('the pipeline assembles in the registry by default: nothing built, pushed or removed locally', async () => {
+    await pushFleet('r2', ['c_1776_d-1'])
+    const r = await run('pipeline', ['--instances', instances('r2', ['c__d-1']), '--key', 'r2'])
+    expect(r.code).toBe(0)
+    expect(r.mutating).toEqual([])
+    expect(r.manifest.find((m) => m.phase === 'assemble')).toMatchObject({ status: 'built', registry: { mounted: 2, copied: 0 } })
+    expect(await client.manifestExists(`${registry.address}/fleet/eval-agent:r2-c_1776_d-1`)).toBe(true)
+  })
+
+  test('auto falls back to docker build when the Dockerfile needs a build, and says why once', async () => {
+    const dockerfile = write('Dockerfile.run', 'ARG BASE_IMAGE\nARG BUILDER_IMAGE\nFROM ${BUILDER_IMAGE} AS builder\nFROM ${BASE_IMAGE}\nRUN echo hi\n')
+    await pushFleet('r3', ['e_1776_f-1', 'e_1776_f-2'])
+    const r = await run('assemble', ['--instances', instances('r3', ['e__f-1', 'e__f-2']), '--key', 'r3', '--assemble-dockerfile', dockerfile])
+    expect(r.code).toBe(0)
+    expect(r.stdout.split('\n').filter((l) => l.includes('docker build, not the registry'))).toEqual(['assemble: docker build, not the registry: line 5: RUN needs a docker build'])
+    expect(r.mutating.filter((c) => c[0] === 'build').length).toBe(2)
+    expect(r.summary.registry).toBeUndefined()
+  })
+
+  test('--mode registry with a Dockerfile that needs a build is refused with exit 2 before any docker command', async () => {
+    const dockerfile = write('Dockerfile.ctx', 'ARG BASE_IMAGE\nARG BUILDER_IMAGE\nFROM ${BUILDER_IMAGE} AS builder\nFROM ${BASE_IMAGE}\nCOPY agent /opt/agent\n')
+    const r = await run('assemble', ['--instances', instances('r4', ['g__h-1']), '--key', 'r4', '--assemble-dockerfile', dockerfile, '--mode', 'registry'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('--mode registry')
+    expect(r.stderr).toContain('from the build context')
+    expect(r.mutating).toEqual([])
+  })
+
+  test('--dry-run in registry mode prints # registry: lines and writes nothing', async () => {
+    const r = await run('assemble', ['--instances', instances('r5', ['i__j-1', 'i__j-2']), '--key', 'r5', '--mode', 'registry', '--dry-run'])
+    expect(r.code).toBe(0)
+    expect(r.mutating).toEqual([])
+    const lines = r.stdout.split('\n').filter((l) => l.startsWith('# registry: '))
+    expect(lines.length).toBe(3) // the agent layer once, then one line per instance
+    expect(lines[0]).toContain('agent layer from')
+    expect(lines[1]).toContain(`${registry.address}/fleet/eval-agent:r5-i_1776_j-1 ← ${registry.address}/fleet/eval-base:r5-i_1776_j-1`)
+    expect(r.stdout.split('\n').every((l) => !l.trim() || l.startsWith('#') || l.startsWith('docker '))).toBe(true)
+    expect(await client.manifestExists(`${registry.address}/fleet/eval-agent:r5-i_1776_j-1`)).toBe(false)
+  })
+
+  test('a base missing from the registry fails its assembly as upstream_missing; the others are built', async () => {
+    await pushFleet('r6', ['k_1776_l-1'])
+    const r = await run('assemble', ['--instances', instances('r6', ['k__l-1', 'k__l-2']), '--key', 'r6', '--mode', 'registry'])
+    expect(r.code).toBe(1)
+    const status = (id: string) => r.manifest.find((m) => m.phase === 'assemble' && m.id === id)
+    expect(status('k__l-1')).toMatchObject({ status: 'built' })
+    expect(status('k__l-2')).toMatchObject({ status: 'failed', error_class: 'upstream_missing' })
+    expect(status('k__l-2').registry).toBeUndefined()
+  })
+})
