@@ -43,7 +43,7 @@ export function prepareAssembly(mode: AssembleMode, o: BuildOptions, client: Reg
     return { mode: 'docker', local: true, assemble: (inst) => assembleInstance(inst, o) }
   }
   report.info('assemble: in the registry (the assemble Dockerfile only adds files from the builder stage and metadata)')
-  if (o.run.dry && probe?.ok) report.info(`registry: agent layer from ${probe.builderImage}: ${probe.copies.map((c) => `${c.sources.join(' ')} → ${c.dest}`).join(', ')} (made once, uploaded once, mounted into every final repository)`)
+  if (o.run.dry && probe?.ok) report.info(`registry (once): agent layer from ${probe.builderImage}: ${probe.copies.map((c) => `${c.sources.join(' ')} → ${c.dest}`).join(', ')} (made once, uploaded once, mounted into every final repository)`)
   const layers = agentLayers(client, o.fleet.platform)
   return { mode: 'registry', local: false, assemble: (inst) => assembleInstanceInRegistry(inst, o, { client, text, layers }) }
 }
