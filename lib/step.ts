@@ -20,6 +20,8 @@ export type StepPolicy = {
   noSpaceRetries: number
   /** the run's graceful stop: no retries once stopping; failures after its kill are `interrupted` */
   stop?: StopGuard
+  /** after an emergency cleanup: false when the FROM image still cannot fit, so a free retry cannot help */
+  fits?: (info: StepInfo) => Promise<boolean>
   /** for a final no_space failure: how much the step needed and how much was free */
   noSpaceDetail?: (info: StepInfo) => Promise<string | undefined>
 }
@@ -53,6 +55,7 @@ export async function runStep(run: Run, info: StepInfo, policy: StepPolicy, work
       noSpace++
       attempts-- // a full disk is ours to fix, not the image's fault: the retry is free
       const freed = await policy.emergency(`${info.phase} ${info.id} hit no space left on device`)
+      if (policy.fits && !(await policy.fits(info).catch(() => true))) break
       report.warn(`${info.phase} ${info.id}: no space left on device; emergency cleanup reclaimed ${formatBytes(freed)}, retrying`)
       continue
     }

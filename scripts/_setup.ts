@@ -95,7 +95,7 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
   }
   const build: BuildOptions = {
     run, fleet, network: flags.network, timeout: flags.timeout, force: flags.force,
-    policy: { ...DEFAULT_POLICY, retries: flags.retries, backoffMs: flags.backoff, noSpaceDetail: (info) => noSpaceDetail(info.from, registry, run, fleet) },
+    policy: { ...DEFAULT_POLICY, retries: flags.retries, backoffMs: flags.backoff, noSpaceDetail: (info) => noSpaceDetail(info.from, registry, run, fleet), fits: (info) => fits(info.from, registry, run, fleet) },
     buildx: chooseBuildx(flags, pre),
     exists: async (ref) => known.get(ref) ?? registry.manifestExists(ref),
   }
@@ -124,6 +124,12 @@ async function login(fleet: Fleet, user: string, password: string): Promise<void
     if (out.exitCode !== 0) throw new PreflightError([`docker login ${host} -u ${user} failed: ${out.stderr.trim().split('\n').pop()}`])
     report.ok(`logged in to ${host} as ${user}`)
   }
+}
+
+/** Can the FROM image's compressed layers fit in what is free now? (true when either is unknown) */
+async function fits(from: string | undefined, registry: RegistryClient, run: Run, fleet: Fleet): Promise<boolean> {
+  const bytes = from ? await compressedImageBytes(registry, from, fleet.platform).catch(() => undefined) : undefined
+  return bytes === undefined || run.free() >= bytes
 }
 
 /** For a no_space failure: how much the step needed (its FROM image, pulled then unpacked) against what was free. */

@@ -355,6 +355,34 @@ const tail = (file: string) => { try { return fs.readFileSync(file, 'utf8').spli
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const shellQuote = (v: string) => /^[\w@%+=:,./-]*$/.test(v) ? v : `'${v.replace(/'/g, `'\\''`)}'`
 
+// ---- faults: the fault tests stop and restart the services under a running pipeline ------------
+
+/** Kills the registry or dockerd (SIGKILL: a crash, not a shutdown); `restartService` brings it back as it was. */
+export async function killService(dir: string, service: 'registry' | 'dockerd'): Promise<void> {
+  const l = layout(dir)
+  const state = readState(l)
+  const pid = service === 'registry' ? state?.registryPid : (readPidfile(l.pidfile) ?? state?.dockerdPid)
+  if (!pid || !alive(pid)) throw new FatalError(`${service} is not running in ${l.root}`)
+  process.kill(pid, 'SIGKILL')
+  await waitGone([pid], 10_000)
+}
+
+/** Starts the registry (same port, same storage) or dockerd (same data root) again and waits until it answers. */
+export async function restartService(dir: string, service: 'registry' | 'dockerd', baseEnv: Env = process.env): Promise<void> {
+  const l = layout(dir)
+  const state = readState(l)
+  if (!state?.port || !state.registry) throw new FatalError(`no sandbox state in ${l.root}`)
+  if (service === 'registry') {
+    state.registryPid = await startRegistry(l, state.port)
+    await waitForRegistry(l, state.registry)
+  } else {
+    state.dockerdPid = await startDockerd(l)
+    await waitForDocker(l, state.dockerdPid, toSandbox(state, baseEnv).env)
+    state.dockerdPid = readPidfile(l.pidfile) ?? state.dockerdPid
+  }
+  writeState(l, state)
+}
+
 // ---- the command line -----------------------------------------------------------------------
 
 /** Shell exports (PATH extends "$PATH" at eval time) or, with --json, the same values fully expanded. */

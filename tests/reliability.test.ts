@@ -151,7 +151,7 @@ describe('secrets', () => {
     expect(r.calls.find((c) => c[0] === 'login')).toEqual(['login', registry.address, '-u', 'bot', '--password-stdin'])
     expect(fake.stdin()).toBe(password)
     for (const c of r.calls) expect(c.join(' ')).not.toContain(password)
-    const texts = { stdout: r.stdout, stderr: r.stderr, ...Object.fromEntries(allFiles(r.out).map((f) => [path.relative(r.out, f), fs.readFileSync(f, 'utf8')])) }
+    const texts: Record<string, string> = { stdout: r.stdout, stderr: r.stderr, ...Object.fromEntries(allFiles(r.out).map((f) => [path.relative(r.out, f), fs.readFileSync(f, 'utf8')])) }
     expect(Object.keys(texts)).toEqual(expect.arrayContaining(['manifest.jsonl', 'summary.json', 'summary.md', 'preflight.json', 'logs/assemble/a_1776_b-2.log']))
     for (const [name, text] of Object.entries(texts)) {
       expect({ name, leaked: text.includes(password) || text.includes(token) }).toEqual({ name, leaked: false })
@@ -208,13 +208,17 @@ describe('transient failures, timeouts and reruns', () => {
     expect(r.stderr).toContain('docker system prune -f timed out after 1.0s and was killed; the run goes on')
     expect(mutatingCalls(r.calls).filter((c) => c[0] === 'system' && c[1] === 'prune')).toHaveLength(2)
     expect(manifest(r.out).filter((m) => m.phase === 'assemble').map((m) => m.status)).toEqual(['built', 'built'])
-    expect(leftovers(fake)).toEqual([])
+    expect(await leftovers(fake)).toEqual([])
     fake.cleanup()
   })
 })
 
-/** Processes still running the fake (its `sleep 3600`): a kill that missed part of a process tree. */
-function leftovers(fake: FakeDocker): number[] {
+/** Processes still running the fake (its `sleep 3600`) after a few seconds: a kill that missed part of a process tree. */
+async function leftovers(fake: FakeDocker): Promise<number[]> {
+  for (let i = 0; i < 30 && running(fake).length; i++) await Bun.sleep(100)
+  return running(fake)
+}
+function running(fake: FakeDocker): number[] {
   return fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter((pid) => {
     try { return fs.readFileSync(`/proc/${pid}/environ`, 'utf8').includes(`FAKE_DOCKER_LOG=${fake.env.FAKE_DOCKER_LOG}`) } catch { return false }
   })
@@ -250,7 +254,7 @@ describe('graceful stop', () => {
     expect(records.filter((m) => m.phase === 'base' && m.attempts === 1)).toHaveLength(2) // the two in flight; two never started
     expect(JSON.parse(fs.readFileSync(path.join(r.out, 'summary.json'), 'utf8')).counts.base.failed).toBe(4)
     expect(mutatingCalls(fake.calls()).filter((c) => c.some((a) => a.includes('/up/')))).toHaveLength(2) // nothing new admitted
-    expect(leftovers(fake)).toEqual([])
+    expect(await leftovers(fake)).toEqual([])
     fake.cleanup()
   })
 
@@ -264,7 +268,7 @@ describe('graceful stop', () => {
     expect(base.map((m) => [m.id, m.error_class, m.reason]).sort()).toEqual([
       ['b__s-1', 'interrupted', 'stopped at once by a second signal'], ['b__s-2', 'interrupted', 'stopped at once by a second signal']])
     expect(fs.existsSync(path.join(r.out, 'summary.json'))).toBe(true)
-    expect(leftovers(fake)).toEqual([])
+    expect(await leftovers(fake)).toEqual([])
     fake.cleanup()
   })
 })
