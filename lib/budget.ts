@@ -7,8 +7,9 @@
 // What an image costs: its upstream layers that are not warm (pulled compressed, then unpacked: 2× their
 // compressed size) plus a per-image overhead, times a ratio learned from the run (bytes the disk really
 // lost, plus bytes cleanups gave back, over the costs predicted for the images done). A layer is warm once
-// an image that used it has finished, until a cleanup may have evicted it. Without layer facts, every
-// image costs the prior (`--expect-growth`) times the learned ratio.
+// an image that used it has finished, until a cleanup may have evicted it; a layer an image in flight is
+// pulling costs the next image nothing (the daemon pulls a blob once). Without layer facts, every image
+// costs the prior (`--expect-growth`) times the learned ratio.
 //
 // No docker commands here: `clean` is the caller's tiered cleanup.
 import { formatBytes } from './size.ts'
@@ -20,6 +21,8 @@ export type BudgetOptions = {
   free: () => number
   /** bytes always left free */
   reserve: number
+  /** bytes a background deleter (free-disk --background) has still to give back: worth waiting for, not cleaning for */
+  pending?: () => number
   /** resolves when the tiers ran (or stopped because enough was free); resolves to bytes reclaimed.
    *  `staleSeconds`: how long ago the oldest image in flight started (cache unused since then is only finished images') */
   clean: (targetFree: number, why: string, staleSeconds: number) => Promise<number>
@@ -30,8 +33,9 @@ export type BudgetOptions = {
   onEvent?: (event: string) => void
 }
 
-/** `progress(f)`: the image has done fraction f of its growth (e.g. 0.9 once its base is built). */
-export type Ticket = { done: () => void; progress: (fraction: number) => void }
+/** `progress(f)`: the image has done fraction f of its growth (e.g. 0.9 once its base is built).
+ *  `readmit()`: after a full disk, step out of flight and wait to be admitted again (its layers are cold now). */
+export type Ticket = { done: () => void; progress: (fraction: number) => void; readmit: () => Promise<void> }
 type Flight = { cost: number; layers: Layer[]; progress: number; at: number }
 
 const clamp = (x: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, x))
@@ -58,20 +62,29 @@ export class DiskBudget {
 
   get inFlight(): number { return this.flights.size }
 
-  /** Predicted raw growth of an image: cold layers twice (blob + unpacked) plus overhead; prior when unknown. */
+  /**
+   * Predicted raw growth of an image: cold layers twice (blob + unpacked) plus overhead; prior when unknown.
+   * A layer is free when warm, or when an image in flight already pays for it (the daemon pulls a blob once).
+   */
   cost(layers?: Layer[]): number {
     if (!layers?.length) return this.o.prior
-    const cold = layers.filter((l) => !this.warm.has(l.digest)).reduce((s, l) => s + l.size, 0)
-    return 2 * cold + (this.o.overhead ?? 64 * 2 ** 20)
+    const paid = new Set([...this.flights].flatMap((f) => f.layers.map((l) => l.digest)))
+    const cold = layers.filter((l) => !this.warm.has(l.digest) && !paid.has(l.digest)).reduce((s, l) => s + l.size, 0)
+    return 2 * cold + this.overhead()
   }
 
-  /** Real growth over predicted growth, learned from the images done so far (1 until then). */
+  private overhead(): number {
+    return this.o.overhead ?? 64 * 2 ** 20
+  }
+
+  /** Real growth over predicted growth, learned from the images done so far (1 until then, never less). */
   ratio(): number {
     const inFlight = [...this.flights].reduce((s, f) => s + f.cost * f.progress, 0)
     const predicted = this.predictedDone + inFlight
     if (this.completed === 0 || predicted <= 0) return 1
     const consumed = this.startFree - this.o.free() + this.reclaimed
-    return clamp(consumed / predicted, 0.25, 4)
+    // never below 1: a cold layer needs its blob and its unpacked copy at once, even if the blob goes later
+    return clamp(consumed / predicted, 1, 4)
   }
 
   /** Expected growth of one more image with these layers. */
@@ -88,10 +101,40 @@ export class DiskBudget {
 
   /** Waits until the disk can take one more image; the ticket's done() must be called when it finishes. */
   async admit(label = '', layers?: Layer[]): Promise<Ticket> {
+    const flight: Flight = { cost: 0, layers: layers ?? [], progress: 0, at: 0 }
+    await this.waitForRoom(label, flight)
+    return {
+      progress: (fraction) => { flight.progress = clamp(fraction, 0, 1) },
+      readmit: async () => {
+        if (!this.flights.delete(flight)) return
+        for (const wake of this.waiters.splice(0)) wake()
+        await this.waitForRoom(`${label} (again)`, flight)
+      },
+      done: () => {
+        if (!this.flights.delete(flight)) return
+        this.completed++
+        this.predictedDone += flight.cost
+        for (const l of flight.layers) this.warm.add(l.digest)
+        for (const wake of this.waiters.splice(0)) wake()
+      },
+    }
+  }
+
+  private async waitForRoom(label: string, flight: Flight): Promise<void> {
+    const layers = flight.layers
     while (true) {
+      // a cleanup under way may evict warm layers: decide after it
+      if (this.cleaning) { await this.cleaning; continue }
       const need = this.need(layers)
       const free = this.o.free()
       if (free >= need) break
+      const coming = this.o.pending?.() ?? 0
+      if (coming > 0 && free + coming >= need) {
+        this.waits++
+        this.o.onEvent?.(`wait ${label}: ${formatBytes(coming)} still to come from free-disk`)
+        await Promise.race([new Promise((r) => setTimeout(r, 1000)), this.nextDone()])
+        continue
+      }
       const idle = this.inFlight === 0 && !this.cleanedIdle
       if (!this.cleaning && (this.completed > this.completedAtLastClean || idle)) {
         if (idle) this.cleanedIdle = true
@@ -105,20 +148,17 @@ export class DiskBudget {
       this.o.onEvent?.(`wait ${label}: free ${formatBytes(free)} < need ${formatBytes(need)}`)
       await Promise.race([this.cleaning ?? new Promise(() => {}), this.nextDone()])
     }
-    const flight: Flight = { cost: this.cost(layers), layers: layers ?? [], progress: 0, at: Date.now() }
+
+    Object.assign(flight, { cost: this.cost(layers), progress: 0, at: Date.now() })
     this.flights.add(flight)
     this.peakInFlight = Math.max(this.peakInFlight, this.inFlight)
     this.o.onEvent?.(`admit ${label} cost ${formatBytes(flight.cost)}`)
-    return {
-      progress: (fraction) => { flight.progress = clamp(fraction, 0, 1) },
-      done: () => {
-        if (!this.flights.delete(flight)) return
-        this.completed++
-        this.predictedDone += flight.cost
-        for (const l of flight.layers) this.warm.add(l.digest)
-        for (const wake of this.waiters.splice(0)) wake()
-      },
-    }
+  }
+
+  /** A build hit a full disk: clean everything that can go (one cleanup for all who ask at once). */
+  emergency(why: string): Promise<number> {
+    if (!this.cleaning) this.startCleaning(Infinity, why)
+    return this.cleaning!
   }
 
   /** Waits for a cleanup still running (at the end of a run, so nothing is left behind). */
@@ -140,10 +180,16 @@ export class DiskBudget {
       .finally(() => { this.cleaning = undefined; for (const wake of this.waiters.splice(0)) wake() })
   }
 
-  /** After a cleanup only the layers of images in flight are surely still there. */
+  /**
+   * After a cleanup only the layers of images past their pull are surely still there (in use, so kept);
+   * images still before it may have lost layers they counted as warm: they pay for all of theirs again.
+   */
   private coolDown() {
     this.warm.clear()
-    for (const f of this.flights) for (const l of f.layers) this.warm.add(l.digest)
+    for (const f of this.flights) {
+      if (f.progress >= 0.9) for (const l of f.layers) this.warm.add(l.digest)
+      else if (f.layers.length) f.cost = 2 * f.layers.reduce((s, l) => s + l.size, 0) + this.overhead()
+    }
   }
 
   private nextDone(): Promise<void> {

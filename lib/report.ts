@@ -39,7 +39,7 @@ function clearLive() {
 /** Values of variables named like secrets (TOKEN, PASSWORD, SECRET, KEY) — the entry point passes them to configureReport. */
 export function secretValues(env: Record<string, string | undefined>): string[] {
   return Object.entries(env)
-    .filter(([name, v]) => /TOKEN|PASSWORD|SECRET|KEY/i.test(name) && v && v.length >= 3)
+    .filter(([name, v]) => /TOKEN|PASSWORD|SECRET|KEY/i.test(name) && !/^IMAGEFLEET_(?!.*(TOKEN|PASSWORD|SECRET))/.test(name) && v && v.length >= 3)
     .map(([, v]) => v as string)
 }
 

@@ -10,7 +10,7 @@ import pMap from 'p-map'
 import { $ } from 'zx'
 import { parseFlags, renderHelp, UsageError, type FlagTable } from '../lib/args.ts'
 import { EXIT, runMain } from '../lib/cli.ts'
-import { DiskBudget } from '../lib/budget.ts'
+import { DiskBudget, type Layer, type Ticket } from '../lib/budget.ts'
 import { FLEET_FLAGS, type Fleet, loadFleet } from '../lib/fleet.ts'
 import type { Instance } from '../lib/instances.ts'
 import { configureReport, report, secretValues } from '../lib/report.ts'
@@ -18,8 +18,8 @@ import { parseShard, shardInstances, type ShardSpec, upstreamWeights } from '../
 import { mergeShards, writeMerged } from '../lib/merge.ts'
 import { githubFromEnv } from '../lib/github.ts'
 import { RegistryClient } from '../lib/registry.ts'
-import { compressedImageBytes } from '../lib/image-size.ts'
-import { formatBytes } from '../lib/size.ts'
+import { compressedImageBytes, imageLayers } from '../lib/image-size.ts'
+import { bytesToCome } from '../lib/free-disk-status.ts'
 import { failedIds, now } from '../lib/run.ts'
 import { recordBlocked, recordSkip } from '../lib/step.ts'
 import { GracefulStop } from '../lib/stop.ts'
@@ -40,18 +40,24 @@ export const FLAGS = {
   shard: { type: 'string', arg: 'I/N', help: 'Only shard I of N (CI matrix): instances sharing an environment stay together, shards balanced by --shard-by' },
   'shard-by': { type: 'string', arg: 'WEIGHT', default: 'count', choices: ['count', 'bytes'], help: 'Balance shards by instance count, or by upstream image bytes read from the registry (every shard must read them)' },
   merge: { type: 'boolean', help: 'Merge the OUT dirs given as arguments (one per shard) into one manifest and summary in --out; builds nothing' },
+  'free-disk-status': { type: 'string', arg: 'FILE', help: 'Status file of a background `free-disk --background`: the disk budget waits for the bytes it still has to give back instead of pruning' },
   'retry-failed': { type: 'boolean', help: 'Only the instances whose last record in --out failed (a rerun without it also retries them, and finishes the rest)' },
 } as const satisfies FlagTable
 
 export type PipelineOptions = { cleanup: 'adaptive' | 'per-image' | 'none'; reserve: number; expectGrowth?: number; cacheCap?: number; stop?: GracefulStop
+  /** status file of a background free-disk run (its bytes to come count in the budget) */
+  freeDiskStatus?: string
   /** registry or docker assembly (scripts/assemble.ts prepareAssembly) */
   assembly: Assembly
 }
 
 /** Base, then assembly, then cleanup, for one instance; a failed base blocks only its own assembly. */
-async function buildInstance(inst: Instance, s: Setup, o: PipelineOptions): Promise<void> {
+async function buildInstance(inst: Instance, s: Setup, o: PipelineOptions, ticket?: Ticket, budget?: DiskBudget): Promise<void> {
   const { fleet } = s.build
-  const base = await buildBase(inst, s.build)
+  // a full disk: one emergency cleanup for everyone who hit it, then this image waits its turn again
+  const emergency = budget && ticket && (async (why: string) => { const got = await budget.emergency(why); await ticket.readmit(); return got })
+  const base = await buildBase(inst, emergency ? { ...s.build, policy: { ...s.build.policy, emergency } } : s.build)
+  ticket?.progress(0.9) // the upstream is pulled and unpacked: what is left is the thin assembly
   if (base !== 'skipped' && !base.ok) {
     return recordBlocked(s.run, { phase: 'assemble', id: inst.id, dockerId: inst.dockerId, tag: fleet.finalImage(inst) }, 'base image failed', base.error?.errorClass)
   }
@@ -100,21 +106,32 @@ async function priorGrowth(todo: Instance[], s: Setup, o: PipelineOptions): Prom
   return bytes ? 3 * bytes : 2 * 2 ** 30
 }
 
+/** Each instance's upstream layers (digest, compressed size) from the registry, for the budget's costs. */
+async function upstreamLayers(todo: Instance[], s: Setup): Promise<Map<string, Layer[]>> {
+  const layers = new Map<string, Layer[]>()
+  await pMap(todo, async (inst) => {
+    try { layers.set(inst.id, await imageLayers(s.registry, inst.upstream, s.build.fleet.platform)) } catch { /* unknown: costs the prior */ }
+  }, { concurrency: 16 })
+  return layers
+}
+
 /** Every instance, `concurrency` at a time, each admitted by the disk budget (adaptive policy). */
 export async function buildFleet(todo: Instance[], s: Setup, o: PipelineOptions): Promise<DiskBudget | undefined> {
   const budget = o.cleanup === 'adaptive' && !s.run.dry && s.run.dataRoot ? new DiskBudget({
     free: () => s.run.free(),
     reserve: o.reserve,
+    pending: o.freeDiskStatus ? () => bytesToCome(o.freeDiskStatus!) : undefined,
     prior: await priorGrowth(todo, s, o),
-    clean: (target, why) => { report.dim(`  cleanup: ${why}`); return cleanUntil(target, s.cleanup) },
+    clean: (target, why, stale) => { report.dim(`  cleanup: ${why}`); return cleanUntil(target, s.cleanup, stale) },
     onEvent: (event) => s.run.sample(`budget ${event}`),
   }) : undefined
+  const layers = budget && await upstreamLayers(todo, s)
   let notStarted = 0
   await pMap(todo, async (inst) => {
     if (o.stop?.stopping) return void (notStarted++, recordNotStarted(inst, s, ['base', 'assemble']))
-    const ticket = await budget?.admit(inst.id)
+    const ticket = await budget?.admit(inst.id, layers?.get(inst.id))
     if (o.stop?.stopping) return void (ticket?.done(), notStarted++, recordNotStarted(inst, s, ['base', 'assemble']))
-    try { await buildInstance(inst, s, o) } finally { ticket?.done() }
+    try { await buildInstance(inst, s, o, ticket, budget) } finally { ticket?.done() }
   }, { concurrency: s.concurrency })
   if (notStarted) report.warn(`${notStarted} instances not started (recorded as interrupted): rerun with the same --out to finish them`)
   await budget?.settle()
@@ -122,8 +139,7 @@ export async function buildFleet(todo: Instance[], s: Setup, o: PipelineOptions)
 }
 
 export async function pipeline(fleet: Fleet, s: Setup, o: PipelineOptions): Promise<number> {
-  s.build.policy.emergency = o.cleanup === 'none' ? undefined
-    : async () => cleanUntil(Infinity, s.cleanup)
+  s.build.policy.emergency = o.cleanup === 'none' ? undefined : coalesce(() => cleanUntil(Infinity, s.cleanup, 1))
   report.phase('plan')
   const { todo, done } = await planFleet(fleet, s)
   for (const inst of done) recordDone(inst, s)
@@ -137,8 +153,14 @@ export async function pipeline(fleet: Fleet, s: Setup, o: PipelineOptions): Prom
   }
   report.phase(`instances: ${todo.length} (concurrency ${s.concurrency}, cleanup ${o.cleanup})`)
   const budget = await buildFleet(todo, s, o)
-  if (budget) report.info(`disk budget: learned growth ${formatBytes(budget.estimate())}/image, peak ${budget.peakInFlight} in flight, ${budget.waits} waits`)
+  if (budget) report.info(`disk budget: real/predicted growth ${budget.ratio().toFixed(2)}, peak ${budget.peakInFlight} in flight, ${budget.waits} waits`)
   return finish(s, o)
+}
+
+/** Builds that hit a full disk together share one emergency cleanup instead of queueing one each. */
+function coalesce(clean: () => Promise<number>): () => Promise<number> {
+  let running: Promise<number> | undefined
+  return () => (running ??= clean().finally(() => { running = undefined }))
 }
 
 /** Summary written either way; 130 when a signal stopped the run. */
@@ -183,7 +205,7 @@ async function main(argv: string[]) {
   const stop = new GracefulStop({ graceMs: flags.grace, say: (text) => report.warn(text), onForce: () => { s.finish(); return process.exit(EXIT.interrupted) } }).install()
   $.spawn = stop.wrapSpawn($.spawn)
   s.build.policy.stop = stop
-  return pipeline(fleet, s, { cleanup: flags.cleanup as PipelineOptions['cleanup'], reserve: flags.reserve, expectGrowth: flags.expectGrowth, cacheCap: flags.cacheCap, stop, assembly: prepareAssembly(flags.mode as AssembleMode, s.build, s.registry) })
+  return pipeline(fleet, s, { cleanup: flags.cleanup as PipelineOptions['cleanup'], reserve: flags.reserve, expectGrowth: flags.expectGrowth, cacheCap: flags.cacheCap, freeDiskStatus: flags.freeDiskStatus, stop, assembly: prepareAssembly(flags.mode as AssembleMode, s.build, s.registry) })
 }
 
 if (import.meta.main) runMain(() => main(process.argv.slice(2)))
