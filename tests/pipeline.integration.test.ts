@@ -58,12 +58,13 @@ describeIntegration('pipeline on a real engine whose disk is a third of the flee
     const summary = JSON.parse(fs.readFileSync(path.join(work, 'run1', 'summary.json'), 'utf8'))
     const sh = $({ env: sb.env, quiet: true })
     for (const [i, tag] of finalTags(summary.key).entries()) {
+      // the disk holds one final image at a time: make room first (the pipeline leaves its warm cache behind)
+      await sh`docker builder prune -af`
+      await sh`docker image prune -af`
       await sh`docker pull ${tag}`
       const seen = await sh`docker run --rm --network none ${tag} /bin/sh -c ${'cat /instance/id; cat /opt/agent/VERSION; wc -c < /opt/agent/artifact.bin'}`
       expect(seen.stdout.split('\n').slice(0, 3)).toEqual([fleet.ids[i], 'synthetic-agent 1.0', '20000000'])
       await sh`docker rmi ${tag}`
-      await sh`docker builder prune -af`
-      await sh`docker image prune -af`
     }
   })
 
