@@ -67,8 +67,8 @@ async function runPolicy(name: string, policy: string, disk: number, o: { dir: s
     const cleanups = s.cleanups.total as Array<{ command: string; at: string; seconds: number; reclaimed: number; freeBefore: number }>
     return {
       name, policy, disk, code: r.exitCode ?? -1, wall,
-      built: s.counts.assemble.built, failed: s.counts.assemble.failed + s.counts.base.failed,
-      noSpace: s.failed.filter((f: { error_class?: string }) => f.error_class === 'no_space').length,
+      built: s.counts.assemble.built, failed: s.counts.assemble.failed,
+      noSpace: new Set(s.failed.filter((f: { error_class?: string }) => f.error_class === 'no_space').map((f: { id: string }) => f.id)).size,
       peakUsed: s.peakUsed, reclaimed: s.reclaimed, cleanups: cleanups.length,
       cleanupSeconds: cleanups.reduce((t, c) => t + c.seconds, 0),
       overlaps: overlappingPrunes(cleanups),
@@ -80,8 +80,8 @@ async function runPolicy(name: string, policy: string, disk: number, o: { dir: s
 }
 
 function table(results: Result[], n: number): string {
-  const rows = results.map((r) => `| ${r.name} | ${r.policy} | ${formatBytes(r.disk)} | ${r.built}/${n} | ${r.failed} (${r.noSpace} no_space) | ${r.wall.toFixed(1)} | ${formatBytes(r.peakUsed)} | ${r.cleanups} | ${r.cleanupSeconds.toFixed(1)} | ${formatBytes(r.reclaimed)} | ${r.overlaps} |`)
-  return ['| run | policy | disk | done | failed | wall s | peak used | cleanups | cleanup s | reclaimed | overlapping prunes |', '|---|---|---|---|---|---:|---:|---:|---:|---:|---:|', ...rows].join('\n')
+  const rows = results.map((r) => `| ${r.name} | ${r.policy} | ${formatBytes(r.disk)} | ${r.built}/${n} | ${r.failed} (${r.noSpace} no_space) | ${r.wall.toFixed(1)} | ${formatBytes(r.peakUsed)} | ${r.cleanups} | ${r.cleanupSeconds.toFixed(1)} | ${formatBytes(r.reclaimed)} | ${r.overlaps} | ${r.silentZero} |`)
+  return ['| run | policy | disk | done | failed images | wall s | peak used | cleanups | cleanup s | reclaimed | overlapping prunes | 0 B prunes under pressure |', '|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|', ...rows].join('\n')
 }
 
 async function main(argv: string[]) {
@@ -89,6 +89,7 @@ async function main(argv: string[]) {
   if (flags.help) return void console.log(renderHelp('bun run bench/disk-pressure.ts [flags]', 'Cleanup policies side by side on real sandboxes (see the header of this file).', FLAGS))
   const dir = path.resolve(flags.dir)
   fs.mkdirSync(dir, { recursive: true })
+  fs.mkdirSync(path.join(dir, 'registry'), { recursive: true })
   const registry = await startRegistry({ dir: path.join(dir, 'registry') })
   const seedSandbox = await sandboxUp({ dir: path.join(dir, 'sandbox-generate'), disk: 3 * 2 ** 30, baseEnv: process.env })
   let fleet
