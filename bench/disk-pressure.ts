@@ -128,7 +128,7 @@ async function main(argv: string[]) {
   console.log('\n' + report)
   const file = path.join('bench', 'results', `disk-pressure-${new Date().toISOString().slice(0, 10)}.md`)
   fs.mkdirSync(path.dirname(file), { recursive: true })
-  fs.writeFileSync(file, report)
+  fs.appendFileSync(file, (fs.existsSync(file) ? '\n---\n\n' : '') + report) // one section per run: the spread between runs shows
   console.log(`→ ${file}`)
 }
 
