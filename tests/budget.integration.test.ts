@@ -1,0 +1,82 @@
+// The disk budget and its cleanups on the real engine: a full disk during a build is recovered by an
+// emergency cleanup and a retry that does not count as an attempt; the adaptive policy admits by budget,
+// stops cleaning as soon as enough is free, and never runs two prunes at once.
+import { afterAll, beforeAll, expect, test } from 'bun:test'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { $ } from 'zx'
+import { describeIntegration } from './helpers/integration.ts'
+import { sandboxDown, sandboxUp, type Sandbox } from '../scripts/sandbox.ts'
+import { generateFleet, type Fleet } from '../examples/synthetic-fleet/generate.ts'
+
+const ROOT = path.resolve(import.meta.dir, '..')
+
+describeIntegration('disk budget on a real engine', () => {
+  let sb: Sandbox
+  let fleet: Fleet
+  let work: string
+
+  beforeAll(async () => {
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'budget-it-'))
+    sb = await sandboxUp({ dir: path.join(work, 'sandbox'), disk: 768 * 2 ** 20, baseEnv: process.env })
+    fleet = await generateFleet({ registry: sb.registry, seed: sb.seedImage, groups: 2, perGroup: 2, envSize: 120e6, instanceSize: 40e6, out: path.join(work, 'instances.txt'), env: sb.env })
+  })
+  afterAll(async () => {
+    if (sb) await sandboxDown({ dir: sb.dir })
+    fs.rmSync(work, { recursive: true, force: true })
+  })
+
+  const pipeline = (out: string, extra: string[]) =>
+    $({ env: sb.env, cwd: ROOT, nothrow: true, quiet: true })`${process.execPath} scripts/pipeline.ts --instances ${path.join(work, 'instances.txt')} --upstream ${fleet.upstream} --registry ${sb.registry}/fleet --context examples/synthetic-fleet/context --build-arg SEED_IMAGE=${sb.seedImage} --network none --min-free 50MB --out ${out} ${extra}`
+  /** Build cache nothing needs: a RUN layer of `bytes`, its image removed. */
+  async function ballast(bytes: number) {
+    const dir = path.join(work, `ballast-${bytes}`)
+    fs.mkdirSync(dir, { recursive: true })
+    fs.writeFileSync(path.join(dir, 'Dockerfile'), `FROM ${sb.seedImage}\nRUN head -c ${bytes} /dev/urandom > /ballast-${bytes}\n`)
+    const sh = $({ env: sb.env, quiet: true })
+    await sh`docker build --network none -t ballast ${dir}`
+    await sh`docker rmi ballast`
+  }
+  const read = (out: string, file: string) => fs.readFileSync(path.join(out, file), 'utf8')
+  const lines = (out: string, file: string) => read(out, file).trim().split('\n').map((l) => JSON.parse(l))
+
+  test('a build that fills the disk is recovered: emergency cleanup, then a retry that is not counted', async () => {
+    // ballast: 560 MB of build cache that nothing needs, leaving less than the first base needs (~2 × 160 MB)
+    await ballast(560e6)
+    const out = path.join(work, 'enospc')
+    // per-image cleans after each image, not before: the first base meets the full disk
+    const r = await pipeline(out, ['--cleanup', 'per-image', '--concurrency', '1', '--key', 'enospc'])
+    if (r.exitCode !== 0) console.log(r.stdout, r.stderr)
+    expect(r.exitCode).toBe(0)
+    const summary = JSON.parse(read(out, 'summary.json'))
+    expect(summary.counts.assemble).toEqual({ built: fleet.instances, skipped: 0, failed: 0 })
+    const first = lines(out, 'manifest.jsonl').find((m) => m.phase === 'base')
+    expect(fs.readFileSync(first.log, 'utf8')).toMatch(/no space left on device/)
+    expect(first.attempts).toBe(1) // the retry after the emergency cleanup is free
+    expect(r.stdout + r.stderr).toContain('emergency cleanup reclaimed')
+  })
+
+  test('adaptive: admits by budget, stops cleaning when enough is free, one prune at a time', async () => {
+    await ballast(450e6) // stale cache the budget must clear before the first image fits
+    const out = path.join(work, 'adaptive')
+    const r = await pipeline(out, ['--cleanup', 'adaptive', '--concurrency', '3', '--key', 'adaptive', '--reserve', '100MB'])
+    expect(r.exitCode).toBe(0)
+    const summary = JSON.parse(read(out, 'summary.json'))
+    expect(summary.counts.assemble.built).toBe(fleet.instances)
+    const events = lines(out, 'disk.jsonl').map((e) => e.event as string)
+    expect(events.some((e) => e.startsWith('budget admit'))).toBe(true)
+    // prunes never overlap: each one's start comes after the previous one's end
+    const prunes = (summary.cleanups.total as Array<{ command: string; at: string; seconds: number; tier: string; freeAfter: number }>).filter((c) => c.tier !== 'rmi')
+    const spans = prunes.map((c) => [Date.parse(c.at) - c.seconds * 1000, Date.parse(c.at)]).sort((a, b) => a[0] - b[0])
+    for (let i = 1; i < spans.length; i++) expect(spans[i][0]).toBeGreaterThanOrEqual(spans[i - 1][1] - 5)
+    // stop when enough: the cheapest tier (stale cache) gave back the ballast, so no later tier ran
+    const count = (tier: string) => prunes.filter((c) => c.tier === tier).length
+    expect(prunes[0]).toMatchObject({ tier: 'stale' })
+    expect((prunes[0] as unknown as { reclaimed: number }).reclaimed).toBeGreaterThan(400e6)
+    // the first burst stopped after that tier: the next disk event is not the next tier starting
+    const firstEnd = events.indexOf('cleanup end stale')
+    expect(events[firstEnd + 1]).not.toBe('cleanup start cache-cap')
+    expect(count('full')).toBeLessThan(count('stale'))
+  })
+})
