@@ -1,45 +1,34 @@
 // scripts/assemble.ts --mode registry|docker|auto against a real registry server and a recording fake docker:
 // which way it picks and why, that registry mode runs no docker command, its records, summary and dry-run.
 // That the registry-made image equals the docker-built one is proven in assemble.integration.test.ts.
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { describe, expect, test } from 'bun:test'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { $ } from 'zx'
 import type { LayerFile } from '../lib/layer.ts'
 import { RegistryClient } from '../lib/registry.ts'
+import { CONTEXT, ROOT, registryFixture } from './helpers/fixture.ts'
 import { fakeDocker, mutatingCalls } from './helpers/fake-docker.ts'
-import { pushTestImage, type RegistryServer, startRegistry } from './helpers/registry-server.ts'
+import { pushTestImage } from './helpers/registry-server.ts'
 
-const ROOT = path.resolve(import.meta.dir, '..')
-const CONTEXT = path.join(ROOT, 'examples/synthetic-fleet/context')
+const fx = registryFixture('assemble-test')
+
 const file = (p: string, text: string, mode = 0o644): LayerFile => ({ path: p, type: 'file', mode, uid: 0, gid: 0, data: new TextEncoder().encode(text) })
-let registry: RegistryServer
-let work: string
 const client = new RegistryClient()
 
-beforeAll(async () => {
-  registry = await startRegistry()
-  work = fs.mkdtempSync(path.join(os.tmpdir(), 'assemble-test-'))
-})
-afterAll(async () => {
-  await registry.stop()
-  fs.rmSync(work, { recursive: true, force: true })
-})
-
-const write = (name: string, text: string) => { const f = path.join(work, name); fs.writeFileSync(f, text); return f }
+const write = (name: string, text: string) => { const f = path.join(fx.work, name); fs.writeFileSync(f, text); return f }
 const instances = (key: string, ids: string[]) => write(`instances-${key}.txt`, ids.join('\n') + '\n')
 
 /** A builder and one base per instance in the registry, as build-bases would have left them. */
 async function pushFleet(key: string, dockerIds: string[]) {
-  await pushTestImage(client, `${registry.address}/fleet/eval-builder:${key}`, { layers: [[file('opt/agent/VERSION', 'agent 1.0\n'), file('opt/agent/bin/run', '#!/bin/sh\nexec "$@"\n', 0o755)]] })
-  for (const d of dockerIds) await pushTestImage(client, `${registry.address}/fleet/eval-base:${key}-${d}`, { layers: [[file('bin/sh', 'shell', 0o755)], [file('etc/imagefleet-base', d)]] })
+  await pushTestImage(client, `${fx.registry.address}/fleet/eval-builder:${key}`, { layers: [[file('opt/agent/VERSION', 'agent 1.0\n'), file('opt/agent/bin/run', '#!/bin/sh\nexec "$@"\n', 0o755)]] })
+  for (const d of dockerIds) await pushTestImage(client, `${fx.registry.address}/fleet/eval-base:${key}-${d}`, { layers: [[file('bin/sh', 'shell', 0o755)], [file('etc/imagefleet-base', d)]] })
 }
 
 async function run(script: 'assemble' | 'pipeline', args: string[], fake = fakeDocker()) {
-  const out = path.join(work, `out-${Math.random().toString(36).slice(2)}`)
+  const out = path.join(fx.work, `out-${Math.random().toString(36).slice(2)}`)
   const env = { ...process.env, ...fake.env, CI: '', GITHUB_ACTIONS: '' }
-  const r = await $({ env, nothrow: true, quiet: true, cwd: ROOT })`${process.execPath} scripts/${script}.ts --registry ${registry.address}/fleet --upstream ${registry.address}/up/{docker_id}:latest --context ${CONTEXT} --min-free 0 --out ${out} ${args}`
+  const r = await $({ env, nothrow: true, quiet: true, cwd: ROOT })`${process.execPath} scripts/${script}.ts --registry ${fx.registry.address}/fleet --upstream ${fx.registry.address}/up/{docker_id}:latest --context ${CONTEXT} --min-free 0 --out ${out} ${args}`
   const calls = fake.calls()
   fake.cleanup()
   const manifest = fs.existsSync(path.join(out, 'manifest.jsonl')) ? fs.readFileSync(path.join(out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)) : []
@@ -61,7 +50,7 @@ describe('assemble --mode', () => {
     expect(r.summary.registry).toMatchObject({ images: 2, mounted: 3, copied: 0, present: 2 })
     expect(r.summary.registry.bytesUploaded).toBeGreaterThan(0)
     expect(r.stdout).toContain('Assembled in the registry: 2 images')
-    for (const d of ['a_1776_b-1', 'a_1776_b-2']) expect(await client.manifestExists(`${registry.address}/fleet/eval-agent:r1-${d}`)).toBe(true)
+    for (const d of ['a_1776_b-1', 'a_1776_b-2']) expect(await client.manifestExists(`${fx.registry.address}/fleet/eval-agent:r1-${d}`)).toBe(true)
   })
 
   test('the pipeline assembles in the registry by default: nothing built, pushed or removed locally', async () => {
@@ -70,7 +59,7 @@ describe('assemble --mode', () => {
     expect(r.code).toBe(0)
     expect(r.mutating).toEqual([])
     expect(r.manifest.find((m) => m.phase === 'assemble')).toMatchObject({ status: 'built', registry: { mounted: 2, copied: 0 } })
-    expect(await client.manifestExists(`${registry.address}/fleet/eval-agent:r2-c_1776_d-1`)).toBe(true)
+    expect(await client.manifestExists(`${fx.registry.address}/fleet/eval-agent:r2-c_1776_d-1`)).toBe(true)
   })
 
   test('auto falls back to docker build when the Dockerfile needs a build, and says why once', async () => {
@@ -98,10 +87,10 @@ describe('assemble --mode', () => {
     expect(r.mutating).toEqual([])
     const lines = r.stdout.split('\n').filter((l) => l.startsWith('# registry: '))
     expect(lines.length).toBe(2) // one per instance
-    expect(lines[0]).toContain(`${registry.address}/fleet/eval-agent:r5-i_1776_j-1 ← ${registry.address}/fleet/eval-base:r5-i_1776_j-1`)
+    expect(lines[0]).toContain(`${fx.registry.address}/fleet/eval-agent:r5-i_1776_j-1 ← ${fx.registry.address}/fleet/eval-base:r5-i_1776_j-1`)
     expect(r.stdout.split('\n').filter((l) => l.startsWith('# registry (once): agent layer from'))).toHaveLength(1)
     expect(r.stdout.split('\n').every((l) => !l.trim() || l.startsWith('#') || l.startsWith('docker '))).toBe(true)
-    expect(await client.manifestExists(`${registry.address}/fleet/eval-agent:r5-i_1776_j-1`)).toBe(false)
+    expect(await client.manifestExists(`${fx.registry.address}/fleet/eval-agent:r5-i_1776_j-1`)).toBe(false)
   })
 
   test('a base missing from the registry fails its assembly as upstream_missing; the others are built', async () => {

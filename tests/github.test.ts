@@ -1,40 +1,28 @@
 // GitHub Actions outputs of a real pipeline run against a recording fake docker and a real registry:
 // groups per phase, one ::error per failed image naming its log, the job summary (counts, failures,
 // mermaid chart of free disk, cleanups, slowest images), step outputs; --shard and --merge for a matrix.
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { describe, expect, test } from 'bun:test'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { $ } from 'zx'
+import { CONTEXT, ROOT, registryFixture } from './helpers/fixture.ts'
 import { fakeDocker } from './helpers/fake-docker.ts'
-import { startRegistry, type RegistryServer } from './helpers/registry-server.ts'
 import { appendStepSummary, diskChart, writeOutputs } from '../lib/github.ts'
 
-const ROOT = path.resolve(import.meta.dir, '..')
-const CONTEXT = path.join(ROOT, 'examples/synthetic-fleet/context')
-let registry: RegistryServer
-let work: string
+const fx = registryFixture('github-test')
 
-beforeAll(async () => {
-  registry = await startRegistry()
-  work = fs.mkdtempSync(path.join(os.tmpdir(), 'github-test-'))
-})
-afterAll(async () => {
-  await registry.stop()
-  fs.rmSync(work, { recursive: true, force: true })
-})
 
 const IDS = ['bad__one-1', 'good__one-2', 'good__one-3', 'other__two-1', 'other__two-2', 'third__three-1']
 const FAIL = { match: 'BASE_IMAGE=\\S*/up/bad_1776_one-1:latest', stderr: 'ERROR: failed to solve: 127.0.0.1/up/bad: not found' }
 
 async function run(args: string[], name: string) {
   const fake = fakeDocker({ fail: FAIL })
-  const files = { summary: path.join(work, `${name}.md`), output: path.join(work, `${name}.out`) }
-  const instances = path.join(work, 'instances.txt')
+  const files = { summary: path.join(fx.work, `${name}.md`), output: path.join(fx.work, `${name}.out`) }
+  const instances = path.join(fx.work, 'instances.txt')
   fs.writeFileSync(instances, IDS.join('\n') + '\n')
   // IMAGEFLEET_MODE=docker: assemble with docker build + push, which the fake records (registry assembly: assemble.test.ts)
   const env = { ...process.env, ...fake.env, IMAGEFLEET_MODE: 'docker', CI: 'true', GITHUB_ACTIONS: 'true', GITHUB_STEP_SUMMARY: files.summary, GITHUB_OUTPUT: files.output }
-  const r = await $({ env, nothrow: true, quiet: true, cwd: ROOT })`${process.execPath} scripts/pipeline.ts --registry ${registry.address}/fleet --upstream ${registry.address}/up/{docker_id}:latest --context ${CONTEXT} --min-free 0 --instances ${instances} --key gh ${args}`
+  const r = await $({ env, nothrow: true, quiet: true, cwd: ROOT })`${process.execPath} scripts/pipeline.ts --registry ${fx.registry.address}/fleet --upstream ${fx.registry.address}/up/{docker_id}:latest --context ${CONTEXT} --min-free 0 --instances ${instances} --key gh ${args}`
   fake.cleanup()
   const read = (f: string) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : '')
   return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr, summary: read(files.summary), outputs: read(files.output) }
@@ -42,7 +30,7 @@ async function run(args: string[], name: string) {
 
 describe('GitHub Actions outputs', () => {
   test('groups per phase, an ::error per failed image naming its log, job summary and step outputs', async () => {
-    const out = path.join(work, 'full')
+    const out = path.join(fx.work, 'full')
     const r = await run(['--out', out, '--concurrency', '1'], 'full')
     expect(r.code).toBe(1)
     const groups = r.stdout.split('\n').filter((l) => l.startsWith('::group::')).map((l) => l.split(' ')[0])
@@ -61,13 +49,13 @@ describe('GitHub Actions outputs', () => {
   })
 
   test('--shard splits the fleet for a matrix and --merge puts the shards back into one summary', async () => {
-    const shards = await Promise.all([1, 2].map((k) => run(['--out', path.join(work, `shard-${k}`), '--shard', `${k}/2`], `shard-${k}`)))
-    const ids = (k: number) => fs.readFileSync(path.join(work, `shard-${k}`, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((m) => m.phase === 'assemble').map((m) => m.id)
+    const shards = await Promise.all([1, 2].map((k) => run(['--out', path.join(fx.work, `shard-${k}`), '--shard', `${k}/2`], `shard-${k}`)))
+    const ids = (k: number) => fs.readFileSync(path.join(fx.work, `shard-${k}`, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((m) => m.phase === 'assemble').map((m) => m.id)
     expect([...ids(1), ...ids(2)].sort()).toEqual([...IDS].sort())
     expect(ids(1).filter((id) => ids(2).includes(id))).toEqual([])
     for (const s of shards) expect(s.stdout).toMatch(/shard [12]\/2: \d of 6 instances/)
-    const merged = path.join(work, 'merged')
-    const m = await run(['--merge', path.join(work, 'shard-1'), path.join(work, 'shard-2'), '--out', merged], 'merged')
+    const merged = path.join(fx.work, 'merged')
+    const m = await run(['--merge', path.join(fx.work, 'shard-1'), path.join(fx.work, 'shard-2'), '--out', merged], 'merged')
     expect(m.code).toBe(1) // a shard failed
     expect(m.summary).toContain('## imagefleet (2 shards merged): 12 instances'.replace('12', '6'))
     expect(m.summary).toContain('| assemble | 5 | 0 | 1 |')
@@ -78,11 +66,11 @@ describe('GitHub Actions outputs', () => {
 
   test('a bad --shard or a --merge of non-shard dirs is a usage error (exit 2) before any docker command', async () => {
     for (const bad of ['0/2', '3/2', 'x']) {
-      const r = await run(['--out', path.join(work, 'bad'), '--shard', bad], 'bad')
+      const r = await run(['--out', path.join(fx.work, 'bad'), '--shard', bad], 'bad')
       expect(r.code).toBe(2)
       expect(r.stdout + r.stderr).toContain('--shard wants I/N')
     }
-    const r = await run(['--merge', work, '--out', path.join(work, 'bad-merge')], 'bad-merge')
+    const r = await run(['--merge', fx.work, '--out', path.join(fx.work, 'bad-merge')], 'bad-merge')
     expect(r.code).toBe(2)
     expect(r.stdout + r.stderr).toContain('no summary.json')
   })
@@ -90,13 +78,13 @@ describe('GitHub Actions outputs', () => {
 
 describe('GitHub files', () => {
   test('step outputs use the heredoc form for multi-line values', () => {
-    const file = path.join(work, 'outputs')
+    const file = path.join(fx.work, 'outputs')
     writeOutputs(file, { a: 1, b: 'x\ny' })
     expect(fs.readFileSync(file, 'utf8')).toBe('a=1\nb<<IMAGEFLEET_EOF\nx\ny\nIMAGEFLEET_EOF\n')
   })
 
   test('the job summary is cut to GitHub\'s 1 MiB limit', () => {
-    const file = path.join(work, 'big.md')
+    const file = path.join(fx.work, 'big.md')
     appendStepSummary(file, 'x'.repeat(2 * 1024 * 1024))
     expect(fs.statSync(file).size).toBeLessThanOrEqual(1024 * 1024)
   })

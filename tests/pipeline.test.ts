@@ -1,38 +1,26 @@
 // Pipeline logic against a recording fake docker (flag choice, planning, error handling) and a real
 // registry server. What the engine does with these commands is proven in pipeline.integration.test.ts.
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { describe, expect, test } from 'bun:test'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { $ } from 'zx'
+import { CONTEXT, ROOT, registryFixture } from './helpers/fixture.ts'
 import { fakeDocker, mutatingCalls, type FakeDocker } from './helpers/fake-docker.ts'
-import { startRegistry, type RegistryServer } from './helpers/registry-server.ts'
 
-const ROOT = path.resolve(import.meta.dir, '..')
-const CONTEXT = path.join(ROOT, 'examples/synthetic-fleet/context')
-let registry: RegistryServer
-let work: string
+const fx = registryFixture('pipeline-test')
 
-beforeAll(async () => {
-  registry = await startRegistry()
-  work = fs.mkdtempSync(path.join(os.tmpdir(), 'pipeline-test-'))
-})
-afterAll(async () => {
-  await registry.stop()
-  fs.rmSync(work, { recursive: true, force: true })
-})
 
 function instancesFile(lines: string[]): string {
-  const file = path.join(work, `instances-${Math.random().toString(36).slice(2)}.txt`)
+  const file = path.join(fx.work, `instances-${Math.random().toString(36).slice(2)}.txt`)
   fs.writeFileSync(file, lines.join('\n') + '\n')
   return file
 }
 
 /** Docker-mode command shapes (--mode docker); registry assembly is tested in assemble.test.ts. */
 async function pipeline(fake: FakeDocker, args: string[]) {
-  const out = path.join(work, `out-${Math.random().toString(36).slice(2)}`)
+  const out = path.join(fx.work, `out-${Math.random().toString(36).slice(2)}`)
   const env = { ...process.env, ...fake.env, CI: '', GITHUB_ACTIONS: '' }
-  const r = await $({ env, nothrow: true, quiet: true, cwd: ROOT })`${process.execPath} scripts/pipeline.ts --registry ${registry.address}/fleet --upstream ${registry.address}/up/{docker_id}:latest --context ${CONTEXT} --min-free 0 --mode docker --out ${out} ${args}`
+  const r = await $({ env, nothrow: true, quiet: true, cwd: ROOT })`${process.execPath} scripts/pipeline.ts --registry ${fx.registry.address}/fleet --upstream ${fx.registry.address}/up/{docker_id}:latest --context ${CONTEXT} --min-free 0 --mode docker --out ${out} ${args}`
   return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr, out, calls: fake.calls() }
 }
 
@@ -44,9 +32,9 @@ describe('pipeline with a recording fake docker', () => {
     const r = await pipeline(fake, ['--instances', instancesFile(['a__b-1']), '--key', 'k1'])
     expect(r.code).toBe(0)
     const m = mutatingCalls(r.calls)
-    expect(verbs(m)).toEqual(['build --target', 'push ' + `${registry.address}/fleet/eval-builder:k1`, 'build --build-arg', 'push ' + `${registry.address}/fleet/eval-base:k1-a_1776_b-1`, 'build --build-arg', 'push ' + `${registry.address}/fleet/eval-agent:k1-a_1776_b-1`, 'rmi ' + `${registry.address}/fleet/eval-base:k1-a_1776_b-1`].map((v) => v.split(' ').slice(0, 2).join(' ')))
+    expect(verbs(m)).toEqual(['build --target', 'push ' + `${fx.registry.address}/fleet/eval-builder:k1`, 'build --build-arg', 'push ' + `${fx.registry.address}/fleet/eval-base:k1-a_1776_b-1`, 'build --build-arg', 'push ' + `${fx.registry.address}/fleet/eval-agent:k1-a_1776_b-1`, 'rmi ' + `${fx.registry.address}/fleet/eval-base:k1-a_1776_b-1`].map((v) => v.split(' ').slice(0, 2).join(' ')))
     const rmi = m.find((c) => c[0] === 'rmi')!
-    expect(rmi).toEqual(['rmi', `${registry.address}/fleet/eval-base:k1-a_1776_b-1`, `${registry.address}/fleet/eval-agent:k1-a_1776_b-1`])
+    expect(rmi).toEqual(['rmi', `${fx.registry.address}/fleet/eval-base:k1-a_1776_b-1`, `${fx.registry.address}/fleet/eval-agent:k1-a_1776_b-1`])
     expect(r.calls.some((c) => c.join(' ') === 'builder prune --help')).toBe(true)
     fake.cleanup()
   })
@@ -59,7 +47,7 @@ describe('pipeline with a recording fake docker', () => {
     expect(builds.length).toBe(2) // builder + base; the assembly is a local docker build
     for (const b of builds) expect(b.slice(0, 7)).toEqual(['buildx', 'build', '--push', '--provenance=false', '--builder', 'fleet', ...b.slice(6, 7)])
     // the base was pushed by buildx and never loaded: only the final image is removed locally
-    expect(mutatingCalls(r.calls).filter((c) => c[0] === 'rmi')).toEqual([['rmi', `${registry.address}/fleet/eval-agent:k2-a_1776_b-2`]])
+    expect(mutatingCalls(r.calls).filter((c) => c[0] === 'rmi')).toEqual([['rmi', `${fx.registry.address}/fleet/eval-agent:k2-a_1776_b-2`]])
     expect(r.calls.some((c) => c.join(' ') === 'buildx prune --help')).toBe(true)
     fake.cleanup()
   })
@@ -132,7 +120,7 @@ describe('pipeline with a recording fake docker', () => {
     const { pushTestImage } = await import('./helpers/registry-server.ts')
     const { RegistryClient } = await import('../lib/registry.ts')
     const client = new RegistryClient()
-    for (const ref of ['eval-builder:k8', 'eval-base:k8-a_1776_b-8', 'eval-agent:k8-a_1776_b-8']) await pushTestImage(client, `${registry.address}/fleet/${ref}`, { layers: [[{ path: 'marker', type: 'file', mode: 0o644, uid: 0, gid: 0, data: new TextEncoder().encode(ref) }]] })
+    for (const ref of ['eval-builder:k8', 'eval-base:k8-a_1776_b-8', 'eval-agent:k8-a_1776_b-8']) await pushTestImage(client, `${fx.registry.address}/fleet/${ref}`, { layers: [[{ path: 'marker', type: 'file', mode: 0o644, uid: 0, gid: 0, data: new TextEncoder().encode(ref) }]] })
     const r = await pipeline(fake, ['--instances', instancesFile(['a__b-8']), '--key', 'k8'])
     expect(r.code).toBe(0)
     expect(mutatingCalls(r.calls)).toEqual([])

@@ -2,31 +2,19 @@
 // refused before any docker command, every value one argument, secrets masked everywhere, retries with
 // backoff, a hung prune killed at its timeout, a graceful stop on SIGINT, --retry-failed.
 // The same faults against the real engine: faults.integration.test.ts.
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { describe, expect, test } from 'bun:test'
 import cp from 'node:child_process'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { $ } from 'zx'
+import { CONTEXT, ROOT, registryFixture } from './helpers/fixture.ts'
 import { fakeDocker, mutatingCalls, type FakeDocker } from './helpers/fake-docker.ts'
-import { startRegistry, type RegistryServer } from './helpers/registry-server.ts'
 import { FLAGS } from '../scripts/pipeline.ts'
 
-const ROOT = path.resolve(import.meta.dir, '..')
-const CONTEXT = path.join(ROOT, 'examples/synthetic-fleet/context')
-let registry: RegistryServer
-let work: string
+const fx = registryFixture('reliability-test')
 
-beforeAll(async () => {
-  registry = await startRegistry()
-  work = fs.mkdtempSync(path.join(os.tmpdir(), 'reliability-test-'))
-})
-afterAll(async () => {
-  await registry.stop()
-  fs.rmSync(work, { recursive: true, force: true })
-})
 
-const tmpName = (prefix: string) => path.join(work, `${prefix}-${Math.random().toString(36).slice(2)}`)
+const tmpName = (prefix: string) => path.join(fx.work, `${prefix}-${Math.random().toString(36).slice(2)}`)
 function instancesFile(lines: string[]): string {
   const file = tmpName('instances')
   fs.writeFileSync(file, lines.join('\n') + '\n')
@@ -36,7 +24,7 @@ function instancesFile(lines: string[]): string {
 /** Assemble with docker build (the fake pushes nothing, so the registry has no builder image to assemble from). */
 const DOCKER_MODE = 'mode' in FLAGS ? ['--mode', 'docker'] : []
 /** The usual flags: a registry, an upstream template, the example context, no free-space floor. */
-const usual = (out: string) => ['--registry', `${registry.address}/fleet`, '--upstream', `${registry.address}/up/{docker_id}:latest`, '--context', CONTEXT, '--min-free', '0', '--out', out, ...DOCKER_MODE]
+const usual = (out: string) => ['--registry', `${fx.registry.address}/fleet`, '--upstream', `${fx.registry.address}/up/{docker_id}:latest`, '--context', CONTEXT, '--min-free', '0', '--out', out, ...DOCKER_MODE]
 
 async function pipeline(fake: FakeDocker, args: string[], env: Record<string, string> = {}, out = tmpName('out')) {
   const fullEnv = { ...process.env, ...fake.env, CI: '', GITHUB_ACTIONS: '', ...env }
@@ -98,8 +86,8 @@ describe('bad input is refused before anything runs', () => {
     ['{nope}', "'UP;rm/eval-builder'", "--build-arg 'NOTKV'", '--platform', '--key', 'NO_SUCH_VAR_HERE', "no stage 'nostage'"])
     const notADir = tmpName('file'); fs.writeFileSync(notADir, '')
     await refuse([...usual(notADir), '--instances', file], ['is not a directory'])
-    await refuse(['--registry', `${registry.address}/fleet`, '--instances', file, '--context', '/nonexistent/ctx', '--out', out], ['/nonexistent/ctx: not a directory', 'Dockerfile /nonexistent/ctx/Dockerfile: not found'])
-    await refuse([...usual(out), '--instances', work], ['instances file']) // unreadable: a directory (root reads any file)
+    await refuse(['--registry', `${fx.registry.address}/fleet`, '--instances', file, '--context', '/nonexistent/ctx', '--out', out], ['/nonexistent/ctx: not a directory', 'Dockerfile /nonexistent/ctx/Dockerfile: not found'])
+    await refuse([...usual(out), '--instances', fx.work], ['instances file']) // unreadable: a directory (root reads any file)
     await refuse([...usual(out), '--instances', instancesFile(['# only a comment', ''])], ['no instances to build'])
     await refuse([...usual(tmpName('empty-out')), '--instances', file, '--retry-failed'], ['--retry-failed: no manifest.jsonl'])
     await refuse([...usual(out), '--instances', file, '--shard', '3/2'], ['--shard'])
@@ -124,7 +112,7 @@ describe('no injection', () => {
     expect(r.code).toBe(0)
     const m = mutatingCalls(r.calls)
     const login = m.find((c) => c[0] === 'login')!
-    expect(login).toEqual(['login', registry.address, '-u', evil.user, '--password-stdin'])
+    expect(login).toEqual(['login', fx.registry.address, '-u', evil.user, '--password-stdin'])
     expect(fake.stdin()).toBe(`p$(touch ${pwned})`)
     const builds = m.filter((c) => c.includes('build'))
     expect(builds.length).toBe(3)
@@ -148,7 +136,7 @@ describe('secrets', () => {
     const r = await run(fake, ['--instances', instancesFile(['a__b-2']), '--key', 'sec', '--registry-user', 'bot', '--password-env', 'REG_PASS', '--retries', '1'],
       { REG_PASS: password, API_TOKEN: token })
     expect(r.code).toBe(1)
-    expect(r.calls.find((c) => c[0] === 'login')).toEqual(['login', registry.address, '-u', 'bot', '--password-stdin'])
+    expect(r.calls.find((c) => c[0] === 'login')).toEqual(['login', fx.registry.address, '-u', 'bot', '--password-stdin'])
     expect(fake.stdin()).toBe(password)
     for (const c of r.calls) expect(c.join(' ')).not.toContain(password)
     const texts: Record<string, string> = { stdout: r.stdout, stderr: r.stderr, ...Object.fromEntries(allFiles(r.out).map((f) => [path.relative(r.out, f), fs.readFileSync(f, 'utf8')])) }
