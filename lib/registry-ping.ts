@@ -1,5 +1,5 @@
 // Is the registry there? A GET /v2/ answers 200 (open) or 401 (needs a token): both mean it is up.
-const LOOPBACK = /^(localhost|127(?:\.\d+){3}|\[::1\])(:\d+)?$/
+import { isLoopback } from './registry-ref.ts'
 
 /** The registry host of an image prefix or reference: `127.0.0.1:5000/a/b` → `127.0.0.1:5000`; `a/b` → `docker.io`. */
 export function registryHost(prefix: string): string {
@@ -9,7 +9,7 @@ export function registryHost(prefix: string): string {
 }
 
 export const registryBaseUrl = (host: string) =>
-  host === 'docker.io' ? 'https://registry-1.docker.io' : `${LOOPBACK.test(host) ? 'http' : 'https'}://${host}`
+  host === 'docker.io' ? 'https://registry-1.docker.io' : `${isLoopback(host) ? 'http' : 'https'}://${host}`
 
 export async function registryAnswers(host: string, timeoutMs = 10_000): Promise<{ ok: boolean; status?: number; error?: string }> {
   try {
