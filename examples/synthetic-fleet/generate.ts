@@ -8,6 +8,9 @@ import { parseFlags, renderHelp, UsageError, type FlagTable } from '../../lib/ar
 import { runMain } from '../../lib/cli.ts'
 import { configureReport, report, secretValues, seconds } from '../../lib/report.ts'
 import { formatBytes } from '../../lib/size.ts'
+import { dockerIdOf } from '../../lib/instances.ts'
+import { compressedImageBytes } from '../../lib/image-size.ts'
+import { RegistryClient } from '../../lib/registry.ts'
 
 export const FLAGS = {
   registry: { type: 'string', arg: 'HOST:PORT', help: 'Registry that receives the upstream images (default: $IMAGEFLEET_SANDBOX_REGISTRY)' },
@@ -43,14 +46,8 @@ ARG INSTANCE_ID
 ARG BYTES
 RUN mkdir -p /instance && echo "\${INSTANCE_ID}" > /instance/id && head -c "\${BYTES}" /dev/urandom > /instance/blob
 `
-// What the registry may answer for a tag: single-platform manifests (docker v2, OCI) and lists.
-const MANIFEST_ACCEPT = [
-  'application/vnd.docker.distribution.manifest.v2+json', 'application/vnd.oci.image.manifest.v1+json',
-  'application/vnd.docker.distribution.manifest.list.v2+json', 'application/vnd.oci.image.index.v1+json',
-].join(', ')
-
-/** SWE-bench's image naming: lower case, `__` → `_1776_`. */
-export const dockerId = (id: string) => id.toLowerCase().replace(/__/g, '_1776_')
+// The sandbox registry is on 127.0.0.1: plain HTTP, no credentials
+const registry = new RegistryClient()
 const upstreamTemplate = (registry: string) => `${registry}/sweb.eval.x86_64.{docker_id}:latest`
 
 /** Builds and pushes what the registry lacks, then writes the instances file and fleet.json. */
@@ -73,7 +70,7 @@ function planFleet(o: FleetOptions): Group[] {
     envImage: `${o.registry}/imagefleet/synthetic-env:g${g}`,
     instances: Array.from({ length: o.perGroup }, (_, i) => {
       const id = `org${g}__proj${g}-${101 + i}`
-      return { id, image: upstreamTemplate(o.registry).replace('{docker_id}', dockerId(id)) }
+      return { id, image: upstreamTemplate(o.registry).replace('{docker_id}', dockerIdOf(id)) }
     }),
   }))
 }
@@ -81,13 +78,13 @@ function planFleet(o: FleetOptions): Group[] {
 /** One group: its environment (reused from the registry when there), then each missing instance. Returns how many were built. */
 async function generateGroup(group: Group, o: FleetOptions): Promise<number> {
   const missing: Instance[] = []
-  for (const instance of group.instances) if (!(await hasManifest(instance.image))) missing.push(instance)
+  for (const instance of group.instances) if (!(await registry.manifestExists(instance.image))) missing.push(instance)
   if (!missing.length) {
     report.skip(`group ${group.index}: all ${group.instances.length} instances already in the registry`)
     return 0
   }
   report.phase(`group ${group.index}: ${missing.length} to build`)
-  if (await hasManifest(group.envImage)) report.skip(`${group.envImage} already in the registry`)
+  if (await registry.manifestExists(group.envImage)) report.skip(`${group.envImage} already in the registry`)
   else await buildEnvironment(group, o)
   for (const instance of missing) {
     await buildInstance(instance, group, o)
@@ -130,7 +127,7 @@ async function pruneBuildCache(o: FleetOptions): Promise<void> {
 async function describeFleet(plan: Group[], o: FleetOptions): Promise<Fleet> {
   const instances = plan.flatMap((g) => g.instances)
   let upstreamBytes = 0
-  for (const instance of instances) upstreamBytes += await compressedBytes(instance.image)
+  for (const instance of instances) upstreamBytes += await compressedImageBytes(registry, instance.image)
   return {
     instances: instances.length, ids: instances.map((i) => i.id), groups: plan.length, upstreamBytes,
     registry: o.registry, seed: o.seed, upstream: upstreamTemplate(o.registry),
@@ -146,29 +143,6 @@ function writeFleetFiles(fleet: Fleet, out: string): void {
   fs.writeFileSync(out, [...header, ...fleet.ids, ''].join('\n'))
   fs.writeFileSync(path.join(path.dirname(out), 'fleet.json'), JSON.stringify(fleet, null, 2) + '\n')
   report.ok(`wrote ${out} and ${path.join(path.dirname(out), 'fleet.json')}`)
-}
-
-// ---- the registry's HTTP API (plain HTTP: the sandbox registry is on 127.0.0.1) --------------
-
-function manifestUrl(image: string): string {
-  const m = /^([^/]+)\/(.+):([^:/]+)$/.exec(image)
-  if (!m) throw new UsageError(`'${image}' is not REGISTRY/REPO:TAG`)
-  return `http://${m[1]}/v2/${m[2]}/manifests/${m[3]}`
-}
-
-async function hasManifest(image: string): Promise<boolean> {
-  const res = await fetch(manifestUrl(image), { method: 'HEAD', headers: { Accept: MANIFEST_ACCEPT } })
-  if (res.status === 200 || res.status === 404) return res.status === 200
-  throw new Error(`registry answered ${res.status} for HEAD ${manifestUrl(image)}`)
-}
-
-/** Sum of the image's compressed layer sizes, as pushed. */
-async function compressedBytes(image: string): Promise<number> {
-  const res = await fetch(manifestUrl(image), { headers: { Accept: MANIFEST_ACCEPT } })
-  if (!res.ok) throw new Error(`registry answered ${res.status} for ${manifestUrl(image)}`)
-  const manifest = await res.json() as { layers?: { size: number }[] }
-  if (!manifest.layers) throw new Error(`${image} is a manifest list, not an image manifest`)
-  return manifest.layers.reduce((sum, layer) => sum + layer.size, 0)
 }
 
 // ---- the command line -----------------------------------------------------------------------
