@@ -11,6 +11,7 @@ import { parseFlags, renderHelp, type FlagTable } from '../lib/args.ts'
 import { runMain } from '../lib/cli.ts'
 import { configureReport, report, secretValues } from '../lib/report.ts'
 import { formatBytes } from '../lib/size.ts'
+import { runtimeCommand } from '../lib/runtime.ts'
 import { generateFleet } from '../examples/synthetic-fleet/generate.ts'
 import { sandboxDown, sandboxUp } from './sandbox.ts'
 
@@ -26,9 +27,6 @@ export const FLAGS = {
   out: { type: 'string', arg: 'DIR', default: 'builds/demo', help: 'Pipeline output directory' },
   keep: { type: 'boolean', help: 'Leave the sandbox up at the end' },
 } as const satisfies FlagTable
-
-/** The runtime running this script, so the pipeline runs under the same one (bun, or deno run -A). */
-const runtime = () => ('Deno' in globalThis ? [process.execPath, 'run', '-A'] : [process.execPath])
 
 async function main(argv: string[]) {
   const { flags } = parseFlags(FLAGS, argv, process.env)
@@ -50,7 +48,7 @@ async function main(argv: string[]) {
 
     report.phase('pipeline')
     const t0 = Date.now()
-    const result = await $({ env: sb.env, stdio: 'inherit', nothrow: true })`${runtime()} scripts/pipeline.ts --instances ${path.join(dir, 'fleet', 'instances.txt')} --upstream ${fleet.upstream} --registry ${sb.registry}/fleet --context examples/synthetic-fleet/context --build-arg SEED_IMAGE=${sb.seedImage} --network none --concurrency ${flags.concurrency} --cleanup ${flags.cleanup} --min-free 200MB --reserve 200MB --out ${out}`
+    const result = await $({ env: sb.env, stdio: 'inherit', nothrow: true })`${runtimeCommand()} scripts/pipeline.ts --instances ${path.join(dir, 'fleet', 'instances.txt')} --upstream ${fleet.upstream} --registry ${sb.registry}/fleet --context examples/synthetic-fleet/context --build-arg SEED_IMAGE=${sb.seedImage} --network none --concurrency ${flags.concurrency} --cleanup ${flags.cleanup} --min-free 200MB --reserve 200MB --out ${out}`
     const wall = (Date.now() - t0) / 1000
     printDemoSummary(out, fleet.upstreamBytes, sb.diskBytes, wall)
     return result.exitCode ?? 1

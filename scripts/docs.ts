@@ -8,6 +8,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseFlags, renderHelp, type FlagTable } from '../lib/args.ts'
 import { FatalError, runMain } from '../lib/cli.ts'
+import { runtimeCommand } from '../lib/runtime.ts'
 
 export const FLAGS = {
   check: { type: 'boolean', help: 'Change nothing; exit 1 when the CLI reference in README.md differs from the scripts\' --help' },
@@ -24,10 +25,9 @@ export const scriptNames = () => fs.readdirSync(path.join(ROOT, 'scripts')).filt
 /** One collapsible block per script with its --help, run under the current runtime. */
 export async function cliReference(): Promise<string> {
   const { $ } = await import('zx')
-  const runtime = 'Deno' in globalThis ? [process.execPath, 'run', '-A'] : [process.execPath]
   const blocks = []
   for (const script of scriptNames()) {
-    const help = await $({ cwd: ROOT, quiet: true, env: { ...process.env, NO_COLOR: '1' } })`${runtime} ${`scripts/${script}`} --help`
+    const help = await $({ cwd: ROOT, quiet: true, env: { ...process.env, NO_COLOR: '1' } })`${runtimeCommand()} ${`scripts/${script}`} --help`
     blocks.push(`<details><summary><code>scripts/${script}</code></summary>\n\n\`\`\`\n${help.stdout.trimEnd()}\n\`\`\`\n\n</details>`)
   }
   return [START, '', ...blocks, '', END].join('\n')

@@ -11,6 +11,7 @@ import { PreflightError, runMain } from '../lib/cli.ts'
 import { freeBytes, sampleDisk } from '../lib/disk.ts'
 import { configureReport, report, secretValues } from '../lib/report.ts'
 import { formatBytes } from '../lib/size.ts'
+import { runtimeCommand } from '../lib/runtime.ts'
 import { APT_PACKAGES, CATALOGUE, extraTarget, planBatch, resolveTarget, selectTargets, type Resolved } from '../lib/free-disk-catalogue.ts'
 import { readFreeDiskStatus, writeStatus, type FreeDiskStatus, type TrashItem } from '../lib/free-disk-status.ts'
 import { appendSummary, renderText, type Outcome } from '../lib/free-disk-report.ts'
@@ -197,9 +198,8 @@ function logged(d: Outcome): Outcome {
 export async function startDeleter(items: TrashItem[], o: FreeDiskOptions): Promise<void> {
   const trashDirs = [...new Set(items.map((i) => path.dirname(i.path)))]
   const script = fileURLToPath(import.meta.url)
-  const runtime = 'Deno' in globalThis ? [process.execPath, 'run', '-A', script] : [process.execPath, ...process.execArgv, script]
   const log = o.dryRun ? 'ignore' : fs.openSync(`${o.statusFile}.log`, 'a')
-  const deleter = $({ halt: true, nothrow: true, detached: true, stdio: ['ignore', log, log] })`${runtime} ${trashDirs.flatMap((d) => ['--delete-trash', d])} --status ${o.statusFile} --jobs ${o.jobs} --root ${o.root}`
+  const deleter = $({ halt: true, nothrow: true, detached: true, stdio: ['ignore', log, log] })`${runtimeCommand()} ${script} ${trashDirs.flatMap((d) => ['--delete-trash', d])} --status ${o.statusFile} --jobs ${o.jobs} --root ${o.root}`
   if (o.dryRun) return show(deleter)
   const now = new Date().toISOString()
   writeStatus(o.statusFile, { version: 1, state: 'starting', startedAt: now, updatedAt: now, trashDirs, items })
