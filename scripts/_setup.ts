@@ -57,8 +57,6 @@ export type Setup = {
   removeImages: (tags: string[]) => Promise<unknown>
   /** Asks the registry about many tags at once (in parallel); later existence checks answer from it. */
   prefetch: (tags: string[]) => Promise<void>
-  /** Compressed bytes of an image in the registry, undefined when it cannot be read. */
-  imageBytes: (ref: string) => Promise<number | undefined>
   /** Writes summary.json/.md; resolves to the exit code (1 when anything failed). */
   finish: () => number
 }
@@ -93,9 +91,10 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
     run, lock: new Mutex(), pruneFlags: pre.pruneFlags, timeout: flags.pruneTimeout, lowWater: flags.minFree,
     containerBuilder: pre.buildx && pre.buildx.driver !== 'docker' ? (flags.builder ?? pre.buildx.builder) : undefined,
   }
+  const sizeOf = fromImageSizes(registry, fleet)
   const build: BuildOptions = {
     run, fleet, network: flags.network, timeout: flags.timeout, force: flags.force,
-    policy: { ...DEFAULT_POLICY, retries: flags.retries, backoffMs: flags.backoff, noSpaceDetail: (info) => noSpaceDetail(info.from, registry, run, fleet), fits: (info) => fits(info.from, registry, run, fleet) },
+    policy: { ...DEFAULT_POLICY, retries: flags.retries, backoffMs: flags.backoff, noSpaceDetail: async (info) => noSpaceDetail(info.from, await sizeOf(info.from), run), fits: async (info) => fits(await sizeOf(info.from), run) },
     buildx: chooseBuildx(flags, pre),
     exists: async (ref) => known.get(ref) ?? registry.manifestExists(ref),
   }
@@ -111,7 +110,6 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
       if (errors.length) report.warn(`the registry did not answer for ${errors.length} of ${tags.length} tags (${(errors[0] as Error).message}); they are checked again before building`)
       report.dim(`${answers.size} registry checks in ${((Date.now() - t0) / 1000).toFixed(2)}s`)
     },
-    imageBytes: (ref) => compressedImageBytes(registry, ref, fleet.platform).catch(() => undefined),
     finish: () => { progress?.stop(); return writeSummary(run, { out: flags.out, fleet, github }) },
   }
 }
@@ -126,15 +124,23 @@ async function login(fleet: Fleet, user: string, password: string): Promise<void
   }
 }
 
-/** Can the FROM image's compressed layers fit in what is free now? (true when either is unknown) */
-async function fits(from: string | undefined, registry: RegistryClient, run: Run, fleet: Fleet): Promise<boolean> {
-  const bytes = from ? await compressedImageBytes(registry, from, fleet.platform).catch(() => undefined) : undefined
+/** Compressed bytes of the image a step builds FROM (undefined when unknown), asked of the registry once per image. */
+function fromImageSizes(registry: RegistryClient, fleet: Fleet): (from?: string) => Promise<number | undefined> {
+  const known = new Map<string, Promise<number | undefined>>()
+  return (from) => {
+    if (!from) return Promise.resolve(undefined)
+    if (!known.has(from)) known.set(from, compressedImageBytes(registry, from, fleet.platform).catch(() => undefined))
+    return known.get(from)!
+  }
+}
+
+/** Can the FROM image's compressed layers fit in what is free now? (true when the size is unknown) */
+function fits(bytes: number | undefined, run: Run): boolean {
   return bytes === undefined || run.free() >= bytes
 }
 
 /** For a no_space failure: how much the step needed (its FROM image, pulled then unpacked) against what was free. */
-async function noSpaceDetail(from: string | undefined, registry: RegistryClient, run: Run, fleet: Fleet): Promise<string | undefined> {
-  const bytes = from ? await compressedImageBytes(registry, from, fleet.platform).catch(() => undefined) : undefined
+function noSpaceDetail(from: string | undefined, bytes: number | undefined, run: Run): string {
   const disk = run.dataRoot ? sampleDisk(run.dataRoot) : undefined
   const need = bytes ? `needed about ${formatBytes(2 * bytes)} (${from} is ${formatBytes(bytes)} compressed: pulled, then unpacked)` : 'needed more than the disk had'
   return disk ? `${need}; the data root had ${formatBytes(disk.free)} free of ${formatBytes(disk.total)} after cleanup` : need

@@ -99,11 +99,11 @@ function recordDone(inst: Instance, s: Setup) {
   recordSkip(s.run, info('assemble', fleet.finalImage(inst)), 'registry has it')
 }
 
-/** Growth assumed for the first image: 3 × its upstream's compressed size (blobs + unpacked layers + slack). */
-async function priorGrowth(todo: Instance[], s: Setup, o: PipelineOptions): Promise<number> {
+/** Growth assumed for an image whose layers are unknown: 3 × the first upstream's compressed size (blobs + unpacked layers + slack). */
+function priorGrowth(todo: Instance[], layers: Map<string, Layer[]>, o: PipelineOptions): number {
   if (o.expectGrowth !== undefined) return o.expectGrowth
-  const bytes = todo.length ? await s.imageBytes(todo[0].upstream) : undefined
-  return bytes ? 3 * bytes : 2 * 2 ** 30
+  const first = todo.length ? layers.get(todo[0].id) : undefined
+  return first ? 3 * first.reduce((sum, l) => sum + l.size, 0) : 2 * 2 ** 30
 }
 
 /** Each instance's upstream layers (digest, compressed size) from the registry, for the budget's costs. */
@@ -117,15 +117,15 @@ async function upstreamLayers(todo: Instance[], s: Setup): Promise<Map<string, L
 
 /** Every instance, `concurrency` at a time, each admitted by the disk budget (adaptive policy). */
 export async function buildFleet(todo: Instance[], s: Setup, o: PipelineOptions): Promise<DiskBudget | undefined> {
-  const budget = o.cleanup === 'adaptive' && !s.run.dry && s.run.dataRoot ? new DiskBudget({
+  const layers = o.cleanup === 'adaptive' && !s.run.dry && s.run.dataRoot ? await upstreamLayers(todo, s) : undefined
+  const budget = layers && new DiskBudget({
     free: () => s.run.free(),
     reserve: o.reserve,
     pending: o.freeDiskStatus ? () => bytesToCome(o.freeDiskStatus!) : undefined,
-    prior: await priorGrowth(todo, s, o),
+    prior: priorGrowth(todo, layers, o),
     clean: (target, why, stale) => { report.dim(`  cleanup: ${why}`); return cleanUntil(target, s.cleanup, stale) },
     onEvent: (event) => s.run.sample(`budget ${event}`),
-  }) : undefined
-  const layers = budget && await upstreamLayers(todo, s)
+  })
   let notStarted = 0
   await pMap(todo, async (inst) => {
     if (o.stop?.stopping) return void (notStarted++, recordNotStarted(inst, s, ['base', 'assemble']))
