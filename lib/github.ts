@@ -2,7 +2,7 @@
 // markdown up to 1 MiB, renders mermaid) and step outputs ($GITHUB_OUTPUT: `name=value` lines).
 // The entry point reads the environment (githubFromEnv); everything else takes paths and data.
 import fs from 'node:fs'
-import type { DiskEvent } from './run.ts'
+import { type DiskEvent, readJsonl } from './run.ts'
 
 export type GitHubOptions = {
   /** GITHUB_ACTIONS=true: groups, annotations, forced colour */
@@ -84,6 +84,5 @@ export function formatClock(seconds: number): string {
 
 /** Reads OUT/disk.jsonl (skipping a line cut by a crash). */
 export function readDiskEvents(file: string): DiskEvent[] {
-  if (!fs.existsSync(file)) return []
-  return fs.readFileSync(file, 'utf8').split('\n').flatMap((l) => { try { return l.trim() ? [JSON.parse(l) as DiskEvent] : [] } catch { return [] } })
+  return readJsonl<DiskEvent>(file)
 }

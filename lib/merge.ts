@@ -5,7 +5,7 @@ import path from 'node:path'
 import { UsageError } from './args.ts'
 import { type ChartMark, type ChartSeries, type GitHubOptions, readDiskEvents } from './github.ts'
 import { mask, report } from './report.ts'
-import type { ManifestRecord } from './run.ts'
+import { type ManifestRecord, readJsonl } from './run.ts'
 import { cleanupMarks, printTotals, publishToGitHub, type Summary, summarizeFacts, summaryMarkdown } from './summary.ts'
 
 export type Merged = { summary: Summary; series: ChartSeries[]; marks: ChartMark[]; records: ManifestRecord[] }
@@ -53,9 +53,4 @@ export function writeMerged(m: Merged, out: string, github?: GitHubOptions): num
   report.info(`merged ${m.series.length} shards: ${m.series.map((s) => s.name).join(', ')}`)
   printTotals(m.summary, path.join(out, 'summary.md'))
   return m.summary.failed.length ? 1 : 0
-}
-
-function readJsonl<T>(file: string): T[] {
-  if (!fs.existsSync(file)) return []
-  return fs.readFileSync(file, 'utf8').split('\n').flatMap((l) => { try { return l.trim() ? [JSON.parse(l) as T] : [] } catch { return [] } })
 }

@@ -85,18 +85,16 @@ export class Run {
   }
 }
 
+/** The objects of a JSON-lines file, skipping blank lines and a line cut by a crash; [] when there is no file. */
+export function readJsonl<T>(file: string): T[] {
+  if (!fs.existsSync(file)) return []
+  return fs.readFileSync(file, 'utf8').split('\n').flatMap((l) => { try { return l.trim() ? [JSON.parse(l) as T] : [] } catch { return [] } })
+}
+
 /** Records of the previous runs in OUT (for resume and --retry-failed): the last record per phase and id. */
 export function previousRecords(out: string): Map<string, ManifestRecord> {
   const last = new Map<string, ManifestRecord>()
-  const file = path.join(out, 'manifest.jsonl')
-  if (!fs.existsSync(file)) return last
-  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
-    if (!line.trim()) continue
-    try {
-      const rec = JSON.parse(line) as ManifestRecord
-      last.set(`${rec.phase}:${rec.id}`, rec)
-    } catch { /* a line cut by a crash: the rest still counts */ }
-  }
+  for (const rec of readJsonl<ManifestRecord>(path.join(out, 'manifest.jsonl'))) last.set(`${rec.phase}:${rec.id}`, rec)
   return last
 }
 
