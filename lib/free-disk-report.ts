@@ -28,7 +28,7 @@ function totalLines(t: Totals): string[] {
   return [
     `free space: ${formatBytes(t.freeBefore)} → ${formatBytes(t.freeAfter)}: ` +
       `${delta >= 0 ? '+' : ''}${formatBytes(delta)} (${delta} bytes, statfs) in ${t.seconds.toFixed(1)}s`,
-    ...(t.pending ? [`still to come from the background deleter: ~${formatBytes(t.pending)}`] : []),
+    ...(t.pending ? [`still to come from the background deleter: up to ~${formatBytes(t.pending)} (typical sizes; the status file has measured ones within seconds)`] : []),
   ]
 }
 

@@ -12,7 +12,7 @@ import { freeBytes, sampleDisk } from '../lib/disk.ts'
 import { configureReport, report, secretValues } from '../lib/report.ts'
 import { formatBytes } from '../lib/size.ts'
 import { runtimeCommand } from '../lib/runtime.ts'
-import { APT_PACKAGES, CATALOGUE, extraTarget, planBatch, resolveTarget, selectTargets, type Resolved } from '../lib/free-disk-catalogue.ts'
+import { APT_PACKAGES, CATALOGUE, extraTarget, planBatch, resolveTarget, selectTargets, type Resolved, type TargetKind } from '../lib/free-disk-catalogue.ts'
 import { readFreeDiskStatus, writeStatus, type FreeDiskStatus, type TrashItem } from '../lib/free-disk-status.ts'
 import { appendSummary, renderText, type Outcome } from '../lib/free-disk-report.ts'
 
@@ -28,7 +28,7 @@ export const FLAGS = {
   jobs: { type: 'int', default: 8, min: 1, help: 'Targets removed at once' },
   'dry-run': { type: 'boolean', help: 'Print the exact commands; delete nothing' },
   yes: { type: 'boolean', help: 'Run outside CI (without CI=true this refuses: it deletes system directories)' },
-  root: { type: 'string', default: '/', arg: 'PREFIX', help: 'Root every path under this directory (tests, rehearsal)' },
+  root: { type: 'string', default: '/', arg: 'PREFIX', help: 'Root every path under this directory (tests, rehearsal); targets that act on the machine itself (apt packages, docker images, swap) are refused there' },
   'delete-trash': { type: 'list', arg: 'DIR', help: 'Internal: be the detached deleter of --background' },
 } as const satisfies FlagTable
 
@@ -44,6 +44,24 @@ export type FreeDiskOptions = {
 }
 const TRASH = `.imagefleet-trash-`
 const onHost = (o: FreeDiskOptions) => o.root === '/'
+
+/** Targets that act on the machine itself, not on files: under --root nothing can stand in for them, so they are refused. */
+const HOST_WIDE: Record<Exclude<TargetKind, 'paths'>, string> = {
+  apt: "removes this machine's apt packages",
+  docker: 'prunes the images of the daemon DOCKER_HOST names',
+  swap: "turns swap off in this machine's kernel",
+}
+
+/** Under --root, splits off the host-wide targets: each is refused by name, with why, and never planned. */
+export function confineToRoot(targets: Resolved[], o: FreeDiskOptions): { allowed: Resolved[]; refused: Outcome[] } {
+  if (onHost(o)) return { allowed: targets, refused: [] }
+  const refused = targets.filter((r) => r.target.kind !== 'paths').map((r): Outcome => {
+    const why = HOST_WIDE[r.target.kind as Exclude<TargetKind, 'paths'>]
+    report.skip(`${r.target.name}: refused under --root ${o.root}: it ${why}, which no --root can confine`)
+    return { target: r.target.name, what: r.target.kind, bytesFrom: 'statfs', seconds: 0, status: 'skipped', note: 'refused under --root' }
+  })
+  return { allowed: targets.filter((r) => r.target.kind === 'paths'), refused }
+}
 
 /** Free space of the filesystem holding the root, as `df` reports it. */
 export function showDisk(root: string, when: string): number {
@@ -68,10 +86,12 @@ export async function duBytes(paths: string[], sudo: string[]): Promise<number> 
 /** `--list`: every catalogue target with whether it is here and its size on this machine. */
 export async function listTargets(resolved: Resolved[], o: FreeDiskOptions): Promise<void> {
   const sizes = await pMap(resolved, (r) => duBytes(r.present.map((p) => p.path), o.sudo), { concurrency: o.jobs })
+  report.info(`${'target'.padEnd(18)} ${'kind'.padEnd(7)}  ${'typical'.padStart(9)}  ${'here'.padStart(9)}  what (paths under ${o.root})`)
   resolved.forEach((r, i) => {
     const here = r.present.length ? formatBytes(sizes[i]) : r.target.kind === 'paths' || r.target.kind === 'swap' ? 'absent' : 'n/a'
     const kind = r.target.optIn ? 'opt-in ' : 'default'
-    report.info(`${r.target.name.padEnd(18)} ${kind}  typical ${formatBytes(r.target.typicalBytes).padStart(9)}  here ${here.padStart(9)}  ${r.target.title}`)
+    const where = r.target.kind === 'apt' ? 'apt packages' : r.target.kind === 'docker' ? 'docker image prune -af' : r.target.paths.join(' ')
+    report.info(`${r.target.name.padEnd(18)} ${kind}  ${formatBytes(r.target.typicalBytes).padStart(9)}  ${here.padStart(9)}  ${r.target.title}: ${where}`)
   })
 }
 
@@ -161,7 +181,7 @@ export async function removeSwap(r: Resolved, o: FreeDiskOptions): Promise<Outco
 export async function removeTarget(r: Resolved, o: FreeDiskOptions, items: TrashItem[]): Promise<Outcome> {
   const { kind, name } = r.target
   if (r.refused.length) return { target: name, what: r.refused.join(' '), bytesFrom: 'du', seconds: 0, status: 'failed', note: 'refused: outside the root' }
-  if (kind !== 'paths' && !onHost(o) && !o.dryRun) return { target: name, what: kind, bytesFrom: 'statfs', seconds: 0, status: 'skipped', note: 'acts on the host, not under --root' }
+  if (kind !== 'paths' && !onHost(o)) throw new Error(`${name} acts on the host: confineToRoot must have refused it under --root`)
   if (kind === 'apt') return removeAptPackages(o)
   if (kind === 'docker') return removeDockerImages(o)
   if (kind === 'swap') return removeSwap(r, o)
@@ -217,10 +237,15 @@ export async function deleteTrash(dirs: string[], o: Pick<FreeDiskOptions, 'stat
   const items = paths.map((p) => prior?.items.find((i) => i.path === p) ?? { target: path.basename(p), path: p, bytes: 0, measured: false, done: false })
   const status: FreeDiskStatus = { version: 1, pid: process.pid, state: 'deleting', startedAt: prior?.startedAt ?? new Date().toISOString(), updatedAt: '', trashDirs: dirs, items }
   writeStatus(o.statusFile, status)
-  await pMap(items, async (i) => { // measure just before deleting: du warms the cache rm needs anyway
-    const t0 = performance.now()
+  // measure everything first (in parallel, seconds): until then the sizes are the catalogue's typical ones, which can be far
+  // off (a runner image without Android has 10 MiB where 12 GB is typical) and a disk budget reading the status would wait
+  // for bytes that never come. du also warms the cache rm needs anyway.
+  await pMap(items, async (i) => {
     Object.assign(i, { bytes: await duBytes([i.path], o.sudo), measured: true })
     writeStatus(o.statusFile, status)
+  }, { concurrency: o.jobs })
+  await pMap(items, async (i) => {
+    const t0 = performance.now()
     const out = await $({ nothrow: true, quiet: true })`${o.sudo} rm -rf --one-file-system -- ${i.path}`
     Object.assign(i, { done: out.exitCode === 0, seconds: (performance.now() - t0) / 1000, ...(out.exitCode ? { error: out.stderr.trim() } : {}) })
     writeStatus(o.statusFile, status)
@@ -262,10 +287,13 @@ async function main(argv: string[]): Promise<number> {
     report.ok(`already ${formatBytes(freeBefore)} free (wanted ${formatBytes(o.targetFree)}): nothing to do`)
     return 0
   }
-  const candidates = targets.filter((r) => r.present.length || r.refused.length || r.target.kind === 'apt' || r.target.kind === 'docker')
-  targets.filter((r) => !candidates.includes(r)).forEach((r) => report.skip(`${r.target.name}: not present`))
+  const { allowed, refused } = confineToRoot(targets, o)
+  const candidates = allowed.filter((r) => r.present.length || r.refused.length || r.target.kind === 'apt' || r.target.kind === 'docker')
+  allowed.filter((r) => !candidates.includes(r)).forEach((r) => report.skip(`${r.target.name}: not present`))
   const items: TrashItem[] = []
-  const { outcomes, credit } = await freeUntilEnough(candidates, o, items)
+  const freed = await freeUntilEnough(candidates, o, items)
+  const { credit } = freed
+  const outcomes = [...freed.outcomes, ...refused]
   if (items.length) await startDeleter(items, o)
   const freeAfter = showDisk(root, 'after')
   const totals = { freeBefore, freeAfter, seconds: (performance.now() - t0) / 1000, pending: o.background ? credit : 0 }

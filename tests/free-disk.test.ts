@@ -198,10 +198,74 @@ describe('free-disk', () => {
     const r = fakeRunner()
     const { code, out } = run(['--list', '--root', r.root], { CI: '' })
     expect(code).toBe(0)
-    expect(out).toMatch(/android +default .* here +[\d.]+ MiB/)
-    expect(out).toMatch(/powershell +default .* here +absent/)
+    expect(out).toMatch(/^target +kind +typical +here +what/m)
+    expect(out).toMatch(/android +default +[\d.]+ GiB +[\d.]+ MiB +Android SDK: \/usr\/local\/lib\/android$/m)
+    expect(out).toMatch(/powershell +default .* +absent +PowerShell: \/usr\/local\/share\/powershell$/m)
     expect(out).toMatch(/tool-cache +opt-in/)
   })
+})
+
+/** Commands on PATH that log their argv: the file tools run for real, the host-wide ones (apt, docker, swap, sudo) only log. */
+function spyBin(base: string) {
+  const dir = path.join(base, 'spy-bin')
+  const log = path.join(base, 'spy.log')
+  fs.mkdirSync(dir)
+  fs.writeFileSync(log, '')
+  const record = `{ printf '%s\\0' "$(basename "$0")" "$@"; printf '\\036'; } >> ${log}`
+  for (const tool of ['rm', 'mv', 'mkdir', 'rmdir', 'du']) {
+    const real = spawnSync('bash', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).stdout.trim()
+    fs.writeFileSync(path.join(dir, tool), `#!/bin/bash\n${record}\nexec ${real} "$@"\n`, { mode: 0o755 })
+  }
+  for (const tool of ['docker', 'apt-get', 'dpkg-query', 'swapoff', 'sudo', 'env']) {
+    fs.writeFileSync(path.join(dir, tool), `#!/bin/bash\n${record}\nexit 0\n`, { mode: 0o755 })
+  }
+  const calls = () => fs.readFileSync(log, 'utf8').split('\x1e').filter(Boolean).map((c) => c.split('\0').slice(0, -1))
+  return { env: { PATH: `${dir}:${process.env.PATH}` }, calls }
+}
+
+describe('free-disk --root confines every target (a rehearsal never touches the machine)', () => {
+  const hostWide = CATALOGUE.filter((t) => t.kind !== 'paths')
+  const pathTargets = CATALOGUE.filter((t) => t.kind === 'paths')
+
+  /** Every catalogue path present under the root, so each entry is exercised. */
+  function fullRunner() {
+    const r = fakeRunner({ scale: 0.01 })
+    for (const t of CATALOGUE) {
+      for (const p of t.paths) {
+        const at = r.at(p.endsWith('*') ? `${p.slice(0, -1)}1.0` : p)
+        if (!fs.existsSync(at) && !isLinkAt(at)) fill(at, 3)
+      }
+    }
+    return r
+  }
+  const isLinkAt = (p: string) => { try { return fs.lstatSync(p).isSymbolicLink() } catch { return false } }
+  const outsideRoot = (root: string, argv: string[]) => argv.filter((a) => a.startsWith('/') && a !== root && !a.startsWith(`${root}/`))
+
+  for (const mode of ['--dry-run', '--yes'] as const) {
+    test(`--include all ${mode}: host-wide targets are refused by name, every command stays under the root`, () => {
+      const r = fullRunner()
+      const spy = spyBin(r.base)
+      const { code, out } = run(['--root', r.root, '--include', 'all', mode], { ...spy.env, CI: '' })
+      expect(code).toBe(0)
+      for (const t of hostWide) expect(out).toContain(`${t.name}: refused under --root`)
+      const calls = spy.calls()
+      expect(calls.filter((c) => ['docker', 'apt-get', 'dpkg-query', 'swapoff', 'sudo', 'env'].includes(c[0]))).toEqual([])
+      expect(calls.flatMap((c) => outsideRoot(r.root, c.slice(1)))).toEqual([])
+      const planned = out.split('\n').filter((l) => l.trim().startsWith('$ ')).map((l) => l.trim().slice(2).split(' '))
+      expect(planned.filter((argv) => ['docker', 'apt-get', 'swapoff', 'env', 'sudo'].includes(argv[0]))).toEqual([])
+      expect(planned.flatMap((argv) => outsideRoot(r.root, argv))).toEqual([])
+      for (const t of pathTargets) {
+        for (const p of t.paths) {
+          const at = r.at(p.endsWith('*') ? `${p.slice(0, -1)}1.0` : p)
+          if (mode === '--dry-run') expect(out).toContain(at)
+          else expect(gone(at)).toBe(true)
+        }
+      }
+      if (mode === '--dry-run') expect(calls.filter((c) => c[0] === 'rm' || c[0] === 'mv')).toEqual([])
+      expect(count(path.join(r.outside, 'keep-dir'))).toBeGreaterThan(0)
+      expect(fs.existsSync(r.at('mnt/swapfile'))).toBe(true) // swap is host state: refused, its file kept
+    })
+  }
 })
 
 describe('free-disk runs under Deno too', () => {
