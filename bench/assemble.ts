@@ -9,12 +9,12 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { $ } from 'zx'
-import { parseFlags, renderHelp, type FlagTable } from '../lib/args.ts'
-import { runMain } from '../lib/cli.ts'
-import { sampleDisk } from '../lib/disk.ts'
-import { formatBytes } from '../lib/size.ts'
+import { type FlagTable, parseFlags, renderHelp } from '../lib/cli/flags.ts'
+import { runMain } from '../lib/cli/main.ts'
+import { sampleDisk } from '../lib/disk/statfs.ts'
+import { formatBytes } from '../lib/cli/size.ts'
 import { generateFleet } from '../examples/synthetic-fleet/generate.ts'
-import { sandboxDown, sandboxUp, type Sandbox } from '../scripts/sandbox.ts'
+import { type Sandbox, sandboxDown, sandboxUp } from '../scripts/sandbox.ts'
 
 export const FLAGS = {
   groups: { type: 'int', default: 4, min: 1, help: 'Environment groups of the synthetic fleet' },
@@ -26,7 +26,21 @@ export const FLAGS = {
   dir: { type: 'string', arg: 'DIR', help: 'Work directory (default: a new temp dir, removed after)' },
 } as const satisfies FlagTable
 
-type Way = { mode: 'registry' | 'docker'; code: number; wall: number; built: number; failed: number; diskWritten: number; freeDelta: number; peakUsedDelta: number; registryUploaded?: number; registryStored: number; mounted?: number; copied?: number; stepMedian: number }
+type Way = {
+  mode: 'registry' | 'docker'
+  code: number
+  wall: number
+  built: number
+  failed: number
+  diskWritten: number
+  freeDelta: number
+  peakUsedDelta: number
+  registryUploaded?: number
+  registryStored: number
+  mounted?: number
+  copied?: number
+  stepMedian: number
+}
 
 /** Bytes written so far to the block device that holds `mountPoint` (/sys/block/DEV/stat, sectors of 512 bytes). */
 function bytesWritten(mountPoint: string): number {
@@ -40,7 +54,10 @@ async function duBytes(dir: string): Promise<number> {
   return Number((await $({ quiet: true })`du -sb ${dir}`).stdout.split('\t')[0])
 }
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.floor(s.length / 2)] : 0 }
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length ? s[Math.floor(s.length / 2)] : 0
+}
 
 /** One way: the assemble script on every instance, measured from outside (device writes, statfs, registry storage). */
 async function assembleWay(mode: Way['mode'], sb: Sandbox, o: { dir: string; args: string[] }): Promise<Way> {
@@ -48,40 +65,109 @@ async function assembleWay(mode: Way['mode'], sb: Sandbox, o: { dir: string; arg
   const mnt = path.dirname(sb.dataRoot)
   const finalRepo = `${sb.registry}/fleet/${mode}-agent`
   await $({ env: sb.env, quiet: true })`sync`
-  const [written0, disk0, stored0] = [bytesWritten(mnt), sampleDisk(sb.dataRoot), await duBytes(path.join(sb.dir, 'registry'))]
+  const [written0, disk0, stored0] = [
+    bytesWritten(mnt),
+    sampleDisk(sb.dataRoot),
+    await duBytes(path.join(sb.dir, 'registry')),
+  ]
   console.log(`\n== assemble --mode ${mode} → ${finalRepo}`)
   const t0 = Date.now()
-  const r = await $({ env: sb.env, nothrow: true, stdio: ['ignore', 'inherit', 'inherit'] })`${process.execPath} scripts/assemble.ts ${o.args} --mode ${mode} --final-repo ${finalRepo} --out ${out}`
+  const r = await $({
+    env: sb.env,
+    nothrow: true,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  })`${process.execPath} scripts/assemble.ts ${o.args} --mode ${mode} --final-repo ${finalRepo} --out ${out}`
   const wall = (Date.now() - t0) / 1000
   await $({ env: sb.env, quiet: true })`sync`
-  const [written1, disk1, stored1] = [bytesWritten(mnt), sampleDisk(sb.dataRoot), await duBytes(path.join(sb.dir, 'registry'))]
+  const [written1, disk1, stored1] = [
+    bytesWritten(mnt),
+    sampleDisk(sb.dataRoot),
+    await duBytes(path.join(sb.dir, 'registry')),
+  ]
   const s = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'))
-  const steps = fs.readFileSync(path.join(out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((m) => m.phase === 'assemble' && m.status === 'built')
+  const steps = fs.readFileSync(path.join(out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+    .filter((m) => m.phase === 'assemble' && m.status === 'built')
   return {
-    mode, code: r.exitCode ?? -1, wall, built: s.counts.assemble.built, failed: s.counts.assemble.failed,
-    diskWritten: written1 - written0, freeDelta: disk1.free - disk0.free, peakUsedDelta: Math.max(0, s.peakUsed - disk0.used),
-    registryUploaded: s.registry?.bytesUploaded, registryStored: stored1 - stored0, mounted: s.registry?.mounted, copied: s.registry?.copied,
+    mode,
+    code: r.exitCode ?? -1,
+    wall,
+    built: s.counts.assemble.built,
+    failed: s.counts.assemble.failed,
+    diskWritten: written1 - written0,
+    freeDelta: disk1.free - disk0.free,
+    peakUsedDelta: Math.max(0, s.peakUsed - disk0.used),
+    registryUploaded: s.registry?.bytesUploaded,
+    registryStored: stored1 - stored0,
+    mounted: s.registry?.mounted,
+    copied: s.registry?.copied,
     stepMedian: median(steps.map((m: { seconds: number }) => m.seconds)),
   }
 }
 
 function table(ways: Way[], n: number): string {
-  const rows = ways.map((w) => `| ${w.mode} | ${w.built}/${n} | ${w.wall.toFixed(1)} | ${(w.wall / n).toFixed(3)} | ${w.stepMedian.toFixed(2)} | ${formatBytes(w.diskWritten)} | ${formatBytes(w.peakUsedDelta)} | ${formatBytes(-w.freeDelta)} | ${w.registryUploaded === undefined ? 'n/a (docker push)' : formatBytes(w.registryUploaded)} | ${formatBytes(w.registryStored)} | ${w.mounted ?? '–'} / ${w.copied ?? '–'} |`)
-  return ['| mode | built | wall s | s/image (wall) | median step s | disk written (loop device) | peak data-root growth | data-root net growth | registry bytes uploaded | registry storage growth | mounts / copies |',
-    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|', ...rows].join('\n')
+  const rows = ways.map((w) =>
+    `| ${w.mode} | ${w.built}/${n} | ${w.wall.toFixed(1)} | ${(w.wall / n).toFixed(3)} | ${w.stepMedian.toFixed(2)} | ${
+      formatBytes(w.diskWritten)
+    } | ${formatBytes(w.peakUsedDelta)} | ${formatBytes(-w.freeDelta)} | ${
+      w.registryUploaded === undefined ? 'n/a (docker push)' : formatBytes(w.registryUploaded)
+    } | ${formatBytes(w.registryStored)} | ${w.mounted ?? '–'} / ${w.copied ?? '–'} |`
+  )
+  return [
+    '| mode | built | wall s | s/image (wall) | median step s | disk written (loop device) | peak data-root growth | data-root net growth | registry bytes uploaded | registry storage growth | mounts / copies |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+    ...rows,
+  ].join('\n')
 }
 
 async function main(argv: string[]) {
   const { flags } = parseFlags(FLAGS, argv, process.env)
-  if (flags.help) return void console.log(renderHelp('bun run bench/assemble.ts [flags]', 'Registry assembly vs docker build, the same instances both ways, on a sandbox (see the header of this file).', FLAGS))
+  if (flags.help) {
+    return void console.log(
+      renderHelp(
+        'bun run bench/assemble.ts [flags]',
+        'Registry assembly vs docker build, the same instances both ways, on a sandbox (see the header of this file).',
+        FLAGS,
+      ),
+    )
+  }
   const dir = flags.dir ? path.resolve(flags.dir) : fs.mkdtempSync(path.join(os.tmpdir(), 'bench-assemble-'))
   const sb = await sandboxUp({ dir: path.join(dir, 'sandbox'), disk: flags.disk, baseEnv: process.env })
   try {
-    const fleet = await generateFleet({ registry: sb.registry, seed: sb.seedImage, groups: flags.groups, perGroup: flags.perGroup, envSize: flags.envSize, instanceSize: flags.instanceSize, out: path.join(dir, 'instances.txt'), env: sb.env })
-    const args = ['--instances', path.join(dir, 'instances.txt'), '--upstream', fleet.upstream, '--registry', `${sb.registry}/fleet`, '--context', 'examples/synthetic-fleet/context',
-      '--build-arg', `SEED_IMAGE=${sb.seedImage}`, '--network', 'none', '--concurrency', String(flags.concurrency), '--min-free', '100MB', '--key', 'bench']
+    const fleet = await generateFleet({
+      registry: sb.registry,
+      seed: sb.seedImage,
+      groups: flags.groups,
+      perGroup: flags.perGroup,
+      envSize: flags.envSize,
+      instanceSize: flags.instanceSize,
+      out: path.join(dir, 'instances.txt'),
+      env: sb.env,
+    })
+    const args = [
+      '--instances',
+      path.join(dir, 'instances.txt'),
+      '--upstream',
+      fleet.upstream,
+      '--registry',
+      `${sb.registry}/fleet`,
+      '--context',
+      'examples/synthetic-fleet/context',
+      '--build-arg',
+      `SEED_IMAGE=${sb.seedImage}`,
+      '--network',
+      'none',
+      '--concurrency',
+      String(flags.concurrency),
+      '--min-free',
+      '100MB',
+      '--key',
+      'bench',
+    ]
     console.log('\n== the builder and the bases (not measured): build-bases')
-    await $({ env: sb.env, stdio: ['ignore', 'inherit', 'inherit'] })`${process.execPath} scripts/build-bases.ts ${args} --out ${path.join(dir, 'out-bases')}`
+    await $({
+      env: sb.env,
+      stdio: ['ignore', 'inherit', 'inherit'],
+    })`${process.execPath} scripts/build-bases.ts ${args} --out ${path.join(dir, 'out-bases')}`
     // start docker mode cold, as on a fresh runner: no base layers, no build cache
     await $({ env: sb.env, quiet: true, timeout: '10m' })`docker system prune -af`
     await $({ env: sb.env, quiet: true, timeout: '10m' })`docker builder prune -af`
@@ -93,17 +179,40 @@ async function main(argv: string[]) {
   }
 }
 
-function writeReport(ways: Way[], n: number, upstreamBytes: number, flags: { concurrency: number; groups: number; perGroup: number; envSize: number; instanceSize: number }) {
+function writeReport(
+  ways: Way[],
+  n: number,
+  upstreamBytes: number,
+  flags: { concurrency: number; groups: number; perGroup: number; envSize: number; instanceSize: number },
+) {
   const [reg, dock] = ways
-  const runtime = 'Bun' in globalThis ? `bun ${(globalThis as { Bun?: { version: string } }).Bun?.version}` : process.version
+  const runtime = 'Bun' in globalThis
+    ? `bun ${(globalThis as { Bun?: { version: string } }).Bun?.version}`
+    : process.version
   const report = [
-    `# bench:assemble — ${new Date().toISOString().slice(0, 10)}`, '',
-    `Machine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown'}), ${formatBytes(os.totalmem())} RAM, kernel ${os.release()}, ${runtime}; load average after: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`,
-    `Fleet: ${n} instances in ${flags.groups} groups (env layer ${formatBytes(flags.envSize)}, instance layer ${formatBytes(flags.instanceSize)}, upstream ${formatBytes(upstreamBytes)} in all), agent layer 20 MB; concurrency ${flags.concurrency} both ways; docker mode starts with no local images and no build cache`, '',
-    table(ways, n), '',
-    `s/image: registry ${(reg.wall / n).toFixed(3)} (target ≤ 1) · docker ${(dock.wall / n).toFixed(3)} · docker/registry = ${(dock.wall / reg.wall).toFixed(1)}× (target ≥ 20×)`,
-    `Docker data root disk written: registry ${formatBytes(reg.diskWritten)} (target 0) · docker ${formatBytes(dock.diskWritten)}`,
-    `Bases here are ${formatBytes(upstreamBytes / n)} on average; the field's are ~1.4 GB, which docker mode pulls and unpacks per image and registry mode never touches, so the field's ratio is larger.`, '',
+    `# bench:assemble — ${new Date().toISOString().slice(0, 10)}`,
+    '',
+    `Machine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown'}), ${
+      formatBytes(os.totalmem())
+    } RAM, kernel ${os.release()}, ${runtime}; load average after: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`,
+    `Fleet: ${n} instances in ${flags.groups} groups (env layer ${formatBytes(flags.envSize)}, instance layer ${
+      formatBytes(flags.instanceSize)
+    }, upstream ${
+      formatBytes(upstreamBytes)
+    } in all), agent layer 20 MB; concurrency ${flags.concurrency} both ways; docker mode starts with no local images and no build cache`,
+    '',
+    table(ways, n),
+    '',
+    `s/image: registry ${(reg.wall / n).toFixed(3)} (target ≤ 1) · docker ${
+      (dock.wall / n).toFixed(3)
+    } · docker/registry = ${(dock.wall / reg.wall).toFixed(1)}× (target ≥ 20×)`,
+    `Docker data root disk written: registry ${formatBytes(reg.diskWritten)} (target 0) · docker ${
+      formatBytes(dock.diskWritten)
+    }`,
+    `Bases here are ${
+      formatBytes(upstreamBytes / n)
+    } on average; the field's are ~1.4 GB, which docker mode pulls and unpacks per image and registry mode never touches, so the field's ratio is larger.`,
+    '',
   ].join('\n')
   console.log('\n' + report)
   const file = path.join('bench', 'results', `assemble-${new Date().toISOString().slice(0, 10)}.md`)

@@ -11,9 +11,9 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { $ } from 'zx'
-import { parseFlags, renderHelp, type FlagTable } from '../lib/args.ts'
-import { runMain } from '../lib/cli.ts'
-import { formatBytes } from '../lib/size.ts'
+import { type FlagTable, parseFlags, renderHelp } from '../lib/cli/flags.ts'
+import { runMain } from '../lib/cli/main.ts'
+import { formatBytes } from '../lib/cli/size.ts'
 import { generateFleet } from '../examples/synthetic-fleet/generate.ts'
 import { sandboxDown, sandboxUp } from '../scripts/sandbox.ts'
 import { startRegistry } from '../tests/helpers/registry-server.ts'
@@ -30,7 +30,22 @@ export const FLAGS = {
   dir: { type: 'string', default: 'bench/tmp', help: 'Work directory (sandboxes, registry)' },
 } as const satisfies FlagTable
 
-type Result = { name: string; policy: string; disk: number; code: number; built: number; failed: number; noSpace: number; wall: number; peakUsed: number; cleanupSeconds: number; reclaimed: number; cleanups: number; overlaps: number; silentZero: number }
+type Result = {
+  name: string
+  policy: string
+  disk: number
+  code: number
+  built: number
+  failed: number
+  noSpace: number
+  wall: number
+  peakUsed: number
+  cleanupSeconds: number
+  reclaimed: number
+  cleanups: number
+  overlaps: number
+  silentZero: number
+}
 
 /** Disk write bandwidth of the filesystem under `dir`: 512 MiB written with fdatasync, in bytes/s. */
 async function writeBandwidth(dir: string): Promise<number> {
@@ -53,7 +68,12 @@ function overlappingPrunes(cleanups: Array<{ command: string; at: string; second
   return overlaps
 }
 
-async function runPolicy(name: string, policy: string, disk: number, o: { dir: string; registry: string; upstream: string; instances: string; seed: string; concurrency: number }): Promise<Result> {
+async function runPolicy(
+  name: string,
+  policy: string,
+  disk: number,
+  o: { dir: string; registry: string; upstream: string; instances: string; seed: string; concurrency: number },
+): Promise<Result> {
   const sbDir = path.join(o.dir, `sandbox-${name}`)
   const out = path.join(o.dir, `out-${name}`)
   fs.rmSync(out, { recursive: true, force: true })
@@ -61,18 +81,35 @@ async function runPolicy(name: string, policy: string, disk: number, o: { dir: s
   const sb = await sandboxUp({ dir: sbDir, disk, baseEnv: process.env })
   try {
     const t0 = Date.now()
-    const r = await $({ env: sb.env, nothrow: true, stdio: ['ignore', 'inherit', 'inherit'] })`${process.execPath} scripts/pipeline.ts --instances ${o.instances} --upstream ${o.upstream} --registry ${o.registry}/${name} --context examples/synthetic-fleet/context --build-arg SEED_IMAGE=${o.seed} --network none --concurrency ${o.concurrency} --cleanup ${policy} --min-free 100MB --reserve 150MB --retries 1 --out ${out}`
+    const r = await $({
+      env: sb.env,
+      nothrow: true,
+      stdio: ['ignore', 'inherit', 'inherit'],
+    })`${process.execPath} scripts/pipeline.ts --instances ${o.instances} --upstream ${o.upstream} --registry ${o.registry}/${name} --context examples/synthetic-fleet/context --build-arg SEED_IMAGE=${o.seed} --network none --concurrency ${o.concurrency} --cleanup ${policy} --min-free 100MB --reserve 150MB --retries 1 --out ${out}`
     const wall = (Date.now() - t0) / 1000
     const s = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'))
-    const cleanups = s.cleanups.total as Array<{ command: string; at: string; seconds: number; reclaimed: number; freeBefore: number }>
+    const cleanups = s.cleanups.total as Array<
+      { command: string; at: string; seconds: number; reclaimed: number; freeBefore: number }
+    >
     return {
-      name, policy, disk, code: r.exitCode ?? -1, wall,
-      built: s.counts.assemble.built, failed: s.counts.assemble.failed,
-      noSpace: new Set(s.failed.filter((f: { error_class?: string }) => f.error_class === 'no_space').map((f: { id: string }) => f.id)).size,
-      peakUsed: s.peakUsed, reclaimed: s.reclaimed, cleanups: cleanups.length,
+      name,
+      policy,
+      disk,
+      code: r.exitCode ?? -1,
+      wall,
+      built: s.counts.assemble.built,
+      failed: s.counts.assemble.failed,
+      noSpace: new Set(
+        s.failed.filter((f: { error_class?: string }) => f.error_class === 'no_space').map((f: { id: string }) => f.id),
+      ).size,
+      peakUsed: s.peakUsed,
+      reclaimed: s.reclaimed,
+      cleanups: cleanups.length,
       cleanupSeconds: cleanups.reduce((t, c) => t + c.seconds, 0),
       overlaps: overlappingPrunes(cleanups),
-      silentZero: cleanups.filter((c) => !c.command.startsWith('docker rmi') && c.reclaimed <= 0 && c.freeBefore < 300e6).length,
+      silentZero: cleanups.filter((c) =>
+        !c.command.startsWith('docker rmi') && c.reclaimed <= 0 && c.freeBefore < 300e6
+      ).length,
     }
   } finally {
     await sandboxDown({ dir: sbDir })
@@ -80,18 +117,40 @@ async function runPolicy(name: string, policy: string, disk: number, o: { dir: s
 }
 
 function table(results: Result[], n: number): string {
-  const rows = results.map((r) => `| ${r.name} | ${r.policy} | ${formatBytes(r.disk)} | ${r.built}/${n} | ${r.failed} (${r.noSpace} no_space) | ${r.wall.toFixed(1)} | ${formatBytes(r.peakUsed)} | ${r.cleanups} | ${r.cleanupSeconds.toFixed(1)} | ${formatBytes(r.reclaimed)} | ${r.overlaps} | ${r.silentZero} |`)
-  return ['| run | policy | disk | done | failed images | wall s | peak used | cleanups | cleanup s | reclaimed | overlapping prunes | 0 B prunes under pressure |', '|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|', ...rows].join('\n')
+  const rows = results.map((r) =>
+    `| ${r.name} | ${r.policy} | ${formatBytes(r.disk)} | ${r.built}/${n} | ${r.failed} (${r.noSpace} no_space) | ${
+      r.wall.toFixed(1)
+    } | ${formatBytes(r.peakUsed)} | ${r.cleanups} | ${r.cleanupSeconds.toFixed(1)} | ${
+      formatBytes(r.reclaimed)
+    } | ${r.overlaps} | ${r.silentZero} |`
+  )
+  return [
+    '| run | policy | disk | done | failed images | wall s | peak used | cleanups | cleanup s | reclaimed | overlapping prunes | 0 B prunes under pressure |',
+    '|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|',
+    ...rows,
+  ].join('\n')
 }
 
 async function main(argv: string[]) {
   const { flags } = parseFlags(FLAGS, argv, process.env)
-  if (flags.help) return void console.log(renderHelp('bun run bench/disk-pressure.ts [flags]', 'Cleanup policies side by side on real sandboxes (see the header of this file).', FLAGS))
+  if (flags.help) {
+    return void console.log(
+      renderHelp(
+        'bun run bench/disk-pressure.ts [flags]',
+        'Cleanup policies side by side on real sandboxes (see the header of this file).',
+        FLAGS,
+      ),
+    )
+  }
   const dir = path.resolve(flags.dir)
   fs.mkdirSync(dir, { recursive: true })
   fs.mkdirSync(path.join(dir, 'registry'), { recursive: true })
   const registry = await startRegistry({ dir: path.join(dir, 'registry') })
-  const seedSandbox = await sandboxUp({ dir: path.join(dir, 'sandbox-generate'), disk: 3 * 2 ** 30, baseEnv: process.env })
+  const seedSandbox = await sandboxUp({
+    dir: path.join(dir, 'sandbox-generate'),
+    disk: 3 * 2 ** 30,
+    baseEnv: process.env,
+  })
   let fleet
   try {
     // the seed image lives in the generating sandbox's registry: copy it into the shared one
@@ -99,7 +158,16 @@ async function main(argv: string[]) {
     await $({ env: seedSandbox.env })`docker pull ${seedSandbox.seedImage}`
     await $({ env: seedSandbox.env })`docker tag ${seedSandbox.seedImage} ${seed}`
     await $({ env: seedSandbox.env })`docker push ${seed}`
-    fleet = await generateFleet({ registry: registry.address, seed, groups: flags.groups, perGroup: flags.perGroup, envSize: flags.envSize, instanceSize: flags.instanceSize, out: path.join(dir, 'instances.txt'), env: seedSandbox.env })
+    fleet = await generateFleet({
+      registry: registry.address,
+      seed,
+      groups: flags.groups,
+      perGroup: flags.perGroup,
+      envSize: flags.envSize,
+      instanceSize: flags.instanceSize,
+      out: path.join(dir, 'instances.txt'),
+      env: seedSandbox.env,
+    })
   } finally {
     await sandboxDown({ dir: seedSandbox.dir })
   }
@@ -107,23 +175,50 @@ async function main(argv: string[]) {
   const fleetBytes = fleet.upstreamBytes + fleet.instances * 20e6
   const small = flags.smallDisk ?? Math.floor(fleetBytes / 4 / 2 ** 26) * 2 ** 26
   const bandwidth = await writeBandwidth(dir)
-  const o = { dir, registry: registry.address, upstream: fleet.upstream, instances: path.join(dir, 'instances.txt'), seed: fleet.seed, concurrency: flags.concurrency }
-  const runs: Array<[string, string, number]> = [['reference', 'none', flags.bigDisk], ['none-small', 'none', small], ['per-image', 'per-image', small], ['adaptive', 'adaptive', small]]
+  const o = {
+    dir,
+    registry: registry.address,
+    upstream: fleet.upstream,
+    instances: path.join(dir, 'instances.txt'),
+    seed: fleet.seed,
+    concurrency: flags.concurrency,
+  }
+  const runs: Array<[string, string, number]> = [['reference', 'none', flags.bigDisk], ['none-small', 'none', small], [
+    'per-image',
+    'per-image',
+    small,
+  ], ['adaptive', 'adaptive', small]]
   const results: Result[] = []
-  for (const [name, policy, disk] of runs) if (!flags.only.length || flags.only.includes(name)) results.push(await runPolicy(name, policy, disk, o))
+  for (const [name, policy, disk] of runs) {
+    if (!flags.only.length || flags.only.includes(name)) results.push(await runPolicy(name, policy, disk, o))
+  }
   await registry.stop()
 
   const by = (name: string) => results.find((r) => r.name === name)
   const ratio = (a?: Result, b?: Result) => (a && b ? (a.wall / b.wall).toFixed(2) : 'n/a')
   const uniqueBytes = fleet.groups * flags.envSize + fleet.instances * (flags.instanceSize + 20e6)
   const report = [
-    `# bench:disk — ${new Date().toISOString().slice(0, 10)}`, '',
-    `Machine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown'}), ${formatBytes(os.totalmem())} RAM, kernel ${os.release()}, runtime ${'Bun' in globalThis ? `bun ${(globalThis as { Bun?: { version: string } }).Bun?.version}` : process.version}`,
-    `Fleet: ${fleet.instances} instances in ${fleet.groups} groups (env ${formatBytes(flags.envSize)}, instance ${formatBytes(flags.instanceSize)}, agent 20 MB); fleet bytes ${formatBytes(fleetBytes)}; small disk ${formatBytes(small)} = ${(small / fleetBytes).toFixed(2)} of the fleet; concurrency ${flags.concurrency}`, '',
-    table(results, fleet.instances), '',
+    `# bench:disk — ${new Date().toISOString().slice(0, 10)}`,
+    '',
+    `Machine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown'}), ${
+      formatBytes(os.totalmem())
+    } RAM, kernel ${os.release()}, runtime ${
+      'Bun' in globalThis ? `bun ${(globalThis as { Bun?: { version: string } }).Bun?.version}` : process.version
+    }`,
+    `Fleet: ${fleet.instances} instances in ${fleet.groups} groups (env ${formatBytes(flags.envSize)}, instance ${
+      formatBytes(flags.instanceSize)
+    }, agent 20 MB); fleet bytes ${formatBytes(fleetBytes)}; small disk ${formatBytes(small)} = ${
+      (small / fleetBytes).toFixed(2)
+    } of the fleet; concurrency ${flags.concurrency}`,
+    '',
+    table(results, fleet.instances),
+    '',
     `wall(adaptive) / wall(reference) = ${ratio(by('adaptive'), by('reference'))} (target ≤ 1.15)`,
     `wall(adaptive) / wall(per-image) = ${ratio(by('adaptive'), by('per-image'))} (target ≤ 0.85)`,
-    `disk write bandwidth: ${formatBytes(bandwidth)}/s; each run unpacks at least ${formatBytes(uniqueBytes)} of unique layers → ≥ ${(uniqueBytes / bandwidth).toFixed(1)} s of writes alone`, '',
+    `disk write bandwidth: ${formatBytes(bandwidth)}/s; each run unpacks at least ${
+      formatBytes(uniqueBytes)
+    } of unique layers → ≥ ${(uniqueBytes / bandwidth).toFixed(1)} s of writes alone`,
+    '',
   ].join('\n')
   console.log('\n' + report)
   const file = path.join('bench', 'results', `disk-pressure-${new Date().toISOString().slice(0, 10)}.md`)

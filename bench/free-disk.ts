@@ -5,14 +5,19 @@ import { $ } from 'zx'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { parseFlags, renderHelp, type FlagTable } from '../lib/args.ts'
-import { FatalError, runMain } from '../lib/cli.ts'
-import { freeBytes } from '../lib/disk.ts'
-import { readFreeDiskStatus } from '../lib/free-disk-status.ts'
-import { formatBytes } from '../lib/size.ts'
+import { type FlagTable, parseFlags, renderHelp } from '../lib/cli/flags.ts'
+import { FatalError, runMain } from '../lib/cli/main.ts'
+import { freeBytes } from '../lib/disk/statfs.ts'
+import { readFreeDiskStatus } from '../lib/disk/free-disk-status.ts'
+import { formatBytes } from '../lib/cli/size.ts'
 
 const FLAGS = {
-  dir: { type: 'string', default: 'bench/tmp', arg: 'DIR', help: 'Where the tree is built (must be on the disk you care about)' },
+  dir: {
+    type: 'string',
+    default: 'bench/tmp',
+    arg: 'DIR',
+    help: 'Where the tree is built (must be on the disk you care about)',
+  },
   scale: { type: 'int', default: 1, min: 1, help: 'Multiply files and bytes by this' },
   results: { type: 'string', default: 'bench/results', arg: 'DIR', help: 'Where the result file goes' },
 } as const satisfies FlagTable
@@ -51,7 +56,12 @@ export function buildTree(root: string, scale: number): { files: number; bytes: 
 /** Flushes dirty pages and, when allowed, drops the page cache, so each way starts alike. */
 async function settle(): Promise<boolean> {
   await $`sync`
-  try { fs.writeFileSync('/proc/sys/vm/drop_caches', '3'); return true } catch { return false }
+  try {
+    fs.writeFileSync('/proc/sys/vm/drop_caches', '3')
+    return true
+  } catch {
+    return false
+  }
 }
 
 async function sequentialRm(root: string): Promise<Row> {
@@ -64,12 +74,24 @@ async function sequentialRm(root: string): Promise<Row> {
 async function imagefleet(root: string, background: boolean): Promise<Row> {
   const status = path.join(root, 'tmp', 'status.json')
   const before = freeBytes(root), t0 = performance.now()
-  await $({ env: { ...process.env, CI: 'true', GITHUB_ACTIONS: '' }, quiet: true })`${process.execPath} ${SCRIPT} --root ${root} --status ${status} ${background ? ['--background'] : []}`
+  await $({
+    env: { ...process.env, CI: 'true', GITHUB_ACTIONS: '' },
+    quiet: true,
+  })`${process.execPath} ${SCRIPT} --root ${root} --status ${status} ${background ? ['--background'] : []}`
   const critical = (performance.now() - t0) / 1000
-  while (background && !['complete', 'failed'].includes(readFreeDiskStatus(status)?.state ?? '')) await new Promise((r) => setTimeout(r, 50))
-  if (background && readFreeDiskStatus(status)?.state !== 'complete') throw new FatalError('background deleter failed: see status.json.log')
+  while (background && !['complete', 'failed'].includes(readFreeDiskStatus(status)?.state ?? '')) {
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  if (background && readFreeDiskStatus(status)?.state !== 'complete') {
+    throw new FatalError('background deleter failed: see status.json.log')
+  }
   const allBack = (performance.now() - t0) / 1000
-  return { way: `imagefleet ${background ? '--background' : 'parallel'}`, critical, allBack, freed: freeBytes(root) - before }
+  return {
+    way: `imagefleet ${background ? '--background' : 'parallel'}`,
+    critical,
+    allBack,
+    freed: freeBytes(root) - before,
+  }
 }
 
 async function machineFacts(dir: string) {
@@ -85,20 +107,31 @@ async function machineFacts(dir: string) {
 
 function table(rows: Row[]): string {
   const base = rows[0].critical
-  return ['| way | critical path (s) | until all bytes back (s) | Δ free (statfs, shared disk) | speed-up vs sequential (critical) |', '|---|--:|--:|--:|--:|',
-    ...rows.map((r) => `| ${r.way} | ${r.critical.toFixed(2)} | ${r.allBack.toFixed(2)} | ${formatBytes(r.freed)} | ${(base / r.critical).toFixed(1)}× |`)].join('\n')
+  return [
+    '| way | critical path (s) | until all bytes back (s) | Δ free (statfs, shared disk) | speed-up vs sequential (critical) |',
+    '|---|--:|--:|--:|--:|',
+    ...rows.map((r) =>
+      `| ${r.way} | ${r.critical.toFixed(2)} | ${r.allBack.toFixed(2)} | ${formatBytes(r.freed)} | ${
+        (base / r.critical).toFixed(1)
+      }× |`
+    ),
+  ].join('\n')
 }
 
 async function main(argv: string[]): Promise<number> {
   const { flags } = parseFlags(FLAGS, argv, process.env)
   if (flags.help) {
-    process.stdout.write(renderHelp('bench/free-disk.ts [flags]', 'Benchmark free-disk against sequential rm -rf.', FLAGS))
+    process.stdout.write(
+      renderHelp('bench/free-disk.ts [flags]', 'Benchmark free-disk against sequential rm -rf.', FLAGS),
+    )
     return 0
   }
   fs.mkdirSync(flags.dir, { recursive: true })
   const need = 2.2e9 * flags.scale * 2 + 5e9
   console.log(`df before:\n${(await $`df -h ${flags.dir}`).stdout}`)
-  if (freeBytes(flags.dir) < need) throw new FatalError(`need ${formatBytes(need)} free in ${flags.dir} (tree twice + 5 GB headroom)`)
+  if (freeBytes(flags.dir) < need) {
+    throw new FatalError(`need ${formatBytes(need)} free in ${flags.dir} (tree twice + 5 GB headroom)`)
+  }
   const work = fs.mkdtempSync(path.join(path.resolve(flags.dir), 'free-disk-'))
   const rows: Row[] = []
   let shape = { files: 0, bytes: 0 }, dropped = false
@@ -109,19 +142,34 @@ async function main(argv: string[]): Promise<number> {
       shape = buildTree(root, flags.scale)
       fs.mkdirSync(path.join(root, 'tmp'), { recursive: true })
       dropped = await settle()
-      console.log(`built ${shape.files} files, ${formatBytes(shape.bytes)} in ${((performance.now() - t0) / 1000).toFixed(1)}s; deleting…`)
+      console.log(
+        `built ${shape.files} files, ${formatBytes(shape.bytes)} in ${
+          ((performance.now() - t0) / 1000).toFixed(1)
+        }s; deleting…`,
+      )
       rows.push(await way(root))
-      console.log(`  ${rows.at(-1)!.way}: ${rows.at(-1)!.critical.toFixed(2)}s critical, ${rows.at(-1)!.allBack.toFixed(2)}s until all bytes back`)
+      console.log(
+        `  ${rows.at(-1)!.way}: ${rows.at(-1)!.critical.toFixed(2)}s critical, ${
+          rows.at(-1)!.allBack.toFixed(2)
+        }s until all bytes back`,
+      )
     }
   } finally {
     fs.rmSync(work, { recursive: true, force: true })
   }
   const facts = await machineFacts(flags.dir)
   const [date, time] = new Date().toISOString().slice(0, 16).split('T')
-  const md = [`## free-disk benchmark ${date} ${time} UTC`, '',
+  const md = [
+    `## free-disk benchmark ${date} ${time} UTC`,
+    '',
     `Machine: ${facts.nproc} CPUs, ${facts.memory} RAM, ${facts.fs} filesystem, kernel ${facts.kernel}, ${facts.runtime}; load average after: ${facts.load}.`,
-    `Tree: ${TREE.length} targets, ${shape.files} files, ${formatBytes(shape.bytes)} written; page cache ${dropped ? 'dropped' : 'NOT dropped (no permission)'} before each way.`, '',
-    table(rows), ''].join('\n')
+    `Tree: ${TREE.length} targets, ${shape.files} files, ${formatBytes(shape.bytes)} written; page cache ${
+      dropped ? 'dropped' : 'NOT dropped (no permission)'
+    } before each way.`,
+    '',
+    table(rows),
+    '',
+  ].join('\n')
   console.log('\n' + md)
   fs.mkdirSync(flags.results, { recursive: true })
   fs.appendFileSync(path.join(flags.results, `free-disk-${date}.md`), md + '\n') // one section per run

@@ -6,10 +6,10 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { $ } from 'zx'
-import { parseFlags, renderHelp, type FlagTable } from '../lib/args.ts'
-import { runMain } from '../lib/cli.ts'
-import { FLEET_FLAGS, loadFleet } from '../lib/fleet.ts'
-import { RegistryClient } from '../lib/registry.ts'
+import { type FlagTable, parseFlags, renderHelp } from '../lib/cli/flags.ts'
+import { runMain } from '../lib/cli/main.ts'
+import { FLEET_FLAGS, loadFleet } from '../lib/fleet/fleet.ts'
+import { RegistryClient } from '../lib/registry/client.ts'
 import { startRegistry } from '../tests/helpers/registry-server.ts'
 
 export const FLAGS = {
@@ -22,10 +22,26 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const ms = (n: number) => `${n.toFixed(0)} ms`
 
 /** loadFleet (parse + validate + key) and one parallel registry check of every tag the pipeline asks about. */
-async function planOnce(n: number, registry: string, work: string): Promise<{ load: number; check: number; tags: number }> {
+async function planOnce(
+  n: number,
+  registry: string,
+  work: string,
+): Promise<{ load: number; check: number; tags: number }> {
   const file = path.join(work, 'instances.txt')
-  fs.writeFileSync(file, Array.from({ length: n }, (_, i) => `org${i % 12}__repo${i % 12}-${1000 + i}`).join('\n') + '\n')
-  const flags = parseFlags(FLEET_FLAGS, ['--instances', file, '--registry', `${registry}/fleet`, '--upstream', `${registry}/up/{docker_id}:latest`, '--context', path.join(ROOT, 'examples/synthetic-fleet/context')]).flags
+  fs.writeFileSync(
+    file,
+    Array.from({ length: n }, (_, i) => `org${i % 12}__repo${i % 12}-${1000 + i}`).join('\n') + '\n',
+  )
+  const flags = parseFlags(FLEET_FLAGS, [
+    '--instances',
+    file,
+    '--registry',
+    `${registry}/fleet`,
+    '--upstream',
+    `${registry}/up/{docker_id}:latest`,
+    '--context',
+    path.join(ROOT, 'examples/synthetic-fleet/context'),
+  ]).flags
   const t0 = performance.now()
   const fleet = loadFleet(flags)
   const t1 = performance.now()
@@ -38,7 +54,8 @@ async function planOnce(n: number, registry: string, work: string): Promise<{ lo
 }
 
 async function helpTimes(rounds: number): Promise<Array<[string, number]>> {
-  const scripts = fs.readdirSync(path.join(ROOT, 'scripts')).filter((f) => f.endsWith('.ts') && !f.startsWith('_')).sort()
+  const scripts = fs.readdirSync(path.join(ROOT, 'scripts')).filter((f) => f.endsWith('.ts') && !f.startsWith('_'))
+    .sort()
   const rows: Array<[string, number]> = []
   for (const script of scripts) {
     const times: number[] = []
@@ -54,17 +71,35 @@ async function helpTimes(rounds: number): Promise<Array<[string, number]>> {
 
 async function main(argv: string[]) {
   const { flags } = parseFlags(FLAGS, argv, process.env)
-  if (flags.help) return void console.log(renderHelp('bun run bench/plan.ts [flags]', 'Times planning + registry check of a synthetic fleet against a local registry, and every script\'s --help.', FLAGS))
+  if (flags.help) {
+    return void console.log(
+      renderHelp(
+        'bun run bench/plan.ts [flags]',
+        "Times planning + registry check of a synthetic fleet against a local registry, and every script's --help.",
+        FLAGS,
+      ),
+    )
+  }
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-plan-'))
   const registry = await startRegistry()
   try {
     const runs = []
     for (let i = 0; i < flags.rounds; i++) runs.push(await planOnce(flags.instances, registry.address, work))
     const total = median(runs.map((r) => r.load + r.check))
-    console.log(`machine: ${os.cpus().length} CPUs, load average ${os.loadavg()[0].toFixed(1)} (timings scale with load)`)
-    console.log(`plan: ${flags.instances} instances, ${runs[0].tags} registry checks: load ${ms(median(runs.map((r) => r.load)))} + check ${ms(median(runs.map((r) => r.check)))} = ${ms(total)} (target ≤ 3000 ms) ${total <= 3000 ? 'ok' : 'SLOW'}`)
+    console.log(
+      `machine: ${os.cpus().length} CPUs, load average ${os.loadavg()[0].toFixed(1)} (timings scale with load)`,
+    )
+    console.log(
+      `plan: ${flags.instances} instances, ${runs[0].tags} registry checks: load ${
+        ms(median(runs.map((r) => r.load)))
+      } + check ${ms(median(runs.map((r) => r.check)))} = ${ms(total)} (target ≤ 3000 ms) ${
+        total <= 3000 ? 'ok' : 'SLOW'
+      }`,
+    )
     const helps = await helpTimes(flags.rounds)
-    for (const [script, t] of helps) console.log(`--help ${script.padEnd(16)} ${ms(t).padStart(7)} (target ≤ 300 ms) ${t <= 300 ? 'ok' : 'SLOW'}`)
+    for (const [script, t] of helps) {
+      console.log(`--help ${script.padEnd(16)} ${ms(t).padStart(7)} (target ≤ 300 ms) ${t <= 300 ? 'ok' : 'SLOW'}`)
+    }
     return total <= 3000 && helps.every(([, t]) => t <= 300) ? 0 : 1
   } finally {
     await registry.stop()

@@ -1,49 +1,45 @@
 // Private helper (not a task): what build-bases, assemble and pipeline do before their first build —
 // read the environment once, run preflight, open the run's records, pick buildx or not, wire dry-run.
-import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { $ } from 'zx'
-import type { FlagTable } from '../lib/args.ts'
-import { PreflightError } from '../lib/cli.ts'
-import { dryRunSpawn } from '../lib/dryrun.ts'
-import type { Fleet } from '../lib/fleet.ts'
-import { Mutex } from '../lib/lock.ts'
-import { RegistryClient } from '../lib/registry.ts'
-import { registryHost } from '../lib/registry-ping.ts'
-import { configureReport, report, secretValues } from '../lib/report.ts'
-import { Run } from '../lib/run.ts'
-import { sampleDisk } from '../lib/disk.ts'
-import { formatBytes } from '../lib/size.ts'
-import { DEFAULT_POLICY } from '../lib/step.ts'
-import { writeSummary } from '../lib/summary.ts'
-import { githubFromEnv } from '../lib/github.ts'
-import { Progress } from '../lib/progress.ts'
-import { compressedImageBytes } from '../lib/image-size.ts'
-import type { BuildOptions } from './build-bases.ts'
-import { preflight, printChecks, type Preflight } from './preflight.ts'
-import { type CleanupOptions, removeImages } from './prune.ts'
-
-/** Flags of every script that builds, besides the fleet's. */
-export const RUN_FLAGS = {
-  network: { type: 'string', arg: 'MODE', help: 'Network for RUN steps (docker build --network), e.g. none' },
-  'use-buildx': { type: 'string', arg: 'MODE', default: 'auto', choices: ['auto', 'yes', 'no'], help: 'Build bases with docker buildx build --push: auto, yes, no' },
-  builder: { type: 'string', arg: 'NAME', help: 'buildx builder for base builds (remote, kubernetes or docker-container driver); pruned too' },
-  retries: { type: 'int', arg: 'N', default: 3, min: 1, help: 'Attempts for transient failures (registry, network, timeouts)' },
-  backoff: { type: 'duration', arg: 'DURATION', default: '2s', help: 'Wait before the first retry; doubles each retry' },
-  timeout: { type: 'duration', arg: 'DURATION', default: '60m', help: 'Kill one docker command after this long' },
-  'prune-timeout': { type: 'duration', arg: 'DURATION', default: '10m', help: 'Kill one prune after this long' },
-  'min-free': { type: 'size', default: '1GB', help: 'Preflight fails below this much free space on the Docker data root' },
-  'data-root': { type: 'string', arg: 'PATH', help: "Where this machine sees the daemon's data root, if not where `docker info` says" },
-  heartbeat: { type: 'duration', arg: 'DURATION', default: '60s', help: 'Off a terminal (CI logs): print a progress line this often; 0: never (on a terminal a live line shows it)' },
-  'registry-user': { type: 'string', arg: 'USER', help: 'docker login to the registry as USER before building (with --password-env)' },
-  'password-env': { type: 'string', arg: 'NAME', help: 'Environment variable holding the registry password or token (sent on stdin, masked in every log)' },
-} as const satisfies FlagTable
+import { PreflightError } from '../lib/cli/main.ts'
+import { dryRunSpawn } from '../lib/cli/dry-run.ts'
+import type { Fleet } from '../lib/fleet/fleet.ts'
+import { Mutex } from '../lib/disk/prune-lock.ts'
+import { RegistryClient } from '../lib/registry/client.ts'
+import { registryHost } from '../lib/registry/ping.ts'
+import { configureReport, report, secretValues } from '../lib/cli/report.ts'
+import { Run } from '../lib/run/records.ts'
+import { sampleDisk } from '../lib/disk/statfs.ts'
+import { formatBytes } from '../lib/cli/size.ts'
+import { DEFAULT_POLICY } from '../lib/run/step.ts'
+import { writeSummary } from '../lib/run/summary.ts'
+import { githubFromEnv } from '../lib/run/github.ts'
+import { Progress } from '../lib/run/progress.ts'
+import { compressedImageBytes } from '../lib/registry/image.ts'
+import { type Preflight, preflight, printChecks } from './preflight.ts'
+import { removeImages } from './prune.ts'
+import type { BuildOptions, CleanupOptions } from '../lib/engine/options.ts'
 
 type SetupFlags = {
-  out: string; dryRun: boolean; force: boolean; concurrency: number; registry?: string
-  network?: string; useBuildx: string; builder?: string; retries: number; backoff: number; timeout: number; pruneTimeout: number
-  minFree: number; dataRoot?: string; registryUser?: string; passwordEnv?: string; heartbeat: number
+  out: string
+  dryRun: boolean
+  force: boolean
+  concurrency: number
+  registry?: string
+  network?: string
+  useBuildx: string
+  builder?: string
+  retries: number
+  backoff: number
+  timeout: number
+  pruneTimeout: number
+  minFree: number
+  dataRoot?: string
+  registryUser?: string
+  passwordEnv?: string
+  heartbeat: number
 }
 
 export type Setup = {
@@ -61,65 +57,109 @@ export type Setup = {
   finish: () => number
 }
 
-/** Problems with run flags that need the environment or the file system; checked with the fleet, before any docker command. */
-export function runFlagProblems(flags: Pick<SetupFlags, 'out' | 'registryUser' | 'passwordEnv'>, env: Record<string, string | undefined>): string[] {
-  const problems: string[] = []
-  if (flags.registryUser && !flags.passwordEnv) problems.push('--registry-user needs --password-env NAME (the variable that holds the password or token)')
-  if (flags.passwordEnv && !flags.registryUser) problems.push('--password-env needs --registry-user USER')
-  if (flags.passwordEnv && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(flags.passwordEnv)) problems.push(`--password-env wants the name of an environment variable, got ${JSON.stringify(flags.passwordEnv)}`)
-  else if (flags.passwordEnv && !env[flags.passwordEnv]) problems.push(`--password-env ${flags.passwordEnv}: that environment variable is not set`)
-  if (fs.existsSync(flags.out) && !fs.statSync(flags.out).isDirectory()) problems.push(`--out ${flags.out}: exists and is not a directory`)
-  return problems
-}
-
 /** The one place that reads the environment for a building script. */
 export async function startScript(flags: SetupFlags, fleet: Fleet, env = process.env): Promise<Setup> {
   const password = flags.passwordEnv ? env[flags.passwordEnv] : undefined
   const github = githubFromEnv(env)
-  configureReport({ github: github.github, secrets: [...secretValues(env), ...(password ? [password] : [])], comments: flags.dryRun })
+  configureReport({
+    github: github.github,
+    secrets: [...secretValues(env), ...(password ? [password] : [])],
+    comments: flags.dryRun,
+  })
   report.phase('preflight')
-  const pre = await preflight({ registry: flags.registry ?? registryHost(fleet.builderImage), minFree: flags.minFree, dataRoot: flags.dataRoot, builder: flags.builder, out: flags.dryRun ? undefined : flags.out })
+  const pre = await preflight({
+    registry: flags.registry ?? registryHost(fleet.builderImage),
+    minFree: flags.minFree,
+    dataRoot: flags.dataRoot,
+    builder: flags.builder,
+    out: flags.dryRun ? undefined : flags.out,
+  })
   printChecks(pre)
-  if (!pre.ok && !flags.dryRun) throw new PreflightError(pre.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}${c.fix ? ` → ${c.fix}` : ''}`))
+  if (!pre.ok && !flags.dryRun) {
+    throw new PreflightError(
+      pre.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}${c.fix ? ` → ${c.fix}` : ''}`),
+    )
+  }
   if (!pre.ok) report.warn('preflight failed; --dry-run goes on to print the plan')
   const run = new Run(flags.out, pre.dataRoot, flags.dryRun)
-  const progress = flags.dryRun ? undefined : new Progress(run, { instances: fleet.instances.length, tty: Boolean(process.stdout.isTTY) && !github.github, heartbeatMs: flags.heartbeat }).start()
+  const progress = flags.dryRun ? undefined : new Progress(run, {
+    instances: fleet.instances.length,
+    tty: Boolean(process.stdout.isTTY) && !github.github,
+    heartbeatMs: flags.heartbeat,
+  }).start()
   if (flags.dryRun) $.spawn = dryRunSpawn((c) => console.log(c), $.prefix, $.postfix)
   if (flags.registryUser && password) await login(fleet, flags.registryUser, password)
   const registry = new RegistryClient({ dockerConfigDir: env.DOCKER_CONFIG ?? path.join(os.homedir(), '.docker') })
   const cleanup: CleanupOptions = {
-    run, lock: new Mutex(), pruneFlags: pre.pruneFlags, timeout: flags.pruneTimeout, lowWater: flags.minFree,
+    run,
+    lock: new Mutex(),
+    pruneFlags: pre.pruneFlags,
+    timeout: flags.pruneTimeout,
+    lowWater: flags.minFree,
     containerBuilder: pre.buildx && pre.buildx.driver !== 'docker' ? (flags.builder ?? pre.buildx.builder) : undefined,
   }
   const sizeOf = fromImageSizes(registry, fleet)
   const build: BuildOptions = {
-    run, fleet, network: flags.network, timeout: flags.timeout, force: flags.force,
-    policy: { ...DEFAULT_POLICY, retries: flags.retries, backoffMs: flags.backoff, noSpaceDetail: async (info) => noSpaceDetail(info.from, await sizeOf(info.from), run), fits: async (info) => fits(await sizeOf(info.from), run) },
+    run,
+    fleet,
+    network: flags.network,
+    timeout: flags.timeout,
+    force: flags.force,
+    policy: {
+      ...DEFAULT_POLICY,
+      retries: flags.retries,
+      backoffMs: flags.backoff,
+      noSpaceDetail: async (info) => noSpaceDetail(info.from, await sizeOf(info.from), run),
+      fits: async (info) => fits(await sizeOf(info.from), run),
+    },
     buildx: chooseBuildx(flags, pre),
     exists: async (ref) => known.get(ref) ?? registry.manifestExists(ref),
   }
   const known = new Map<string, boolean>()
   return {
-    pre, run, build, cleanup, registry, concurrency: flags.dryRun ? 1 : flags.concurrency,
+    pre,
+    run,
+    build,
+    cleanup,
+    registry,
+    concurrency: flags.dryRun ? 1 : flags.concurrency,
     removeImages: (tags) => removeImages(tags, cleanup),
     prefetch: async (tags) => {
       const t0 = Date.now()
       const answers = await registry.checkMany(tags)
       const errors = [...answers.values()].filter((a) => typeof a !== 'boolean')
       for (const [tag, a] of answers) if (typeof a === 'boolean') known.set(tag, a)
-      if (errors.length) report.warn(`the registry did not answer for ${errors.length} of ${tags.length} tags (${(errors[0] as Error).message}); they are checked again before building`)
+      if (errors.length) {
+        report.warn(
+          `the registry did not answer for ${errors.length} of ${tags.length} tags (${
+            (errors[0] as Error).message
+          }); they are checked again before building`,
+        )
+      }
       report.dim(`${answers.size} registry checks in ${((Date.now() - t0) / 1000).toFixed(2)}s`)
     },
-    finish: () => { progress?.stop(); return writeSummary(run, { out: flags.out, fleet, github }) },
+    finish: () => {
+      progress?.stop()
+      return writeSummary(run, { out: flags.out, fleet, github })
+    },
   }
 }
 
 /** docker login to each registry the fleet pushes to; the password goes on stdin, never on the command line. */
 async function login(fleet: Fleet, user: string, password: string): Promise<void> {
-  const refs = [fleet.builderImage, ...fleet.instances.slice(0, 1).flatMap((i) => [fleet.baseImage(i), fleet.finalImage(i)])]
+  const refs = [
+    fleet.builderImage,
+    ...fleet.instances.slice(0, 1).flatMap((i) => [fleet.baseImage(i), fleet.finalImage(i)]),
+  ]
   for (const host of new Set(refs.map(registryHost))) {
-    const out = await $({ input: password, quiet: true, nothrow: true })`docker login ${host} -u ${user} --password-stdin`.timeout('2m')
-    if (out.exitCode !== 0) throw new PreflightError([`docker login ${host} -u ${user} failed: ${out.stderr.trim().split('\n').pop()}`])
+    const out = await $({
+      input: password,
+      quiet: true,
+      nothrow: true,
+    })`docker login ${host} -u ${user} --password-stdin`.timeout('2m')
+    if (out.exitCode !== 0) {
+      throw new PreflightError([`docker login ${host} -u ${user} failed: ${out.stderr.trim().split('\n').pop()}`])
+    }
     report.ok(`logged in to ${host} as ${user}`)
   }
 }
@@ -142,14 +182,24 @@ function fits(bytes: number | undefined, run: Run): boolean {
 /** For a no_space failure: how much the step needed (its FROM image, pulled then unpacked) against what was free. */
 function noSpaceDetail(from: string | undefined, bytes: number | undefined, run: Run): string {
   const disk = run.dataRoot ? sampleDisk(run.dataRoot) : undefined
-  const need = bytes ? `needed about ${formatBytes(2 * bytes)} (${from} is ${formatBytes(bytes)} compressed: pulled, then unpacked)` : 'needed more than the disk had'
-  return disk ? `${need}; the data root had ${formatBytes(disk.free)} free of ${formatBytes(disk.total)} after cleanup` : need
+  const need = bytes
+    ? `needed about ${formatBytes(2 * bytes)} (${from} is ${formatBytes(bytes)} compressed: pulled, then unpacked)`
+    : 'needed more than the disk had'
+  return disk
+    ? `${need}; the data root had ${formatBytes(disk.free)} free of ${formatBytes(disk.total)} after cleanup`
+    : need
 }
 
 function chooseBuildx(flags: SetupFlags, pre: Preflight): BuildOptions['buildx'] {
   if (flags.useBuildx === 'no') return undefined
   if (!pre.buildx) {
-    if (flags.useBuildx === 'yes' || flags.builder) throw new PreflightError([`${flags.builder ? `--builder ${flags.builder}` : '--use-buildx yes'} needs docker buildx, which is not installed`])
+    if (flags.useBuildx === 'yes' || flags.builder) {
+      throw new PreflightError([
+        `${
+          flags.builder ? `--builder ${flags.builder}` : '--use-buildx yes'
+        } needs docker buildx, which is not installed`,
+      ])
+    }
     return undefined
   }
   return { builder: flags.builder }

@@ -5,33 +5,19 @@
 //   bun run scripts/build-bases.ts --instances ids.txt --registry ghcr.io/me --context docker/
 import pMap from 'p-map'
 import { $ } from 'zx'
-import { parseFlags, renderHelp, type FlagTable } from '../lib/args.ts'
-import { runMain } from '../lib/cli.ts'
-import { FLEET_FLAGS, type Fleet, loadFleet } from '../lib/fleet.ts'
-import type { Instance } from '../lib/instances.ts'
-import { type StepPolicy, type StepResult, recordSkip, runStep } from '../lib/step.ts'
-import type { Run } from '../lib/run.ts'
-import { report } from '../lib/report.ts'
-import { RUN_FLAGS, runFlagProblems, startScript } from './_setup.ts'
+import { type FlagTable, parseFlags, renderHelp } from '../lib/cli/flags.ts'
+import { runMain } from '../lib/cli/main.ts'
+import { type Fleet, FLEET_FLAGS, loadFleet } from '../lib/fleet/fleet.ts'
+import type { Instance } from '../lib/fleet/instances.ts'
+import { recordSkip, runStep, type StepResult } from '../lib/run/step.ts'
+import { report } from '../lib/cli/report.ts'
+import { startScript } from './_setup.ts'
+import { type BuildOptions, RUN_FLAGS, runFlagProblems } from '../lib/engine/options.ts'
 
 export const FLAGS = {
   ...FLEET_FLAGS,
   ...RUN_FLAGS,
 } as const satisfies FlagTable
-
-export type BuildOptions = {
-  run: Run
-  fleet: Fleet
-  policy: StepPolicy
-  /** the buildx builder to build bases on; undefined: plain docker build + docker push */
-  buildx?: { builder?: string }
-  network?: string
-  /** milliseconds per docker command */
-  timeout: number
-  force: boolean
-  /** does the registry have this tag? */
-  exists: (ref: string) => Promise<boolean>
-}
 
 /** Flags every build gets: --build-arg, --platform, --network. */
 export function commonBuildFlags(fleet: Fleet, network?: string): string[] {
@@ -62,9 +48,12 @@ export async function buildBuilder(o: BuildOptions): Promise<StepResult | 'skipp
   const flags = commonBuildFlags(fleet, o.network)
   return runStep(o.run, info, o.policy, async () => {
     if (o.buildx) {
-      await $`docker buildx build --push --provenance=false ${o.buildx.builder ? ['--builder', o.buildx.builder] : []} ${flags} --target ${fleet.builderTarget} -t ${tag} -f ${fleet.dockerfile} ${fleet.context}`.timeout(o.timeout)
+      await $`docker buildx build --push --provenance=false ${
+        o.buildx.builder ? ['--builder', o.buildx.builder] : []
+      } ${flags} --target ${fleet.builderTarget} -t ${tag} -f ${fleet.dockerfile} ${fleet.context}`.timeout(o.timeout)
     } else {
-      await $`docker build ${flags} --target ${fleet.builderTarget} -t ${tag} -f ${fleet.dockerfile} ${fleet.context}`.timeout(o.timeout)
+      await $`docker build ${flags} --target ${fleet.builderTarget} -t ${tag} -f ${fleet.dockerfile} ${fleet.context}`
+        .timeout(o.timeout)
       await $`docker push ${tag}`.timeout(o.timeout)
     }
   })
@@ -80,9 +69,13 @@ export async function buildBase(inst: Instance, o: BuildOptions): Promise<StepRe
   const flags = commonBuildFlags(fleet, o.network)
   return runStep(o.run, info, o.policy, async () => {
     if (o.buildx) {
-      await $`docker buildx build --push --provenance=false ${o.buildx.builder ? ['--builder', o.buildx.builder] : []} ${flags} --build-arg BASE_IMAGE=${inst.upstream} --target ${fleet.baseTarget} -t ${tag} -f ${fleet.dockerfile} ${fleet.context}`.timeout(o.timeout)
+      await $`docker buildx build --push --provenance=false ${
+        o.buildx.builder ? ['--builder', o.buildx.builder] : []
+      } ${flags} --build-arg BASE_IMAGE=${inst.upstream} --target ${fleet.baseTarget} -t ${tag} -f ${fleet.dockerfile} ${fleet.context}`
+        .timeout(o.timeout)
     } else {
-      await $`docker build ${flags} --build-arg BASE_IMAGE=${inst.upstream} --target ${fleet.baseTarget} -t ${tag} -f ${fleet.dockerfile} ${fleet.context}`.timeout(o.timeout)
+      await $`docker build ${flags} --build-arg BASE_IMAGE=${inst.upstream} --target ${fleet.baseTarget} -t ${tag} -f ${fleet.dockerfile} ${fleet.context}`
+        .timeout(o.timeout)
       await $`docker push ${tag}`.timeout(o.timeout)
     }
   })
@@ -90,7 +83,15 @@ export async function buildBase(inst: Instance, o: BuildOptions): Promise<StepRe
 
 async function main(argv: string[]) {
   const { flags } = parseFlags(FLAGS, argv, process.env)
-  if (flags.help) return void console.log(renderHelp('bun run scripts/build-bases.ts --instances FILE --registry PREFIX [flags]', 'Builds the builder image, then one base image per instance, and pushes them. Removes each local image after its push.', FLAGS))
+  if (flags.help) {
+    return void console.log(
+      renderHelp(
+        'bun run scripts/build-bases.ts --instances FILE --registry PREFIX [flags]',
+        'Builds the builder image, then one base image per instance, and pushes them. Removes each local image after its push.',
+        FLAGS,
+      ),
+    )
+  }
   const fleet = loadFleet(flags, runFlagProblems(flags, process.env))
   const s = await startScript(flags, fleet)
   report.phase(`builder ${fleet.builderImage}`)

@@ -7,30 +7,52 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
-import { parseFlags, renderHelp, type FlagTable } from '../lib/args.ts'
-import { runMain } from '../lib/cli.ts'
-import { configureReport, report, secretValues } from '../lib/report.ts'
-import { formatBytes } from '../lib/size.ts'
-import { runtimeCommand } from '../lib/runtime.ts'
+import { type FlagTable, parseFlags, renderHelp } from '../lib/cli/flags.ts'
+import { runMain } from '../lib/cli/main.ts'
+import { configureReport, report, secretValues } from '../lib/cli/report.ts'
+import { formatBytes } from '../lib/cli/size.ts'
+import { runtimeCommand } from '../lib/cli/runtime.ts'
 import { generateFleet } from '../examples/synthetic-fleet/generate.ts'
 import { sandboxDown, sandboxUp } from './sandbox.ts'
 
 export const FLAGS = {
-  dir: { type: 'string', arg: 'DIR', default: '.sandbox-demo', help: 'Sandbox directory (removed at the end unless --keep)' },
+  dir: {
+    type: 'string',
+    arg: 'DIR',
+    default: '.sandbox-demo',
+    help: 'Sandbox directory (removed at the end unless --keep)',
+  },
   disk: { type: 'size', default: '3GiB', help: 'Size of the sandbox disk' },
   groups: { type: 'int', default: 3, min: 1, help: 'Environment groups in the fleet' },
   'per-group': { type: 'int', default: 8, min: 1, help: 'Instances per group' },
   'env-size': { type: 'size', default: '300MB', help: 'Environment layer, shared by a group' },
-  'instance-size': { type: 'size', default: '110MB', help: 'Layer unique to each instance (24 × 110MB alone outgrow the 3 GiB disk)' },
+  'instance-size': {
+    type: 'size',
+    default: '110MB',
+    help: 'Layer unique to each instance (24 × 110MB alone outgrow the 3 GiB disk)',
+  },
   concurrency: { type: 'int', default: 4, min: 1, help: 'Images built at once' },
-  cleanup: { type: 'string', default: 'adaptive', choices: ['adaptive', 'per-image', 'none'], help: 'Cleanup policy for the pipeline' },
+  cleanup: {
+    type: 'string',
+    default: 'adaptive',
+    choices: ['adaptive', 'per-image', 'none'],
+    help: 'Cleanup policy for the pipeline',
+  },
   out: { type: 'string', arg: 'DIR', default: 'builds/demo', help: 'Pipeline output directory' },
   keep: { type: 'boolean', help: 'Leave the sandbox up at the end' },
 } as const satisfies FlagTable
 
 async function main(argv: string[]) {
   const { flags } = parseFlags(FLAGS, argv, process.env)
-  if (flags.help) return void console.log(renderHelp('bun run scripts/demo.ts [flags]', 'Sandbox up → synthetic fleet ≥ 3× the disk → pipeline → summary → sandbox down.', FLAGS))
+  if (flags.help) {
+    return void console.log(
+      renderHelp(
+        'bun run scripts/demo.ts [flags]',
+        'Sandbox up → synthetic fleet ≥ 3× the disk → pipeline → summary → sandbox down.',
+        FLAGS,
+      ),
+    )
+  }
   configureReport({ github: process.env.GITHUB_ACTIONS === 'true', secrets: secretValues(process.env) })
   const dir = path.resolve(flags.dir)
   const out = path.resolve(flags.out)
@@ -41,14 +63,30 @@ async function main(argv: string[]) {
   try {
     report.phase('synthetic fleet')
     const fleet = await generateFleet({
-      registry: sb.registry, seed: sb.seedImage, groups: flags.groups, perGroup: flags.perGroup,
-      envSize: flags.envSize, instanceSize: flags.instanceSize, out: path.join(dir, 'fleet', 'instances.txt'), env: sb.env,
+      registry: sb.registry,
+      seed: sb.seedImage,
+      groups: flags.groups,
+      perGroup: flags.perGroup,
+      envSize: flags.envSize,
+      instanceSize: flags.instanceSize,
+      out: path.join(dir, 'fleet', 'instances.txt'),
+      env: sb.env,
     })
-    report.info(`${fleet.instances} instances, ${formatBytes(fleet.upstreamBytes)} of upstream images = ${(fleet.upstreamBytes / sb.diskBytes).toFixed(1)} × the ${formatBytes(sb.diskBytes)} disk`)
+    report.info(
+      `${fleet.instances} instances, ${formatBytes(fleet.upstreamBytes)} of upstream images = ${
+        (fleet.upstreamBytes / sb.diskBytes).toFixed(1)
+      } × the ${formatBytes(sb.diskBytes)} disk`,
+    )
 
     report.phase('pipeline')
     const t0 = Date.now()
-    const result = await $({ env: sb.env, stdio: 'inherit', nothrow: true })`${runtimeCommand()} scripts/pipeline.ts --instances ${path.join(dir, 'fleet', 'instances.txt')} --upstream ${fleet.upstream} --registry ${sb.registry}/fleet --context examples/synthetic-fleet/context --build-arg SEED_IMAGE=${sb.seedImage} --network none --concurrency ${flags.concurrency} --cleanup ${flags.cleanup} --min-free 200MB --reserve 200MB --out ${out}`
+    const result = await $({
+      env: sb.env,
+      stdio: 'inherit',
+      nothrow: true,
+    })`${runtimeCommand()} scripts/pipeline.ts --instances ${
+      path.join(dir, 'fleet', 'instances.txt')
+    } --upstream ${fleet.upstream} --registry ${sb.registry}/fleet --context examples/synthetic-fleet/context --build-arg SEED_IMAGE=${sb.seedImage} --network none --concurrency ${flags.concurrency} --cleanup ${flags.cleanup} --min-free 200MB --reserve 200MB --out ${out}`
     const wall = (Date.now() - t0) / 1000
     printDemoSummary(out, fleet.upstreamBytes, sb.diskBytes, wall)
     return result.exitCode ?? 1
@@ -66,8 +104,12 @@ function printDemoSummary(out: string, fleetBytes: number, diskBytes: number, wa
   report.phase('demo result')
   report.info([
     `final images: ${a.built + a.skipped}/${s.instances} (${a.failed} failed)`,
-    `fleet: ${formatBytes(fleetBytes)} of upstream images on a ${formatBytes(diskBytes)} disk (${(fleetBytes / diskBytes).toFixed(1)}×)`,
-    `wall time: ${wall.toFixed(1)}s · peak disk used: ${formatBytes(s.peakUsed)} · reclaimed by cleanups: ${formatBytes(s.reclaimed)}`,
+    `fleet: ${formatBytes(fleetBytes)} of upstream images on a ${formatBytes(diskBytes)} disk (${
+      (fleetBytes / diskBytes).toFixed(1)
+    }×)`,
+    `wall time: ${wall.toFixed(1)}s · peak disk used: ${formatBytes(s.peakUsed)} · reclaimed by cleanups: ${
+      formatBytes(s.reclaimed)
+    }`,
     `details: ${path.join(out, 'summary.md')}`,
   ].join('\n'))
 }

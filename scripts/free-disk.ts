@@ -6,29 +6,59 @@ import pMap from 'p-map'
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { parseFlags, renderHelp, UsageError, type FlagTable } from '../lib/args.ts'
-import { PreflightError, runMain } from '../lib/cli.ts'
-import { freeBytes, sampleDisk } from '../lib/disk.ts'
-import { configureReport, report, secretValues } from '../lib/report.ts'
-import { formatBytes } from '../lib/size.ts'
-import { runtimeCommand } from '../lib/runtime.ts'
-import { APT_PACKAGES, CATALOGUE, extraTarget, planBatch, resolveTarget, selectTargets, type Resolved, type TargetKind } from '../lib/free-disk-catalogue.ts'
-import { readFreeDiskStatus, writeStatus, type FreeDiskStatus, type TrashItem } from '../lib/free-disk-status.ts'
-import { appendSummary, renderText, type Outcome } from '../lib/free-disk-report.ts'
+import { type FlagTable, parseFlags, renderHelp, UsageError } from '../lib/cli/flags.ts'
+import { PreflightError, runMain } from '../lib/cli/main.ts'
+import { freeBytes, sampleDisk } from '../lib/disk/statfs.ts'
+import { configureReport, report, secretValues } from '../lib/cli/report.ts'
+import { formatBytes } from '../lib/cli/size.ts'
+import { runtimeCommand } from '../lib/cli/runtime.ts'
+import {
+  APT_PACKAGES,
+  CATALOGUE,
+  extraTarget,
+  planBatch,
+  type Resolved,
+  resolveTarget,
+  selectTargets,
+  type TargetKind,
+} from '../lib/disk/free-disk-catalogue.ts'
+import { type FreeDiskStatus, readFreeDiskStatus, type TrashItem, writeStatus } from '../lib/disk/free-disk-status.ts'
+import { appendSummary, type Outcome, renderText } from '../lib/disk/free-disk-report.ts'
 
 export const FLAGS = {
   list: { type: 'boolean', help: 'Print the catalogue with what is present here and its size, then exit' },
-  'target-free': { type: 'size', arg: 'SIZE', help: 'Stop once this much is free (do nothing if it already is); best bytes per second first' },
+  'target-free': {
+    type: 'size',
+    arg: 'SIZE',
+    help: 'Stop once this much is free (do nothing if it already is); best bytes per second first',
+  },
   only: { type: 'list', arg: 'NAMES', help: 'Remove only these targets (names from --list, or all)' },
-  include: { type: 'list', arg: 'NAMES', help: 'Also remove these opt-in targets: tool-cache, large-packages, docker-images, swap, or all' },
+  include: {
+    type: 'list',
+    arg: 'NAMES',
+    help: 'Also remove these opt-in targets: tool-cache, large-packages, docker-images, swap, or all',
+  },
   exclude: { type: 'list', arg: 'NAMES', help: 'Keep these targets' },
   extra: { type: 'list', arg: 'PATH', help: 'Also remove this path (absolute, at least two levels deep)' },
-  background: { type: 'boolean', help: 'Rename targets aside and return at once; a detached process deletes them, progress in --status' },
-  status: { type: 'string', arg: 'FILE', help: 'Status file of the background deleter (default: <root>/tmp/imagefleet-free-disk.json)' },
+  background: {
+    type: 'boolean',
+    help: 'Rename targets aside and return at once; a detached process deletes them, progress in --status',
+  },
+  status: {
+    type: 'string',
+    arg: 'FILE',
+    help: 'Status file of the background deleter (default: <root>/tmp/imagefleet-free-disk.json)',
+  },
   jobs: { type: 'int', default: 8, min: 1, help: 'Targets removed at once' },
   'dry-run': { type: 'boolean', help: 'Print the exact commands; delete nothing' },
   yes: { type: 'boolean', help: 'Run outside CI (without CI=true this refuses: it deletes system directories)' },
-  root: { type: 'string', default: '/', arg: 'PREFIX', help: 'Root every path under this directory (tests, rehearsal); targets that act on the machine itself (apt packages, docker images, swap) are refused there' },
+  root: {
+    type: 'string',
+    default: '/',
+    arg: 'PREFIX',
+    help:
+      'Root every path under this directory (tests, rehearsal); targets that act on the machine itself (apt packages, docker images, swap) are refused there',
+  },
   'delete-trash': { type: 'list', arg: 'DIR', help: 'Internal: be the detached deleter of --background' },
 } as const satisfies FlagTable
 
@@ -58,7 +88,14 @@ export function confineToRoot(targets: Resolved[], o: FreeDiskOptions): { allowe
   const refused = targets.filter((r) => r.target.kind !== 'paths').map((r): Outcome => {
     const why = HOST_WIDE[r.target.kind as Exclude<TargetKind, 'paths'>]
     report.skip(`${r.target.name}: refused under --root ${o.root}: it ${why}, which no --root can confine`)
-    return { target: r.target.name, what: r.target.kind, bytesFrom: 'statfs', seconds: 0, status: 'skipped', note: 'refused under --root' }
+    return {
+      target: r.target.name,
+      what: r.target.kind,
+      bytesFrom: 'statfs',
+      seconds: 0,
+      status: 'skipped',
+      note: 'refused under --root',
+    }
   })
   return { allowed: targets.filter((r) => r.target.kind === 'paths'), refused }
 }
@@ -73,7 +110,9 @@ export function showDisk(root: string, when: string): number {
 /** Refuses outside CI unless told --yes: this deletes system directories. */
 export function assertAllowed(o: { inCI: boolean; yes: boolean; dryRun: boolean }): void {
   if (o.inCI || o.yes || o.dryRun) return
-  throw new PreflightError(['not in CI (CI is not "true") and free-disk deletes system directories: pass --yes to run here anyway, or --dry-run to see what it would do'])
+  throw new PreflightError([
+    'not in CI (CI is not "true") and free-disk deletes system directories: pass --yes to run here anyway, or --dry-run to see what it would do',
+  ])
 }
 
 /** Bytes the paths take on disk (du -sx: no symlinks followed, no other filesystems). */
@@ -86,12 +125,28 @@ export async function duBytes(paths: string[], sudo: string[]): Promise<number> 
 /** `--list`: every catalogue target with whether it is here and its size on this machine. */
 export async function listTargets(resolved: Resolved[], o: FreeDiskOptions): Promise<void> {
   const sizes = await pMap(resolved, (r) => duBytes(r.present.map((p) => p.path), o.sudo), { concurrency: o.jobs })
-  report.info(`${'target'.padEnd(18)} ${'kind'.padEnd(7)}  ${'typical'.padStart(9)}  ${'here'.padStart(9)}  what (paths under ${o.root})`)
+  report.info(
+    `${'target'.padEnd(18)} ${'kind'.padEnd(7)}  ${'typical'.padStart(9)}  ${
+      'here'.padStart(9)
+    }  what (paths under ${o.root})`,
+  )
   resolved.forEach((r, i) => {
-    const here = r.present.length ? formatBytes(sizes[i]) : r.target.kind === 'paths' || r.target.kind === 'swap' ? 'absent' : 'n/a'
+    const here = r.present.length
+      ? formatBytes(sizes[i])
+      : r.target.kind === 'paths' || r.target.kind === 'swap'
+      ? 'absent'
+      : 'n/a'
     const kind = r.target.optIn ? 'opt-in ' : 'default'
-    const where = r.target.kind === 'apt' ? 'apt packages' : r.target.kind === 'docker' ? 'docker image prune -af' : r.target.paths.join(' ')
-    report.info(`${r.target.name.padEnd(18)} ${kind}  ${formatBytes(r.target.typicalBytes).padStart(9)}  ${here.padStart(9)}  ${r.target.title}: ${where}`)
+    const where = r.target.kind === 'apt'
+      ? 'apt packages'
+      : r.target.kind === 'docker'
+      ? 'docker image prune -af'
+      : r.target.paths.join(' ')
+    report.info(
+      `${r.target.name.padEnd(18)} ${kind}  ${formatBytes(r.target.typicalBytes).padStart(9)}  ${
+        here.padStart(9)
+      }  ${r.target.title}: ${where}`,
+    )
   })
 }
 
@@ -105,12 +160,21 @@ export async function removePaths(r: Resolved, o: FreeDiskOptions): Promise<Outc
   const bytes = await duBytes(paths, o.sudo)
   const rm = $({ halt: true, nothrow: true, quiet: true })`${o.sudo} rm -rf --one-file-system -- ${paths}`
   const base = { target: r.target.name, what: paths.join(' '), bytes, bytesFrom: 'du' as const }
-  if (o.dryRun) { show(rm); return { ...base, status: 'would remove', seconds: 0 } }
+  if (o.dryRun) {
+    show(rm)
+    return { ...base, status: 'would remove', seconds: 0 }
+  }
   const out = await rm.run()
   const left = paths.filter((p) => fs.existsSync(p) || isLink(p))
   const seconds = (performance.now() - t0) / 1000
   if (out.exitCode === 0 && !left.length) return { ...base, status: 'removed', seconds }
-  return { ...base, bytes: bytes - (await duBytes(left, o.sudo)), status: 'failed', seconds, note: out.stderr.trim().split('\n')[0] || `left ${left.join(' ')}` }
+  return {
+    ...base,
+    bytes: bytes - (await duBytes(left, o.sudo)),
+    status: 'failed',
+    seconds,
+    note: out.stderr.trim().split('\n')[0] || `left ${left.join(' ')}`,
+  }
 }
 
 /** --background: renames each path into `<parent>/.imagefleet-trash-<pid>/` (same filesystem: instant). */
@@ -124,12 +188,27 @@ export async function moveAside(r: Resolved, o: FreeDiskOptions, items: TrashIte
     const mkdir = $({ halt: true, quiet: true })`${o.sudo} mkdir -p -- ${trash}`
     const mv = $({ halt: true, quiet: true })`${o.sudo} mv -T -- ${p} ${path.join(trash, path.basename(p))}`
     if (o.dryRun) show(mkdir, mv)
-    else { await mkdir.run(); await mv.run() }
-    moved.push({ target: r.target.name, path: path.join(trash, path.basename(p)), bytes: r.target.typicalBytes / r.present.length, measured: false, done: false })
+    else {
+      await mkdir.run()
+      await mv.run()
+    }
+    moved.push({
+      target: r.target.name,
+      path: path.join(trash, path.basename(p)),
+      bytes: r.target.typicalBytes / r.present.length,
+      measured: false,
+      done: false,
+    })
   }
   items.push(...moved)
-  return { target: r.target.name, what: r.present.map((p) => p.path).join(' '), bytes: r.target.typicalBytes, bytesFrom: 'estimate',
-    status: o.dryRun ? 'would remove' : 'moved aside', seconds: (performance.now() - t0) / 1000 }
+  return {
+    target: r.target.name,
+    what: r.present.map((p) => p.path).join(' '),
+    bytes: r.target.typicalBytes,
+    bytesFrom: 'estimate',
+    status: o.dryRun ? 'would remove' : 'moved aside',
+    seconds: (performance.now() - t0) / 1000,
+  }
 }
 
 /** Opt-in: one `apt-get remove` of the installed packages matching APT_PACKAGES, man-db's trigger off. */
@@ -137,17 +216,36 @@ export async function removeAptPackages(o: FreeDiskOptions): Promise<Outcome> {
   const t0 = performance.now()
   const installed = (await $({ quiet: true })`dpkg-query -W -f ${'${Package}\n'}`).stdout.split('\n')
   const packages = installed.filter((name) => APT_PACKAGES.some((re) => re.test(name)))
-  if (!packages.length) return { target: 'large-packages', what: 'apt', bytesFrom: 'statfs', seconds: 0, status: 'skipped', note: 'none installed' }
+  if (!packages.length) {
+    return {
+      target: 'large-packages',
+      what: 'apt',
+      bytesFrom: 'statfs',
+      seconds: 0,
+      status: 'skipped',
+      note: 'none installed',
+    }
+  }
   const before = freeBytes('/')
   // man-db rebuilds its index after every removal unless this flag file is gone (man-db.postinst checks it)
   const noManDb = $({ halt: true, quiet: true })`${o.sudo} rm -f -- /var/lib/man-db/auto-update`
-  const apt = $({ halt: true, nothrow: true, quiet: true, timeout: '15m' })`${o.sudo} env DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq --purge --autoremove ${packages}`
+  const apt = $({
+    halt: true,
+    nothrow: true,
+    quiet: true,
+    timeout: '15m',
+  })`${o.sudo} env DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq --purge --autoremove ${packages}`
   const base = { target: 'large-packages', what: `${packages.length} packages`, bytesFrom: 'statfs' as const }
-  if (o.dryRun) { show(noManDb, apt); return { ...base, status: 'would remove', seconds: 0 } }
+  if (o.dryRun) {
+    show(noManDb, apt)
+    return { ...base, status: 'would remove', seconds: 0 }
+  }
   await noManDb.run()
   const out = await apt.run()
   const result = { ...base, bytes: freeBytes('/') - before, seconds: (performance.now() - t0) / 1000 }
-  return out.exitCode === 0 ? { ...result, status: 'removed' } : { ...result, status: 'failed', note: out.stderr.trim().split('\n').pop() }
+  return out.exitCode === 0
+    ? { ...result, status: 'removed' }
+    : { ...result, status: 'failed', note: out.stderr.trim().split('\n').pop() }
 }
 
 /** Opt-in: every image not used by a container. */
@@ -156,10 +254,15 @@ export async function removeDockerImages(o: FreeDiskOptions): Promise<Outcome> {
   const before = freeBytes('/')
   const prune = $({ halt: true, nothrow: true, quiet: true, timeout: '10m' })`docker image prune -af`
   const base = { target: 'docker-images', what: 'docker image prune -af', bytesFrom: 'statfs' as const }
-  if (o.dryRun) { show(prune); return { ...base, status: 'would remove', seconds: 0 } }
+  if (o.dryRun) {
+    show(prune)
+    return { ...base, status: 'would remove', seconds: 0 }
+  }
   const out = await prune.run()
   const result = { ...base, bytes: freeBytes('/') - before, seconds: (performance.now() - t0) / 1000 }
-  return out.exitCode === 0 ? { ...result, status: 'removed' } : { ...result, status: 'failed', note: out.stderr.trim().split('\n').pop() }
+  return out.exitCode === 0
+    ? { ...result, status: 'removed' }
+    : { ...result, status: 'failed', note: out.stderr.trim().split('\n').pop() }
 }
 
 /** Opt-in: the swap file (it sits on /mnt, so this frees /mnt). */
@@ -170,18 +273,34 @@ export async function removeSwap(r: Resolved, o: FreeDiskOptions): Promise<Outco
   const swapoff = $({ halt: true, nothrow: true, quiet: true })`${o.sudo} swapoff -- ${file}`
   const rm = $({ halt: true, nothrow: true, quiet: true })`${o.sudo} rm -f -- ${file}`
   const base = { target: 'swap', what: file, bytesFrom: 'statfs' as const }
-  if (o.dryRun) { show(swapoff, rm); return { ...base, status: 'would remove', seconds: 0 } }
+  if (o.dryRun) {
+    show(swapoff, rm)
+    return { ...base, status: 'would remove', seconds: 0 }
+  }
   await swapoff.run()
   const out = await rm.run()
   const result = { ...base, bytes: freeBytes(path.dirname(file)) - before, seconds: (performance.now() - t0) / 1000 }
-  return out.exitCode === 0 ? { ...result, status: 'removed' } : { ...result, status: 'failed', note: out.stderr.trim() }
+  return out.exitCode === 0
+    ? { ...result, status: 'removed' }
+    : { ...result, status: 'failed', note: out.stderr.trim() }
 }
 
 /** One target, whichever kind; refused paths make it fail, host-wide kinds are skipped under --root. */
 export async function removeTarget(r: Resolved, o: FreeDiskOptions, items: TrashItem[]): Promise<Outcome> {
   const { kind, name } = r.target
-  if (r.refused.length) return { target: name, what: r.refused.join(' '), bytesFrom: 'du', seconds: 0, status: 'failed', note: 'refused: outside the root' }
-  if (kind !== 'paths' && !onHost(o)) throw new Error(`${name} acts on the host: confineToRoot must have refused it under --root`)
+  if (r.refused.length) {
+    return {
+      target: name,
+      what: r.refused.join(' '),
+      bytesFrom: 'du',
+      seconds: 0,
+      status: 'failed',
+      note: 'refused: outside the root',
+    }
+  }
+  if (kind !== 'paths' && !onHost(o)) {
+    throw new Error(`${name} acts on the host: confineToRoot must have refused it under --root`)
+  }
   if (kind === 'apt') return removeAptPackages(o)
   if (kind === 'docker') return removeDockerImages(o)
   if (kind === 'swap') return removeSwap(r, o)
@@ -198,7 +317,9 @@ export async function freeUntilEnough(candidates: Resolved[], o: FreeDiskOptions
     if (deficit !== undefined && deficit <= 0) break
     const batch = planBatch(left, deficit)
     left = left.filter((r) => !batch.includes(r))
-    report.info(`plan: ${batch.map((r) => r.target.name).join(', ')}${deficit ? ` (to cover ${formatBytes(deficit)})` : ''}`)
+    report.info(
+      `plan: ${batch.map((r) => r.target.name).join(', ')}${deficit ? ` (to cover ${formatBytes(deficit)})` : ''}`,
+    )
     const done = await pMap(batch, async (r) => logged(await removeTarget(r, o, items)), { concurrency: o.jobs })
     outcomes.push(...done)
     credit += done.filter((d) => d.bytesFrom === 'estimate' || o.dryRun).reduce((sum, d) => sum + (d.bytes ?? 0), 0)
@@ -207,7 +328,9 @@ export async function freeUntilEnough(candidates: Resolved[], o: FreeDiskOptions
 }
 
 function logged(d: Outcome): Outcome {
-  const line = `${d.target}: ${d.status}${d.bytes === undefined ? '' : ` ${formatBytes(d.bytes)}`} in ${d.seconds.toFixed(1)}s${d.note ? ` (${d.note})` : ''}`
+  const line = `${d.target}: ${d.status}${d.bytes === undefined ? '' : ` ${formatBytes(d.bytes)}`} in ${
+    d.seconds.toFixed(1)
+  }s${d.note ? ` (${d.note})` : ''}`
   if (d.status === 'failed') report.fail(line)
   else if (d.status === 'skipped') report.skip(line)
   else report.ok(line)
@@ -219,7 +342,14 @@ export async function startDeleter(items: TrashItem[], o: FreeDiskOptions): Prom
   const trashDirs = [...new Set(items.map((i) => path.dirname(i.path)))]
   const script = fileURLToPath(import.meta.url)
   const log = o.dryRun ? 'ignore' : fs.openSync(`${o.statusFile}.log`, 'a')
-  const deleter = $({ halt: true, nothrow: true, detached: true, stdio: ['ignore', log, log] })`${runtimeCommand()} ${script} ${trashDirs.flatMap((d) => ['--delete-trash', d])} --status ${o.statusFile} --jobs ${o.jobs} --root ${o.root}`
+  const deleter = $({
+    halt: true,
+    nothrow: true,
+    detached: true,
+    stdio: ['ignore', log, log],
+  })`${runtimeCommand()} ${script} ${
+    trashDirs.flatMap((d) => ['--delete-trash', d])
+  } --status ${o.statusFile} --jobs ${o.jobs} --root ${o.root}`
   if (o.dryRun) return show(deleter)
   const now = new Date().toISOString()
   writeStatus(o.statusFile, { version: 1, state: 'starting', startedAt: now, updatedAt: now, trashDirs, items })
@@ -229,13 +359,27 @@ export async function startDeleter(items: TrashItem[], o: FreeDiskOptions): Prom
 }
 
 /** --delete-trash: the detached deleter. Measures and deletes the moved items in parallel, recording progress. */
-export async function deleteTrash(dirs: string[], o: Pick<FreeDiskOptions, 'statusFile' | 'jobs' | 'sudo'>): Promise<number> {
+export async function deleteTrash(
+  dirs: string[],
+  o: Pick<FreeDiskOptions, 'statusFile' | 'jobs' | 'sudo'>,
+): Promise<number> {
   const bad = dirs.filter((d) => !path.basename(d).startsWith(TRASH))
   if (bad.length) throw new UsageError(`--delete-trash only deletes ${TRASH}* directories, not ${bad.join(', ')}`)
   const prior = readFreeDiskStatus(o.statusFile)
   const paths = dirs.flatMap((d) => (fs.existsSync(d) ? fs.readdirSync(d).map((n) => path.join(d, n)) : []))
-  const items = paths.map((p) => prior?.items.find((i) => i.path === p) ?? { target: path.basename(p), path: p, bytes: 0, measured: false, done: false })
-  const status: FreeDiskStatus = { version: 1, pid: process.pid, state: 'deleting', startedAt: prior?.startedAt ?? new Date().toISOString(), updatedAt: '', trashDirs: dirs, items }
+  const items = paths.map((p) =>
+    prior?.items.find((i) => i.path === p) ??
+      { target: path.basename(p), path: p, bytes: 0, measured: false, done: false }
+  )
+  const status: FreeDiskStatus = {
+    version: 1,
+    pid: process.pid,
+    state: 'deleting',
+    startedAt: prior?.startedAt ?? new Date().toISOString(),
+    updatedAt: '',
+    trashDirs: dirs,
+    items,
+  }
   writeStatus(o.statusFile, status)
   // measure everything first (in parallel, seconds): until then the sizes are the catalogue's typical ones, which can be far
   // off (a runner image without Android has 10 MiB where 12 GB is typical) and a disk budget reading the status would wait
@@ -247,7 +391,11 @@ export async function deleteTrash(dirs: string[], o: Pick<FreeDiskOptions, 'stat
   await pMap(items, async (i) => {
     const t0 = performance.now()
     const out = await $({ nothrow: true, quiet: true })`${o.sudo} rm -rf --one-file-system -- ${i.path}`
-    Object.assign(i, { done: out.exitCode === 0, seconds: (performance.now() - t0) / 1000, ...(out.exitCode ? { error: out.stderr.trim() } : {}) })
+    Object.assign(i, {
+      done: out.exitCode === 0,
+      seconds: (performance.now() - t0) / 1000,
+      ...(out.exitCode ? { error: out.stderr.trim() } : {}),
+    })
     writeStatus(o.statusFile, status)
   }, { concurrency: o.jobs })
   await $({ nothrow: true, quiet: true })`${o.sudo} rmdir -- ${dirs}`
@@ -256,21 +404,39 @@ export async function deleteTrash(dirs: string[], o: Pick<FreeDiskOptions, 'stat
   return failed ? 1 : 0
 }
 
-const isLink = (p: string) => { try { return fs.lstatSync(p).isSymbolicLink() } catch { return false } }
+const isLink = (p: string) => {
+  try {
+    return fs.lstatSync(p).isSymbolicLink()
+  } catch {
+    return false
+  }
+}
 
 async function main(argv: string[]): Promise<number> {
   const env = process.env
   const { flags, positionals } = parseFlags(FLAGS, argv, env)
-  if (positionals.length) throw new UsageError(`unexpected argument(s) ${positionals.join(' ')}: free-disk takes flags only (see --help)`)
+  if (positionals.length) {
+    throw new UsageError(`unexpected argument(s) ${positionals.join(' ')}: free-disk takes flags only (see --help)`)
+  }
   const { 'delete-trash': _internal, ...publicFlags } = FLAGS
   if (flags.help) {
-    process.stdout.write(renderHelp('free-disk [flags]', 'Free disk on a hosted CI runner by deleting preinstalled toolchains we never use.', publicFlags))
+    process.stdout.write(
+      renderHelp(
+        'free-disk [flags]',
+        'Free disk on a hosted CI runner by deleting preinstalled toolchains we never use.',
+        publicFlags,
+      ),
+    )
     return 0
   }
   configureReport({ github: env.GITHUB_ACTIONS === 'true', secrets: secretValues(env) })
   const root = path.resolve(flags.root)
   const o: FreeDiskOptions = {
-    root, targetFree: flags.targetFree, jobs: flags.jobs, dryRun: flags.dryRun, background: flags.background,
+    root,
+    targetFree: flags.targetFree,
+    jobs: flags.jobs,
+    dryRun: flags.dryRun,
+    background: flags.background,
     statusFile: path.resolve(flags.status ?? path.join(root, 'tmp', 'imagefleet-free-disk.json')),
     sudo: root === '/' && process.getuid?.() !== 0 ? ['sudo', '-n'] : [],
   }
@@ -288,7 +454,9 @@ async function main(argv: string[]): Promise<number> {
     return 0
   }
   const { allowed, refused } = confineToRoot(targets, o)
-  const candidates = allowed.filter((r) => r.present.length || r.refused.length || r.target.kind === 'apt' || r.target.kind === 'docker')
+  const candidates = allowed.filter((r) =>
+    r.present.length || r.refused.length || r.target.kind === 'apt' || r.target.kind === 'docker'
+  )
   allowed.filter((r) => !candidates.includes(r)).forEach((r) => report.skip(`${r.target.name}: not present`))
   const items: TrashItem[] = []
   const freed = await freeUntilEnough(candidates, o, items)
@@ -302,8 +470,20 @@ async function main(argv: string[]): Promise<number> {
   if (env.GITHUB_ACTIONS === 'true' && env.GITHUB_STEP_SUMMARY) appendSummary(env.GITHUB_STEP_SUMMARY, outcomes, totals)
   const failed = outcomes.filter((d) => d.status === 'failed').length
   const short = o.targetFree !== undefined && !o.dryRun && freeAfter + totals.pending < o.targetFree
-  if (short) report.error(`still ${formatBytes(o.targetFree! - freeAfter - totals.pending)} short of --target-free ${formatBytes(o.targetFree!)} with every selected target gone`)
-  if (freeAfter < freeBefore && !o.background && !o.dryRun) report.warn(`free space shrank by ${formatBytes(freeBefore - freeAfter)} while deleting: something else is writing to this disk`)
+  if (short) {
+    report.error(
+      `still ${formatBytes(o.targetFree! - freeAfter - totals.pending)} short of --target-free ${
+        formatBytes(o.targetFree!)
+      } with every selected target gone`,
+    )
+  }
+  if (freeAfter < freeBefore && !o.background && !o.dryRun) {
+    report.warn(
+      `free space shrank by ${
+        formatBytes(freeBefore - freeAfter)
+      } while deleting: something else is writing to this disk`,
+    )
+  }
   report.info(`${outcomes.length - failed} ok, ${failed} failed`)
   return failed || short ? 1 : 0
 }

@@ -4,36 +4,28 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
-import { parseFlags, renderHelp, type FlagTable } from '../lib/args.ts'
-import { PreflightError, runMain } from '../lib/cli.ts'
-import { sampleDisk } from '../lib/disk.ts'
-import { formatBytes } from '../lib/size.ts'
-import { configureReport, mask, report, secretValues } from '../lib/report.ts'
-import { registryHost, registryAnswers } from '../lib/registry-ping.ts'
+import { type FlagTable, parseFlags, renderHelp } from '../lib/cli/flags.ts'
+import { PreflightError, runMain } from '../lib/cli/main.ts'
+import { sampleDisk } from '../lib/disk/statfs.ts'
+import { formatBytes } from '../lib/cli/size.ts'
+import { configureReport, mask, report, secretValues } from '../lib/cli/report.ts'
+import { registryAnswers, registryHost } from '../lib/registry/ping.ts'
+import { type Check, type Preflight, versionAtLeast } from '../lib/engine/facts.ts'
+
+export type { Check, Preflight, PruneFlags } from '../lib/engine/facts.ts'
 
 export const FLAGS = {
   registry: { type: 'string', arg: 'PREFIX', help: 'Registry (or PREFIX) to check it answers' },
   'min-free': { type: 'size', default: '1GB', help: 'Fail when the Docker data root has less free space' },
-  'data-root': { type: 'string', arg: 'PATH', help: "Where this machine sees the daemon's data root, when not at the path `docker info` reports" },
+  'data-root': {
+    type: 'string',
+    arg: 'PATH',
+    help: "Where this machine sees the daemon's data root, when not at the path `docker info` reports",
+  },
   builder: { type: 'string', arg: 'NAME', help: 'buildx builder to inspect (default: the selected one)' },
   out: { type: 'string', arg: 'DIR', default: 'builds', help: 'Writes DIR/preflight.json' },
 } as const satisfies FlagTable
 
-/** Which prune flag caps the build cache, in the order we prefer them. */
-export type PruneFlags = { keep?: '--reserved-space' | '--keep-storage'; maxUsed: boolean; minFree: boolean }
-export type Check = { name: string; ok: boolean; detail: string; fix?: string }
-export type Preflight = {
-  ok: boolean
-  checks: Check[]
-  client?: string
-  server?: string
-  /** A path on this machine on the filesystem that holds the daemon's data root. */
-  dataRoot?: string
-  free?: number
-  buildx?: { version: string; builder: string; driver: string; buildkit?: string }
-  /** Flags accepted by the prune command imagefleet will use (buildx prune when buildx exists). */
-  pruneFlags: PruneFlags
-}
 export type PreflightOptions = { registry?: string; minFree: number; dataRoot?: string; builder?: string; out?: string }
 
 /** Runs every check; never throws for a failed check (the caller decides). */
@@ -55,9 +47,14 @@ async function checkDaemon(r: Preflight) {
   const v = safeJson(out.stdout)
   r.client = v?.Client?.Version
   r.server = v?.Server?.Version
-  r.checks.push(r.server
-    ? { name: 'daemon', ok: true, detail: `client ${r.client}, daemon ${r.server}` }
-    : { name: 'daemon', ok: false, detail: lastLine(out.stderr) || 'no answer', fix: 'start dockerd, or point DOCKER_HOST at a running daemon' })
+  r.checks.push(
+    r.server ? { name: 'daemon', ok: true, detail: `client ${r.client}, daemon ${r.server}` } : {
+      name: 'daemon',
+      ok: false,
+      detail: lastLine(out.stderr) || 'no answer',
+      fix: 'start dockerd, or point DOCKER_HOST at a running daemon',
+    },
+  )
 }
 
 async function checkDataRoot(r: Preflight, o: PreflightOptions) {
@@ -65,25 +62,50 @@ async function checkDataRoot(r: Preflight, o: PreflightOptions) {
   const reported = safeJson(out.stdout) as string | undefined
   const local = o.dataRoot ?? reported
   if (!local || !fs.existsSync(local)) {
-    r.checks.push({ name: 'data root', ok: false, detail: `the daemon keeps its data in ${reported ?? '(unknown)'}, which is not visible on this machine`, fix: 'pass --data-root PATH where this machine sees it (free space cannot be measured otherwise)' })
+    r.checks.push({
+      name: 'data root',
+      ok: false,
+      detail: `the daemon keeps its data in ${reported ?? '(unknown)'}, which is not visible on this machine`,
+      fix: 'pass --data-root PATH where this machine sees it (free space cannot be measured otherwise)',
+    })
     return
   }
   r.dataRoot = local
   r.free = sampleDisk(local).free
   const enough = r.free >= o.minFree
-  r.checks.push({ name: 'free space', ok: enough, detail: `${formatBytes(r.free)} free on the filesystem of ${local} (need ${formatBytes(o.minFree)})`, fix: enough ? undefined : 'free disk first (bun run scripts/free-disk.ts) or lower --min-free' })
+  r.checks.push({
+    name: 'free space',
+    ok: enough,
+    detail: `${formatBytes(r.free)} free on the filesystem of ${local} (need ${formatBytes(o.minFree)})`,
+    fix: enough ? undefined : 'free disk first (bun run scripts/free-disk.ts) or lower --min-free',
+  })
 }
 
 async function checkBuildx(r: Preflight, builder?: string) {
   const version = await $`docker buildx version`.nothrow().quiet().timeout('30s')
   if (version.exitCode !== 0) {
-    r.checks.push({ name: 'buildx', ok: !builder, detail: 'not installed: bases are built with docker build + docker push', fix: builder ? `--builder ${builder} needs buildx: install the docker-buildx plugin` : undefined })
+    r.checks.push({
+      name: 'buildx',
+      ok: !builder,
+      detail: 'not installed: bases are built with docker build + docker push',
+      fix: builder ? `--builder ${builder} needs buildx: install the docker-buildx plugin` : undefined,
+    })
     return
   }
   const inspect = await $`docker buildx inspect ${builder ? [builder] : []}`.nothrow().quiet().timeout('60s')
   const field = (name: string) => new RegExp(`^${name}:\\s*(.+)$`, 'mi').exec(inspect.stdout)?.[1]?.trim()
-  r.buildx = { version: version.stdout.trim().split(/\s+/)[1] ?? version.stdout.trim(), builder: field('Name') ?? builder ?? 'default', driver: field('Driver') ?? 'unknown', buildkit: field('BuildKit version')?.replace(/^v/, '') }
-  r.checks.push({ name: 'buildx', ok: inspect.exitCode === 0, detail: `${r.buildx.version}, builder ${r.buildx.builder} (driver ${r.buildx.driver})`, fix: inspect.exitCode === 0 ? undefined : `docker buildx inspect failed: ${lastLine(inspect.stderr)}` })
+  r.buildx = {
+    version: version.stdout.trim().split(/\s+/)[1] ?? version.stdout.trim(),
+    builder: field('Name') ?? builder ?? 'default',
+    driver: field('Driver') ?? 'unknown',
+    buildkit: field('BuildKit version')?.replace(/^v/, ''),
+  }
+  r.checks.push({
+    name: 'buildx',
+    ok: inspect.exitCode === 0,
+    detail: `${r.buildx.version}, builder ${r.buildx.builder} (driver ${r.buildx.driver})`,
+    fix: inspect.exitCode === 0 ? undefined : `docker buildx inspect failed: ${lastLine(inspect.stderr)}`,
+  })
 }
 
 /** Reads the help of the prune command that will run: flags change across buildx versions (see README). */
@@ -94,19 +116,34 @@ async function detectPruneFlags(r: Preflight) {
   const text = help.stdout + help.stderr
   const newBuildkit = r.buildx?.buildkit ? versionAtLeast(r.buildx.buildkit, '0.17') : false
   r.pruneFlags = {
-    keep: text.includes('--reserved-space') ? '--reserved-space' : text.includes('--keep-storage') ? '--keep-storage' : undefined,
+    keep: text.includes('--reserved-space')
+      ? '--reserved-space'
+      : text.includes('--keep-storage')
+      ? '--keep-storage'
+      : undefined,
     maxUsed: text.includes('--max-used-space') && newBuildkit,
     minFree: text.includes('--min-free-space') && newBuildkit,
   }
-  r.checks.push({ name: 'prune flags', ok: true, detail: `cache cap flag: ${r.pruneFlags.keep ?? 'none (full prunes only)'}${r.pruneFlags.maxUsed ? ', --max-used-space' : ''}${r.pruneFlags.minFree ? ', --min-free-space' : ''}` })
+  r.checks.push({
+    name: 'prune flags',
+    ok: true,
+    detail: `cache cap flag: ${r.pruneFlags.keep ?? 'none (full prunes only)'}${
+      r.pruneFlags.maxUsed ? ', --max-used-space' : ''
+    }${r.pruneFlags.minFree ? ', --min-free-space' : ''}`,
+  })
 }
 
 async function checkRegistry(r: Preflight, registry: string) {
   const host = registryHost(registry)
   const answer = await registryAnswers(host)
-  r.checks.push(answer.ok
-    ? { name: 'registry', ok: true, detail: `${host} answers (${answer.status})` }
-    : { name: 'registry', ok: false, detail: `${host}: ${answer.error}`, fix: 'check --registry, that the registry is up, and the network from this runner' })
+  r.checks.push(
+    answer.ok ? { name: 'registry', ok: true, detail: `${host} answers (${answer.status})` } : {
+      name: 'registry',
+      ok: false,
+      detail: `${host}: ${answer.error}`,
+      fix: 'check --registry, that the registry is up, and the network from this runner',
+    },
+  )
 }
 
 export function printChecks(r: Preflight) {
@@ -121,23 +158,35 @@ function writeResult(out: string, r: Preflight) {
   fs.writeFileSync(path.join(out, 'preflight.json'), mask(JSON.stringify(r, null, 2)) + '\n')
 }
 
-const safeJson = (text: string) => { try { return JSON.parse(text) } catch { return undefined } }
-const lastLine = (text: string) => text.trim().split('\n').pop() ?? ''
-export function versionAtLeast(version: string, min: string): boolean {
-  const a = version.split(/[.-]/).map((x) => parseInt(x, 10) || 0)
-  const b = min.split('.').map(Number)
-  for (let i = 0; i < b.length; i++) if ((a[i] ?? 0) !== b[i]) return (a[i] ?? 0) > b[i]
-  return true
+const safeJson = (text: string) => {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
 }
+const lastLine = (text: string) => text.trim().split('\n').pop() ?? ''
 
 async function main(argv: string[]) {
   const { flags } = parseFlags(FLAGS, argv, process.env)
-  if (flags.help) return void console.log(renderHelp('bun run scripts/preflight.ts [flags]', 'Checks the daemon, its data root and free space, buildx and its prune flags, and the registry; writes OUT/preflight.json.', FLAGS))
+  if (flags.help) {
+    return void console.log(
+      renderHelp(
+        'bun run scripts/preflight.ts [flags]',
+        'Checks the daemon, its data root and free space, buildx and its prune flags, and the registry; writes OUT/preflight.json.',
+        FLAGS,
+      ),
+    )
+  }
   configureReport({ github: process.env.GITHUB_ACTIONS === 'true', secrets: secretValues(process.env) })
   report.phase('preflight')
   const result = await preflight({ ...flags, out: flags.out })
   printChecks(result)
-  if (!result.ok) throw new PreflightError(result.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}${c.fix ? ` → ${c.fix}` : ''}`))
+  if (!result.ok) {
+    throw new PreflightError(
+      result.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}${c.fix ? ` → ${c.fix}` : ''}`),
+    )
+  }
   report.info(`preflight ok → ${path.join(flags.out, 'preflight.json')}`)
 }
 

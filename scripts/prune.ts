@@ -4,21 +4,25 @@
 //   bun run scripts/prune.ts --until-free 20GB        tiers, cheapest first, until 20 GB are free
 //   bun run scripts/prune.ts --tier full --dry-run     what a full prune would run
 import { $, type ProcessPromise } from 'zx'
-import { parseFlags, renderHelp, type FlagTable } from '../lib/args.ts'
-import { runMain, PreflightError } from '../lib/cli.ts'
-import { Mutex } from '../lib/lock.ts'
-import { configureReport, report, secretValues, seconds } from '../lib/report.ts'
-import { type CleanupRecord, Run, now } from '../lib/run.ts'
-import { dockerSize, formatBytes, parseSize } from '../lib/size.ts'
-import { dryRunSpawn } from '../lib/dryrun.ts'
-import { preflight, printChecks, type PruneFlags } from './preflight.ts'
+import { type FlagTable, parseFlags, renderHelp } from '../lib/cli/flags.ts'
+import { PreflightError, runMain } from '../lib/cli/main.ts'
+import { Mutex } from '../lib/disk/prune-lock.ts'
+import { configureReport, report, seconds, secretValues } from '../lib/cli/report.ts'
+import { type CleanupRecord, now, Run } from '../lib/run/records.ts'
+import { dockerSize, formatBytes, parseSize } from '../lib/cli/size.ts'
+import { dryRunSpawn } from '../lib/cli/dry-run.ts'
+import { preflight, printChecks } from './preflight.ts'
+import type { CleanupOptions } from '../lib/engine/options.ts'
 
 /** The tiers, cheapest first. Each keeps as much warm cache as the target allows. */
 export const TIERS = [
   // records no build has used since the oldest image in flight started: they belong to finished images.
   // Time-based, because under dockerd's own BuildKit pulled layers are shared with the image store and
   // count 0 bytes, so a size cap never reaches them (measured: --keep-storage freed 10 MB of 2 GB)
-  { name: 'stale', why: 'build cache that only finished images used (not used since the oldest build in flight started)' },
+  {
+    name: 'stale',
+    why: 'build cache that only finished images used (not used since the oldest build in flight started)',
+  },
   // LRU cap on the build cache: drops the oldest records first, so shared builder and environment
   // layers that the next images need (used recently) stay warm
   { name: 'cache-cap', why: 'cap the build cache at what the target allows, oldest records first' },
@@ -30,28 +34,33 @@ export const TIERS = [
 export type Tier = (typeof TIERS)[number]['name']
 
 export const FLAGS = {
-  tier: { type: 'string', arg: 'TIER', choices: TIERS.map((t) => t.name), help: `Run one tier: ${TIERS.map((t) => t.name).join(', ')}` },
+  tier: {
+    type: 'string',
+    arg: 'TIER',
+    choices: TIERS.map((t) => t.name),
+    help: `Run one tier: ${TIERS.map((t) => t.name).join(', ')}`,
+  },
   'until-free': { type: 'size', help: 'Run tiers cheapest first until this much is free' },
-  'cache-cap': { type: 'size', help: 'With --tier cache-cap: keep this much cache (default: what --until-free allows, else 0)' },
-  'stale-after': { type: 'duration', arg: 'DURATION', default: '10m', help: 'With --tier stale (and --until-free): prune cache unused for this long' },
+  'cache-cap': {
+    type: 'size',
+    help: 'With --tier cache-cap: keep this much cache (default: what --until-free allows, else 0)',
+  },
+  'stale-after': {
+    type: 'duration',
+    arg: 'DURATION',
+    default: '10m',
+    help: 'With --tier stale (and --until-free): prune cache unused for this long',
+  },
   images: { type: 'list', arg: 'TAG', help: 'docker rmi these first' },
-  builder: { type: 'string', arg: 'NAME', help: 'buildx builder whose cache to prune as well (default: the selected one, when it is not the daemon)' },
+  builder: {
+    type: 'string',
+    arg: 'NAME',
+    help: 'buildx builder whose cache to prune as well (default: the selected one, when it is not the daemon)',
+  },
   'data-root': { type: 'string', arg: 'PATH', help: "Where this machine sees the daemon's data root" },
   timeout: { type: 'duration', arg: 'DURATION', default: '10m', help: 'Kill a prune that runs longer (e.g. 90s, 10m)' },
   'dry-run': { type: 'boolean', help: 'Print the commands; run none' },
 } as const satisfies FlagTable
-
-export type CleanupOptions = {
-  run: Run
-  lock: Mutex
-  pruneFlags: PruneFlags
-  /** the buildx builder that holds cache apart from the daemon (docker-container, kubernetes, remote) */
-  containerBuilder?: string
-  /** milliseconds */
-  timeout: number
-  /** below this many free bytes, a cleanup that reclaims nothing is a warning */
-  lowWater: number
-}
 
 /** docker rmi of images already pushed (not a prune: takes no lock). Untagging frees little under BuildKit. */
 export async function removeImages(tags: string[], o: CleanupOptions): Promise<CleanupRecord> {
@@ -63,7 +72,9 @@ export async function pruneStaleCache(seconds: number, o: CleanupOptions): Promi
   const age = `${Math.max(1, Math.floor(seconds))}s`
   const records = [await measure(o, 'stale', () => $`docker builder prune -af --filter until=${age}`)]
   const builder = o.containerBuilder
-  if (builder) records.push(await measure(o, 'stale', () => $`docker buildx prune -af --builder ${builder} --filter until=${age}`))
+  if (builder) {
+    records.push(await measure(o, 'stale', () => $`docker buildx prune -af --builder ${builder} --filter until=${age}`))
+  }
   return records
 }
 
@@ -73,7 +84,11 @@ export async function pruneCacheCapped(keep: number, o: CleanupOptions): Promise
   if (!flag) return []
   const records = [await measure(o, 'cache-cap', () => $`docker builder prune -af ${flag} ${dockerSize(keep)}`)]
   const builder = o.containerBuilder
-  if (builder) records.push(await measure(o, 'cache-cap', () => $`docker buildx prune -af --builder ${builder} ${flag} ${dockerSize(keep)}`))
+  if (builder) {
+    records.push(
+      await measure(o, 'cache-cap', () => $`docker buildx prune -af --builder ${builder} ${flag} ${dockerSize(keep)}`),
+    )
+  }
   return records
 }
 
@@ -103,7 +118,12 @@ export async function buildCacheBytes(): Promise<number | undefined> {
  * Runs tiers cheapest first until `targetFree` bytes are free; stops as soon as they are.
  * Resolves to the bytes reclaimed in all (signed).
  */
-export async function cleanUntil(targetFree: number, o: CleanupOptions, staleSeconds?: number, tiers: readonly Tier[] = TIERS.map((t) => t.name)): Promise<number> {
+export async function cleanUntil(
+  targetFree: number,
+  o: CleanupOptions,
+  staleSeconds?: number,
+  tiers: readonly Tier[] = TIERS.map((t) => t.name),
+): Promise<number> {
   const start = o.run.free()
   for (const tier of tiers) {
     const free = o.run.free()
@@ -128,7 +148,12 @@ export async function perImageCleanup(tags: string[], cap: number | undefined, o
 }
 
 /** Runs one cleanup command under the lock and the timeout; records bytes reclaimed, seconds, exit code. */
-async function measure(o: CleanupOptions, tier: string, start: () => ProcessPromise, exclusive = true): Promise<CleanupRecord> {
+async function measure(
+  o: CleanupOptions,
+  tier: string,
+  start: () => ProcessPromise,
+  exclusive = true,
+): Promise<CleanupRecord> {
   const body = async () => {
     const freeBefore = o.run.sample(`cleanup start ${tier}`)
     const t0 = Date.now()
@@ -136,8 +161,15 @@ async function measure(o: CleanupOptions, tier: string, start: () => ProcessProm
     const out = await p.nothrow().quiet().timeout(o.timeout)
     const freeAfter = o.run.sample(`cleanup end ${tier}`)
     const rec: CleanupRecord = {
-      command: p.cmd, tier, reclaimed: freeAfter - freeBefore, seconds: (Date.now() - t0) / 1000,
-      exitCode: out.exitCode, freeBefore, freeAfter, at: now(), timedOut: out.signal === 'SIGTERM' || undefined,
+      command: p.cmd,
+      tier,
+      reclaimed: freeAfter - freeBefore,
+      seconds: (Date.now() - t0) / 1000,
+      exitCode: out.exitCode,
+      freeBefore,
+      freeAfter,
+      at: now(),
+      timedOut: out.signal === 'SIGTERM' || undefined,
     }
     o.run.addCleanup(rec)
     explain(rec, out.stdout + out.stderr, o)
@@ -150,24 +182,47 @@ function explain(rec: CleanupRecord, output: string, o: CleanupOptions) {
   const line = `${rec.command}: ${formatBytes(rec.reclaimed)} in ${seconds(rec.seconds * 1000)}`
   if (rec.timedOut) report.warn(`${rec.command} timed out after ${seconds(o.timeout)} and was killed; the run goes on`)
   else if (rec.exitCode !== 0) report.warn(`${rec.command} exited ${rec.exitCode}: ${output.trim().split('\n').pop()}`)
-  else if (rec.reclaimed <= 0 && rec.freeBefore < o.lowWater && !o.run.dry) report.warn(`${rec.command} reclaimed nothing while only ${formatBytes(rec.freeBefore)} is free: is the cache somewhere else (another builder, another daemon)?`)
-  else report.dim(`  cleanup ${line}`)
+  else if (rec.reclaimed <= 0 && rec.freeBefore < o.lowWater && !o.run.dry) {
+    report.warn(
+      `${rec.command} reclaimed nothing while only ${
+        formatBytes(rec.freeBefore)
+      } is free: is the cache somewhere else (another builder, another daemon)?`,
+    )
+  } else report.dim(`  cleanup ${line}`)
 }
 
 export function printCleanups(records: CleanupRecord[]) {
-  for (const r of records) report.info(`  ${r.exitCode === 0 ? '✓' : '✗'} ${r.command}  ${formatBytes(r.reclaimed)}  ${seconds(r.seconds * 1000)}  rc=${r.exitCode}`)
+  for (const r of records) {
+    report.info(
+      `  ${r.exitCode === 0 ? '✓' : '✗'} ${r.command}  ${formatBytes(r.reclaimed)}  ${
+        seconds(r.seconds * 1000)
+      }  rc=${r.exitCode}`,
+    )
+  }
 }
 
 async function main(argv: string[]) {
   const { flags } = parseFlags(FLAGS, argv, process.env)
-  if (flags.help) return void console.log(renderHelp('bun run scripts/prune.ts [--until-free SIZE | --tier TIER] [flags]', 'Measured Docker cleanups: rmi, capped build-cache prune, system prune, full prune (daemon and buildx builder).', FLAGS))
+  if (flags.help) {
+    return void console.log(
+      renderHelp(
+        'bun run scripts/prune.ts [--until-free SIZE | --tier TIER] [flags]',
+        'Measured Docker cleanups: rmi, capped build-cache prune, system prune, full prune (daemon and buildx builder).',
+        FLAGS,
+      ),
+    )
+  }
   configureReport({ github: process.env.GITHUB_ACTIONS === 'true', secrets: secretValues(process.env) })
   const pre = await preflight({ minFree: 0, dataRoot: flags.dataRoot, builder: flags.builder })
   printChecks(pre)
   if (!pre.server) throw new PreflightError(['the Docker daemon does not answer'])
   const run = new Run(`/tmp/imagefleet-prune-${process.pid}`, pre.dataRoot, flags.dryRun)
   const o: CleanupOptions = {
-    run, lock: new Mutex(), pruneFlags: pre.pruneFlags, timeout: flags.timeout, lowWater: flags.untilFree ?? 0,
+    run,
+    lock: new Mutex(),
+    pruneFlags: pre.pruneFlags,
+    timeout: flags.timeout,
+    lowWater: flags.untilFree ?? 0,
     containerBuilder: pre.buildx && pre.buildx.driver !== 'docker' ? pre.buildx.builder : undefined,
   }
   if (flags.dryRun) $.spawn = dryRunSpawn((c) => console.log(c), $.prefix)
@@ -178,7 +233,9 @@ async function main(argv: string[]) {
   else if (flags.tier === 'system') await pruneSystem(o)
   else if (flags.tier === 'full') await pruneCacheAll(o)
   else if (flags.untilFree !== undefined) await cleanUntil(flags.untilFree, o, flags.staleAfter / 1000)
-  else if (!flags.images.length) report.info('nothing asked: give --until-free SIZE, --tier TIER or --images TAG (see --help)')
+  else if (!flags.images.length) {
+    report.info('nothing asked: give --until-free SIZE, --tier TIER or --images TAG (see --help)')
+  }
   const total = run.cleanups.reduce((s, r) => s + r.reclaimed, 0)
   report.info(`${run.cleanups.length} cleanups, ${formatBytes(total)} reclaimed, ${formatBytes(run.free())} free`)
   return run.cleanups.some((r) => r.exitCode !== 0) ? 1 : 0

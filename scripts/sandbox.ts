@@ -5,23 +5,50 @@ import { $ } from 'zx'
 import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
-import { parseFlags, renderHelp, UsageError, type FlagTable } from '../lib/args.ts'
-import { FatalError, runMain } from '../lib/cli.ts'
-import { sampleDisk } from '../lib/disk.ts'
-import { configureReport, report, secretValues, seconds } from '../lib/report.ts'
-import { formatBytes } from '../lib/size.ts'
+import { type FlagTable, parseFlags, renderHelp, UsageError } from '../lib/cli/flags.ts'
+import { FatalError, runMain } from '../lib/cli/main.ts'
+import { sampleDisk } from '../lib/disk/statfs.ts'
+import { configureReport, report, seconds, secretValues } from '../lib/cli/report.ts'
+import { formatBytes } from '../lib/cli/size.ts'
 
 export const FLAGS = {
-  dir: { type: 'string', default: '.sandbox', arg: 'DIR', help: 'Directory holding the disk image, sockets, logs and registry storage' },
-  disk: { type: 'size', default: '3G', arg: 'SIZE', help: 'Size of the loop-mounted ext4 disk that holds the Docker data root' },
+  dir: {
+    type: 'string',
+    default: '.sandbox',
+    arg: 'DIR',
+    help: 'Directory holding the disk image, sockets, logs and registry storage',
+  },
+  disk: {
+    type: 'size',
+    default: '3G',
+    arg: 'SIZE',
+    help: 'Size of the loop-mounted ext4 disk that holds the Docker data root',
+  },
   json: { type: 'boolean', help: 'With env: print the environment as JSON instead of shell exports' },
 } as const satisfies FlagTable
 
 type Env = Record<string, string | undefined>
-export type Sandbox = { dir: string; registry: string; seedImage: string; dataRoot: string; diskBytes: number; env: Record<string, string> }
+export type Sandbox = {
+  dir: string
+  registry: string
+  seedImage: string
+  dataRoot: string
+  diskBytes: number
+  env: Record<string, string>
+}
 type State = {
-  dir: string; diskBytes: number; loop?: string; dataRoot: string; socket: string; client?: string
-  dockerdPid?: number; registryPid?: number; port?: number; registry?: string; seedImage?: string; upSeconds?: number
+  dir: string
+  diskBytes: number
+  loop?: string
+  dataRoot: string
+  socket: string
+  client?: string
+  dockerdPid?: number
+  registryPid?: number
+  port?: number
+  registry?: string
+  seedImage?: string
+  upSeconds?: number
 }
 
 /** What `up` needs and the Debian package that brings it (apt-get installs the missing ones when root). */
@@ -40,9 +67,22 @@ function layout(dir: string) {
   const root = path.resolve(dir)
   const at = (name: string) => path.join(root, name)
   return {
-    root, marker: at(MARKER), state: at('state.json'), img: at('disk.img'), mnt: at('mnt'), dataRoot: at('mnt/docker'),
-    exec: at('exec'), socket: at('docker.sock'), pidfile: at('docker.pid'), log: at('dockerd.log'), bin: at('bin'),
-    config: at('docker-config'), registry: at('registry'), registryYml: at('registry.yml'), registryLog: at('registry.log'), seed: at('seed'),
+    root,
+    marker: at(MARKER),
+    state: at('state.json'),
+    img: at('disk.img'),
+    mnt: at('mnt'),
+    dataRoot: at('mnt/docker'),
+    exec: at('exec'),
+    socket: at('docker.sock'),
+    pidfile: at('docker.pid'),
+    log: at('dockerd.log'),
+    bin: at('bin'),
+    config: at('docker-config'),
+    registry: at('registry'),
+    registryYml: at('registry.yml'),
+    registryLog: at('registry.log'),
+    seed: at('seed'),
   }
 }
 type Layout = ReturnType<typeof layout>
@@ -55,19 +95,28 @@ export async function sandboxUp(opts: { dir: string; disk: number; baseEnv: Env 
   const old = readState(l)
   if (old && await isHealthy(old, opts.baseEnv)) {
     report.ok(`sandbox already up at ${l.root} (disk ${formatBytes(old.diskBytes)}, registry ${old.registry})`)
-    if (old.diskBytes !== opts.disk) report.warn(`it keeps its ${formatBytes(old.diskBytes)} disk: run down first for ${formatBytes(opts.disk)}`)
+    if (old.diskBytes !== opts.disk) {
+      report.warn(`it keeps its ${formatBytes(old.diskBytes)} disk: run down first for ${formatBytes(opts.disk)}`)
+    }
     return toSandbox(old, opts.baseEnv)
   }
   checkPrivileges()
-  if (fs.existsSync(l.marker)) { report.warn(`stale sandbox at ${l.root}: cleaning it first`); await sandboxDown({ dir: l.root }) }
-  if (fs.existsSync(l.root) && fs.readdirSync(l.root).length) throw new FatalError(`${l.root} exists and is not a sandbox: pick an empty or new --dir (down removes it)`)
+  if (fs.existsSync(l.marker)) {
+    report.warn(`stale sandbox at ${l.root}: cleaning it first`)
+    await sandboxDown({ dir: l.root })
+  }
+  if (fs.existsSync(l.root) && fs.readdirSync(l.root).length) {
+    throw new FatalError(`${l.root} exists and is not a sandbox: pick an empty or new --dir (down removes it)`)
+  }
   await ensurePackages(opts.baseEnv)
   const started = Date.now()
   try {
     const state = await bringUp(l, opts.disk, opts.baseEnv)
     state.upSeconds = (Date.now() - started) / 1000
     writeState(l, state)
-    report.ok(`sandbox up in ${seconds(Date.now() - started)}: disk ${formatBytes(opts.disk)}, registry ${state.registry}`)
+    report.ok(
+      `sandbox up in ${seconds(Date.now() - started)}: disk ${formatBytes(opts.disk)}, registry ${state.registry}`,
+    )
     return toSandbox(state, opts.baseEnv)
   } catch (error) {
     report.fail('sandbox up failed: taking down what was started')
@@ -80,7 +129,9 @@ export async function sandboxUp(opts: { dir: string; disk: number; baseEnv: Env 
 export async function sandboxDown(opts: { dir: string }): Promise<void> {
   const l = layout(opts.dir)
   if (!fs.existsSync(l.root)) return report.skip(`nothing is up at ${l.root}`)
-  if (!fs.existsSync(l.marker)) throw new FatalError(`${l.root} is not a sandbox directory (no ${MARKER}): not touching it`)
+  if (!fs.existsSync(l.marker)) {
+    throw new FatalError(`${l.root} is not a sandbox directory (no ${MARKER}): not touching it`)
+  }
   checkPrivileges()
   const state = readState(l)
   await stopProcess(state?.dockerdPid ?? readPidfile(l.pidfile), 'dockerd', 45_000)
@@ -123,9 +174,13 @@ async function bringUp(l: Layout, disk: number, env: Env): Promise<State> {
 }
 
 function checkPrivileges(): void {
-  if (process.getuid?.() !== 0) throw new FatalError('the sandbox needs root (loop mount, dockerd): run it with sudo or as root')
+  if (process.getuid?.() !== 0) {
+    throw new FatalError('the sandbox needs root (loop mount, dockerd): run it with sudo or as root')
+  }
   if (!fs.existsSync('/dev/loop-control')) {
-    throw new FatalError('no loop devices (/dev/loop-control missing): on a container, run it privileged or with --device /dev/loop-control')
+    throw new FatalError(
+      'no loop devices (/dev/loop-control missing): on a container, run it privileged or with --device /dev/loop-control',
+    )
   }
 }
 
@@ -155,9 +210,15 @@ async function linkBuildkitClient(l: Layout, env: Env): Promise<string> {
   const probe = $({ quiet: true, nothrow: true, timeout: '20s', env: { ...env, DOCKER_CONFIG: l.config } })
   let chosen: string | undefined
   for (const c of clients) if (!chosen && (await probe`${c} buildx version`).exitCode === 0) chosen = c
-  for (const c of clients) if (!chosen && Number(/version (\d+)\./.exec((await probe`${c} --version`).stdout)?.[1]) < 23) chosen = c
+  for (const c of clients) {
+    if (!chosen && Number(/version (\d+)\./.exec((await probe`${c} --version`).stdout)?.[1]) < 23) chosen = c
+  }
   if (!chosen) {
-    throw new FatalError(`no docker client that builds with BuildKit among ${clients.join(', ') || '(none on PATH)'}: install buildx (docker-buildx-plugin) or Debian's docker.io`)
+    throw new FatalError(
+      `no docker client that builds with BuildKit among ${
+        clients.join(', ') || '(none on PATH)'
+      }: install buildx (docker-buildx-plugin) or Debian's docker.io`,
+    )
   }
   fs.mkdirSync(l.bin, { recursive: true })
   fs.symlinkSync(chosen, path.join(l.bin, 'docker'))
@@ -177,7 +238,8 @@ async function mountDisk(l: Layout, bytes: number): Promise<string> {
 }
 
 async function startDockerd(l: Layout): Promise<number> {
-  const out = await $`setsid dockerd --data-root ${l.dataRoot} --exec-root ${l.exec} -H ${`unix://${l.socket}`} --pidfile ${l.pidfile} --bridge=none --iptables=false >${l.log} 2>&1 </dev/null & echo $!`
+  const out =
+    await $`setsid dockerd --data-root ${l.dataRoot} --exec-root ${l.exec} -H ${`unix://${l.socket}`} --pidfile ${l.pidfile} --bridge=none --iptables=false >${l.log} 2>&1 </dev/null & echo $!`
   return Number(out.stdout.trim())
 }
 
@@ -194,11 +256,24 @@ async function waitForDocker(l: Layout, pid: number, env: Record<string, string>
 
 /** Distribution 2.x, plain HTTP on 127.0.0.1 (docker treats it as insecure-allowed), deletes enabled, storage on the host disk. */
 async function startRegistry(l: Layout, port: number): Promise<number> {
-  fs.writeFileSync(l.registryYml, [
-    'version: 0.1', 'log:', '  level: warn', '  accesslog:', '    disabled: true',
-    'storage:', '  filesystem:', `    rootdirectory: ${l.registry}`, '  delete:', '    enabled: true',
-    'http:', `  addr: 127.0.0.1:${port}`, '',
-  ].join('\n'))
+  fs.writeFileSync(
+    l.registryYml,
+    [
+      'version: 0.1',
+      'log:',
+      '  level: warn',
+      '  accesslog:',
+      '    disabled: true',
+      'storage:',
+      '  filesystem:',
+      `    rootdirectory: ${l.registry}`,
+      '  delete:',
+      '    enabled: true',
+      'http:',
+      `  addr: 127.0.0.1:${port}`,
+      '',
+    ].join('\n'),
+  )
   const out = await $`setsid docker-registry serve ${l.registryYml} >${l.registryLog} 2>&1 </dev/null & echo $!`
   return Number(out.stdout.trim())
 }
@@ -245,8 +320,14 @@ async function stopProcess(pid: number | undefined, name: string, graceMs: numbe
 
 /** Engine processes still pointing into DIR (containerd, shims) after dockerd stopped. */
 async function killLeftovers(l: Layout): Promise<void> {
-  const left = pids().filter((p) => /^(dockerd|containerd|containerd-shim|runc|docker-registry)/.test(path.basename(commandOf(p).split('\0')[0])) && commandOf(p).includes(l.root))
-  for (const p of left) { report.warn(`killing leftover ${path.basename(commandOf(p).split('\0')[0])} (pid ${p})`); process.kill(p, 'SIGKILL') }
+  const left = pids().filter((p) =>
+    /^(dockerd|containerd|containerd-shim|runc|docker-registry)/.test(path.basename(commandOf(p).split('\0')[0])) &&
+    commandOf(p).includes(l.root)
+  )
+  for (const p of left) {
+    report.warn(`killing leftover ${path.basename(commandOf(p).split('\0')[0])} (pid ${p})`)
+    process.kill(p, 'SIGKILL')
+  }
   await waitGone(left, 5_000)
 }
 
@@ -254,14 +335,18 @@ async function killLeftovers(l: Layout): Promise<void> {
 async function unmountAll(l: Layout): Promise<void> {
   for (const mountpoint of mountsUnder(l.root)) {
     for (let attempt = 1; attempt <= 5 && mountsUnder(l.root).includes(mountpoint); attempt++) {
-      if ((await $({ quiet: true, nothrow: true, timeout: '30s' })`umount ${mountpoint}`).exitCode !== 0) await sleep(1000)
+      if ((await $({ quiet: true, nothrow: true, timeout: '30s' })`umount ${mountpoint}`).exitCode !== 0) {
+        await sleep(1000)
+      }
     }
     if (mountsUnder(l.root).includes(mountpoint)) {
       report.warn(`${mountpoint} is busy: lazy unmount`)
       await $({ quiet: true, timeout: '30s' })`umount -l ${mountpoint}`
     }
   }
-  if (mountsUnder(l.root).length) throw new FatalError(`still mounted under ${l.root}: ${mountsUnder(l.root).join(', ')}`)
+  if (mountsUnder(l.root).length) {
+    throw new FatalError(`still mounted under ${l.root}: ${mountsUnder(l.root).join(', ')}`)
+  }
 }
 
 async function detachLoops(l: Layout): Promise<void> {
@@ -275,16 +360,32 @@ async function detachLoops(l: Layout): Promise<void> {
 // ---- state and small helpers ----------------------------------------------------------------
 
 function readState(l: Layout): State | undefined {
-  try { return JSON.parse(fs.readFileSync(l.state, 'utf8')) } catch { return undefined }
+  try {
+    return JSON.parse(fs.readFileSync(l.state, 'utf8'))
+  } catch {
+    return undefined
+  }
 }
 const writeState = (l: Layout, state: State) => fs.writeFileSync(l.state, JSON.stringify(state, null, 2) + '\n')
-const readPidfile = (file: string) => { try { return Number(fs.readFileSync(file, 'utf8').trim()) || undefined } catch { return undefined } }
+const readPidfile = (file: string) => {
+  try {
+    return Number(fs.readFileSync(file, 'utf8').trim()) || undefined
+  } catch {
+    return undefined
+  }
+}
 
-const processesAlive = (s: State) => !!s.dockerdPid && alive(s.dockerdPid) && !!s.registryPid && alive(s.registryPid) && !!s.seedImage
+const processesAlive = (s: State) =>
+  !!s.dockerdPid && alive(s.dockerdPid) && !!s.registryPid && alive(s.registryPid) && !!s.seedImage
 
 async function isHealthy(s: State, env: Env): Promise<boolean> {
   if (!processesAlive(s) || !mountsUnder(s.dir).includes(path.join(s.dir, 'mnt'))) return false
-  const info = await $({ quiet: true, nothrow: true, timeout: '10s', env: toSandbox(s, env).env })`docker info --format {{.ServerVersion}}`
+  const info = await $({
+    quiet: true,
+    nothrow: true,
+    timeout: '10s',
+    env: toSandbox(s, env).env,
+  })`docker info --format {{.ServerVersion}}`
   const registry = await fetch(`http://${s.registry}/v2/`).then((r) => r.status, () => 0)
   return info.exitCode === 0 && registry === 200
 }
@@ -293,16 +394,24 @@ async function isHealthy(s: State, env: Env): Promise<boolean> {
 function exportsOf(s: State, basePath?: string): Record<string, string> {
   const bin = path.join(s.dir, 'bin')
   return {
-    DOCKER_HOST: `unix://${s.socket}`, DOCKER_BUILDKIT: '1', PATH: basePath ? `${bin}:${basePath}` : bin,
-    DOCKER_CONFIG: path.join(s.dir, 'docker-config'), IMAGEFLEET_SANDBOX_REGISTRY: s.registry ?? '',
-    IMAGEFLEET_SANDBOX_SEED: s.seedImage ?? '', IMAGEFLEET_SANDBOX_DATA_ROOT: s.dataRoot,
+    DOCKER_HOST: `unix://${s.socket}`,
+    DOCKER_BUILDKIT: '1',
+    PATH: basePath ? `${bin}:${basePath}` : bin,
+    DOCKER_CONFIG: path.join(s.dir, 'docker-config'),
+    IMAGEFLEET_SANDBOX_REGISTRY: s.registry ?? '',
+    IMAGEFLEET_SANDBOX_SEED: s.seedImage ?? '',
+    IMAGEFLEET_SANDBOX_DATA_ROOT: s.dataRoot,
   }
 }
 
 function toSandbox(s: State, baseEnv: Env): Sandbox {
   const base = Object.fromEntries(Object.entries(baseEnv).filter((e): e is [string, string] => e[1] !== undefined))
   return {
-    dir: s.dir, registry: s.registry ?? '', seedImage: s.seedImage ?? '', dataRoot: s.dataRoot, diskBytes: s.diskBytes,
+    dir: s.dir,
+    registry: s.registry ?? '',
+    seedImage: s.seedImage ?? '',
+    dataRoot: s.dataRoot,
+    diskBytes: s.diskBytes,
     env: { ...base, ...exportsOf(s, baseEnv.PATH) },
   }
 }
@@ -310,9 +419,19 @@ function toSandbox(s: State, baseEnv: Env): Sandbox {
 /** Every executable named `name` on PATH, resolved and de-duplicated (/bin and /usr/bin are often one). */
 function onPath(name: string, env: Env): string[] {
   const found = (env.PATH ?? '').split(':').filter(Boolean).map((d) => path.join(d, name))
-    .filter((f) => { try { fs.accessSync(f, fs.constants.X_OK); return true } catch { return false } })
+    .filter((f) => {
+      try {
+        fs.accessSync(f, fs.constants.X_OK)
+        return true
+      } catch {
+        return false
+      }
+    })
   const seen = new Set<string>()
-  return found.filter((f) => { const real = fs.realpathSync(f); return !seen.has(real) && !!seen.add(real) })
+  return found.filter((f) => {
+    const real = fs.realpathSync(f)
+    return !seen.has(real) && !!seen.add(real)
+  })
 }
 
 async function isStaticBinary(file: string): Promise<boolean> {
@@ -333,11 +452,28 @@ function freePort(): Promise<number> {
 
 /** Alive and not a zombie (in a container nobody may reap what we started). */
 function alive(pid: number): boolean {
-  try { return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8')) } catch { return false }
+  try {
+    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'))
+  } catch {
+    return false
+  }
 }
-const commandOf = (pid: number) => { try { return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8') } catch { return '' } }
+const commandOf = (pid: number) => {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+  } catch {
+    return ''
+  }
+}
 const pids = () => fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter((p) => p !== process.pid)
-const childrenOf = (pid: number) => pids().filter((p) => { try { return fs.readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')[1] === String(pid) } catch { return false } })
+const childrenOf = (pid: number) =>
+  pids().filter((p) => {
+    try {
+      return fs.readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')[1] === String(pid)
+    } catch {
+      return false
+    }
+  })
 
 async function waitGone(family: number[], ms: number): Promise<boolean> {
   const deadline = Date.now() + ms
@@ -351,7 +487,13 @@ function mountsUnder(dir: string): string[] {
     .filter((m) => m.startsWith(dir + '/')).sort((a, b) => b.length - a.length)
 }
 
-const tail = (file: string) => { try { return fs.readFileSync(file, 'utf8').split('\n').slice(-25).join('\n') } catch { return `(no ${file})` } }
+const tail = (file: string) => {
+  try {
+    return fs.readFileSync(file, 'utf8').split('\n').slice(-25).join('\n')
+  } catch {
+    return `(no ${file})`
+  }
+}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const shellQuote = (v: string) => /^[\w@%+=:,./-]*$/.test(v) ? v : `'${v.replace(/'/g, `'\\''`)}'`
 
@@ -368,7 +510,11 @@ export async function killService(dir: string, service: 'registry' | 'dockerd'):
 }
 
 /** Starts the registry (same port, same storage) or dockerd (same data root) again and waits until it answers. */
-export async function restartService(dir: string, service: 'registry' | 'dockerd', baseEnv: Env = process.env): Promise<void> {
+export async function restartService(
+  dir: string,
+  service: 'registry' | 'dockerd',
+  baseEnv: Env = process.env,
+): Promise<void> {
   const l = layout(dir)
   const state = readState(l)
   if (!state?.port || !state.registry) throw new FatalError(`no sandbox state in ${l.root}`)
@@ -389,14 +535,20 @@ export async function restartService(dir: string, service: 'registry' | 'dockerd
 function printEnv(dir: string, basePath: string | undefined, json: boolean): void {
   const state = readState(layout(dir))!
   if (json) return void process.stdout.write(JSON.stringify(exportsOf(state, basePath), null, 2) + '\n')
-  const lines = Object.entries(exportsOf(state)).map(([k, v]) => `export ${k}=${shellQuote(v)}${k === 'PATH' ? ':"$PATH"' : ''}`)
+  const lines = Object.entries(exportsOf(state)).map(([k, v]) =>
+    `export ${k}=${shellQuote(v)}${k === 'PATH' ? ':"$PATH"' : ''}`
+  )
   process.stdout.write(lines.join('\n') + '\n')
 }
 
 function printStatus(s: Sandbox): void {
   const disk = sampleDisk(s.dataRoot)
   report.info(`sandbox:  up at ${s.dir}`)
-  report.info(`disk:     ${formatBytes(disk.total)} total, ${formatBytes(disk.used)} used, ${formatBytes(disk.free)} free (${s.dataRoot})`)
+  report.info(
+    `disk:     ${formatBytes(disk.total)} total, ${formatBytes(disk.used)} used, ${
+      formatBytes(disk.free)
+    } free (${s.dataRoot})`,
+  )
   report.info(`registry: ${s.registry}   seed: ${s.seedImage}`)
 }
 
@@ -412,18 +564,26 @@ const SUMMARY = [
 
 async function main(argv: string[]): Promise<number> {
   const { flags, positionals } = parseFlags(FLAGS, argv, process.env)
-  if ((flags as { help?: boolean }).help) { process.stdout.write(renderHelp(USAGE, SUMMARY, FLAGS)); return 0 }
+  if ((flags as { help?: boolean }).help) {
+    process.stdout.write(renderHelp(USAGE, SUMMARY, FLAGS))
+    return 0
+  }
   const [command, ...extra] = positionals
   if (!['up', 'down', 'env', 'status'].includes(command) || extra.length) {
     throw new UsageError(`expected one of up, down, env, status; got '${positionals.join(' ')}'`)
   }
   configureReport({ github: process.env.GITHUB_ACTIONS === 'true', secrets: secretValues(process.env) })
-  if (command === 'up') printEnv((await sandboxUp({ dir: flags.dir, disk: flags.disk, baseEnv: process.env })).dir, process.env.PATH, false)
+  if (command === 'up') {
+    printEnv((await sandboxUp({ dir: flags.dir, disk: flags.disk, baseEnv: process.env })).dir, process.env.PATH, false)
+  }
   if (command === 'down') await sandboxDown({ dir: flags.dir })
   if (command === 'up' || command === 'down') return 0
   const running = sandboxState(flags.dir, process.env)
   if (!running) {
-    if (command === 'status') { report.info(`sandbox:  down (${path.resolve(flags.dir)})`); return 1 }
+    if (command === 'status') {
+      report.info(`sandbox:  down (${path.resolve(flags.dir)})`)
+      return 1
+    }
     throw new FatalError(`no sandbox is up at ${path.resolve(flags.dir)}: run 'sandbox.ts up' first`)
   }
   if (command === 'env') printEnv(running.dir, process.env.PATH, flags.json)

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test'
-import { parseDuration, parseFlags, renderHelp, UsageError, type FlagTable } from '../lib/args.ts'
-import { dockerSize, formatBytes, parseSize } from '../lib/size.ts'
+import { type FlagTable, parseDuration, parseFlags, renderHelp, UsageError } from '../lib/cli/flags.ts'
+import { dockerSize, formatBytes, parseSize } from '../lib/cli/size.ts'
 
 const T = {
   'min-free': { type: 'size', default: '1GB', help: 'min free' },
@@ -22,7 +22,9 @@ describe('sizes', () => {
     expect(parseSize('2.631GB')).toBe(2631e6) // docker system df's human strings
   })
   test('refuse what is not a size, saying which forms work', () => {
-    for (const bad of ['10XB', '', 'GB', '-1GB', '1e9', '5 G B']) expect(() => parseSize(bad)).toThrow(/not a size.*500MB/)
+    for (const bad of ['10XB', '', 'GB', '-1GB', '1e9', '5 G B']) {
+      expect(() => parseSize(bad)).toThrow(/not a size.*500MB/)
+    }
   })
   test('print signed and unrounded into lies', () => {
     expect(formatBytes(-1536)).toBe('-1.5 KiB')
@@ -35,7 +37,14 @@ describe('sizes', () => {
 describe('flags', () => {
   test('defaults, conversion and repeated lists', () => {
     const { flags, positionals } = parseFlags(T, ['--build-arg', 'A=1', '--build-arg=B=2', '--force', 'extra'])
-    expect(flags).toMatchObject({ minFree: 1e9, concurrency: 4, buildArg: ['A=1', 'B=2'], force: true, cleanup: 'adaptive', timeout: 600_000 })
+    expect(flags).toMatchObject({
+      minFree: 1e9,
+      concurrency: 4,
+      buildArg: ['A=1', 'B=2'],
+      force: true,
+      cleanup: 'adaptive',
+      timeout: 600_000,
+    })
     expect(positionals).toEqual(['extra'])
   })
   test('IMAGEFLEET_<FLAG> environment variables apply, and the flag wins', () => {
@@ -45,19 +54,37 @@ describe('flags', () => {
   })
   test('collects every bad flag into one usage error', () => {
     try {
-      parseFlags(T, ['--min-free', '10XB', '--concurrency', '0', '--bogus', '--cleanup', 'sometimes', '--timeout', 'soon'])
+      parseFlags(T, [
+        '--min-free',
+        '10XB',
+        '--concurrency',
+        '0',
+        '--bogus',
+        '--cleanup',
+        'sometimes',
+        '--timeout',
+        'soon',
+      ])
       throw new Error('no error')
     } catch (e) {
       expect(e).toBeInstanceOf(UsageError)
       const problems = (e as UsageError).problems.join('\n')
-      for (const n of ['--min-free', '--concurrency', '--bogus', '--cleanup', '--timeout']) expect(problems).toContain(n)
+      for (const n of ['--min-free', '--concurrency', '--bogus', '--cleanup', '--timeout']) {
+        expect(problems).toContain(n)
+      }
     }
   })
   test('a bad value in the environment is refused like a bad flag', () => {
     expect(() => parseFlags(T, [], { IMAGEFLEET_MIN_FREE: 'lots' })).toThrow(UsageError)
   })
   test('durations', () => {
-    expect([parseDuration('90s'), parseDuration('10m'), parseDuration('2h'), parseDuration('500ms'), parseDuration('30')]).toEqual([90_000, 600_000, 7_200_000, 500, 30_000])
+    expect([
+      parseDuration('90s'),
+      parseDuration('10m'),
+      parseDuration('2h'),
+      parseDuration('500ms'),
+      parseDuration('30'),
+    ]).toEqual([90_000, 600_000, 7_200_000, 500, 30_000])
     expect(parseDuration('10 minutes')).toBeUndefined()
   })
   test('help lists every flag with its default and the environment form', () => {

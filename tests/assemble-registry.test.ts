@@ -1,16 +1,23 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import pMap from 'p-map'
-import { type AssemblePlan, type ImageConfig, applySteps } from '../lib/assemble-dockerfile.ts'
-import { assembleInRegistry, makeAgentLayer, parseAssembleDockerfile } from '../lib/assemble-registry.ts'
-import { decompressLayer, type LayerFile, readTar } from '../lib/layer.ts'
-import { getBlob } from '../lib/registry-blobs.ts'
-import { parseImageRef } from '../lib/registry-ref.ts'
-import { MEDIA, RegistryClient } from '../lib/registry.ts'
+import { applySteps, type AssemblePlan, type ImageConfig } from '../lib/image/assemble-dockerfile.ts'
+import { assembleInRegistry, makeAgentLayer, parseAssembleDockerfile } from '../lib/image/assemble-registry.ts'
+import { decompressLayer, type LayerFile, readTar } from '../lib/image/layer.ts'
+import { getBlob } from '../lib/registry/blobs.ts'
+import { parseImageRef } from '../lib/registry/ref.ts'
+import { MEDIA, RegistryClient } from '../lib/registry/client.ts'
 import { pushTestImage, pushTestIndex, type RegistryServer, startRegistry } from './helpers/registry-server.ts'
 
 const bytes = (s: string) => new TextEncoder().encode(s)
 const decode = (b: Uint8Array) => JSON.parse(new TextDecoder().decode(b))
-const file = (path: string, content: string, mode = 0o644, uid = 0, gid = 0): LayerFile => ({ path, type: 'file', mode, uid, gid, data: bytes(content) })
+const file = (path: string, content: string, mode = 0o644, uid = 0, gid = 0): LayerFile => ({
+  path,
+  type: 'file',
+  mode,
+  uid,
+  gid,
+  data: bytes(content),
+})
 
 const SYNTHETIC = `# The thin per-instance image
 ARG BASE_IMAGE
@@ -82,13 +89,22 @@ COPY --from=builder /src/d .`)
       { sources: ['/src/d'], dest: '/work/sub/' },
     ])
     const copy = p.steps.find((s) => s.kind === 'copy')!
-    expect(copy.kind === 'copy' && copy.createdBy).toBe('COPY --chown=1000:1000 --chmod=750 /src/a /src/b /opt/agent/ # buildkit')
+    expect(copy.kind === 'copy' && copy.createdBy).toBe(
+      'COPY --chown=1000:1000 --chmod=750 /src/a /src/b /opt/agent/ # buildkit',
+    )
   })
 })
 
 const baseConfig = (): ImageConfig => ({
-  architecture: 'amd64', os: 'linux', created: '2024-01-01T00:00:00Z',
-  config: { Env: ['PATH=/usr/bin:/bin', 'LANG=C.UTF-8'], Cmd: ['python3'], WorkingDir: '/base', Labels: { base: 'yes' } },
+  architecture: 'amd64',
+  os: 'linux',
+  created: '2024-01-01T00:00:00Z',
+  config: {
+    Env: ['PATH=/usr/bin:/bin', 'LANG=C.UTF-8'],
+    Cmd: ['python3'],
+    WorkingDir: '/base',
+    Labels: { base: 'yes' },
+  },
   rootfs: { type: 'layers', diff_ids: ['sha256:base'] },
   history: [{ created_by: 'base' }],
 })
@@ -98,10 +114,16 @@ const apply = (body: string, base = baseConfig(), layerDiffId?: string) =>
 describe('applySteps follows docker build semantics', () => {
   test('ENV replaces in place or appends, expands base Env, and sees the values from before the instruction', () => {
     const c = apply('ENV PATH=/opt/agent/bin:$PATH A=1\nENV A=2 B=$A\nENV LEGACY the rest "of" line')
-    expect(c.config!.Env).toEqual(['PATH=/opt/agent/bin:/usr/bin:/bin', 'LANG=C.UTF-8', 'A=2', 'B=1', 'LEGACY=the rest of line'])
+    expect(c.config!.Env).toEqual([
+      'PATH=/opt/agent/bin:/usr/bin:/bin',
+      'LANG=C.UTF-8',
+      'A=2',
+      'B=1',
+      'LEGACY=the rest of line',
+    ])
   })
 
-  test('WORKDIR resolves against the previous one (the base\'s first), with ENV expansion', () => {
+  test("WORKDIR resolves against the previous one (the base's first), with ENV expansion", () => {
     expect(apply('WORKDIR rel').config!.WorkingDir).toBe('/base/rel')
     expect(apply('ENV D=/srv\nWORKDIR $D\nWORKDIR ../x/./y').config!.WorkingDir).toBe('/x/y')
   })
@@ -129,13 +151,27 @@ describe('applySteps follows docker build semantics', () => {
   })
 
   test('history gets one BuildKit-style entry per instruction; the first COPY carries the layer', () => {
-    const c = apply('ARG V=1\nCOPY --from=builder /a /b\nENV X=$V\nCMD ["a", "b"]\nCOPY --from=builder /c /d', baseConfig(), 'sha256:agent')
+    const c = apply(
+      'ARG V=1\nCOPY --from=builder /a /b\nENV X=$V\nCMD ["a", "b"]\nCOPY --from=builder /c /d',
+      baseConfig(),
+      'sha256:agent',
+    )
     expect(c.history!.slice(1)).toEqual([
       { created: '1970-01-01T00:00:00Z', created_by: 'ARG V=1', comment: 'buildkit.dockerfile.v0', empty_layer: true },
       { created: '1970-01-01T00:00:00Z', created_by: 'COPY /a /b # buildkit', comment: 'buildkit.dockerfile.v0' },
       { created: '1970-01-01T00:00:00Z', created_by: 'ENV X=1', comment: 'buildkit.dockerfile.v0', empty_layer: true },
-      { created: '1970-01-01T00:00:00Z', created_by: 'CMD ["a" "b"]', comment: 'buildkit.dockerfile.v0', empty_layer: true },
-      { created: '1970-01-01T00:00:00Z', created_by: 'COPY /c /d # buildkit', comment: 'buildkit.dockerfile.v0', empty_layer: true },
+      {
+        created: '1970-01-01T00:00:00Z',
+        created_by: 'CMD ["a" "b"]',
+        comment: 'buildkit.dockerfile.v0',
+        empty_layer: true,
+      },
+      {
+        created: '1970-01-01T00:00:00Z',
+        created_by: 'COPY /c /d # buildkit',
+        comment: 'buildkit.dockerfile.v0',
+        empty_layer: true,
+      },
     ])
     expect(c.rootfs.diff_ids).toEqual(['sha256:base', 'sha256:agent'])
     expect(c.created).toBe('1970-01-01T00:00:00Z')
@@ -153,18 +189,34 @@ describe('assembly in a real registry', () => {
     return fetch(input, init)
   }) as typeof fetch
   const client = new RegistryClient({ fetch: spyFetch })
-  const agentFiles = [file('opt/agent/bin/agent', '#!/bin/sh\necho agent\n', 0o755), file('opt/agent/VERSION', '1'), file('opt/agent/old.txt', 'old')]
-  const baseLayers = [[file('bin/sh', 'fake shell', 0o755), file('etc/os-release', 'ID=test')], [file('testbed/setup.py', 'print(1)', 0o644, 1000, 1000)]]
+  const agentFiles = [
+    file('opt/agent/bin/agent', '#!/bin/sh\necho agent\n', 0o755),
+    file('opt/agent/VERSION', '1'),
+    file('opt/agent/old.txt', 'old'),
+  ]
+  const baseLayers = [[file('bin/sh', 'fake shell', 0o755), file('etc/os-release', 'ID=test')], [
+    file('testbed/setup.py', 'print(1)', 0o644, 1000, 1000),
+  ]]
   let base: Awaited<ReturnType<typeof pushTestImage>>
   let p: AssemblePlan
 
   beforeAll(async () => {
     ;[reg, other] = await Promise.all([startRegistry(), startRegistry()])
-    await pushTestImage(client, `${reg.address}/fleet/builder:1`, { layers: [agentFiles, [file('opt/agent/.wh.old.txt', '')]] })
-    base = await pushTestImage(client, `${reg.address}/fleet/base:1`, { layers: baseLayers, config: { WorkingDir: '/', Cmd: ['/bin/sh'] } })
-    p = parseAssembleDockerfile(SYNTHETIC, { buildArgs: { BASE_IMAGE: `${reg.address}/fleet/base:1`, BUILDER_IMAGE: `${reg.address}/fleet/builder:1` } }) as AssemblePlan
+    await pushTestImage(client, `${reg.address}/fleet/builder:1`, {
+      layers: [agentFiles, [file('opt/agent/.wh.old.txt', '')]],
+    })
+    base = await pushTestImage(client, `${reg.address}/fleet/base:1`, {
+      layers: baseLayers,
+      config: { WorkingDir: '/', Cmd: ['/bin/sh'] },
+    })
+    p = parseAssembleDockerfile(SYNTHETIC, {
+      buildArgs: { BASE_IMAGE: `${reg.address}/fleet/base:1`, BUILDER_IMAGE: `${reg.address}/fleet/builder:1` },
+    }) as AssemblePlan
   })
-  afterAll(async () => { await reg?.stop(); await other?.stop() })
+  afterAll(async () => {
+    await reg?.stop()
+    await other?.stop()
+  })
 
   test('makeAgentLayer packs the copied files reproducibly, honouring the builder whiteout', async () => {
     const a = await makeAgentLayer({ client, builderRef: p.builderImage, copies: p.copies })
@@ -188,7 +240,10 @@ describe('assembly in a real registry', () => {
     const m = await client.getManifest(parseImageRef(finalRef))
     expect(m.mediaType).toBe(MEDIA.dockerManifest)
     const manifest = decode(m.bytes)
-    expect(manifest.layers.map((l: { digest: string }) => l.digest)).toEqual([...base.layers.map((l) => l.digest), layer.digest])
+    expect(manifest.layers.map((l: { digest: string }) => l.digest)).toEqual([
+      ...base.layers.map((l) => l.digest),
+      layer.digest,
+    ])
     expect(manifest.layers[2].mediaType).toBe(MEDIA.dockerLayer)
     const config = decode(await getBlob(client, parseImageRef(finalRef), manifest.config.digest))
     expect(config.rootfs.diff_ids).toEqual([...base.layers.map((l) => l.diffId), layer.diffId])
@@ -203,9 +258,17 @@ describe('assembly in a real registry', () => {
     const layer = await makeAgentLayer({ client, builderRef: p.builderImage, copies: p.copies })
     const refs = Array.from({ length: 20 }, (_, i) => `${reg.address}/fleet/final-${i}:latest`)
     const started = performance.now()
-    const results = await pMap(refs, (finalRef) => assembleInRegistry({ client, baseRef: p.baseImage, finalRef, layer, steps: p.steps }), { concurrency: 8 })
+    const results = await pMap(
+      refs,
+      (finalRef) => assembleInRegistry({ client, baseRef: p.baseImage, finalRef, layer, steps: p.steps }),
+      { concurrency: 8 },
+    )
     const perImage = (performance.now() - started) / 1000 / refs.length
-    console.log(`20 instances: ${perImage.toFixed(3)} s/image wall, slowest ${Math.max(...results.map((r) => r.seconds)).toFixed(3)} s`)
+    console.log(
+      `20 instances: ${perImage.toFixed(3)} s/image wall, slowest ${
+        Math.max(...results.map((r) => r.seconds)).toFixed(3)
+      } s`,
+    )
     expect(new Set(results.map((r) => r.digest)).size).toBe(1)
     expect(perImage).toBeLessThan(1)
     expect(results.reduce((n, r) => n + r.mounted, 0)).toBeGreaterThanOrEqual(20 * 2)
@@ -215,9 +278,22 @@ describe('assembly in a real registry', () => {
     const fresh = new RegistryClient() // placements are remembered per client (one client per run)
     const shared = [file('bin/sh', 'shared shell', 0o755)]
     const refs = Array.from({ length: 24 }, (_, i) => `${reg.address}/fleet/shared-base:${i}`)
-    for (const [i, ref] of refs.entries()) await pushTestImage(fresh, ref, { layers: [shared, [file('etc/instance', String(i))]] })
+    for (const [i, ref] of refs.entries()) {
+      await pushTestImage(fresh, ref, { layers: [shared, [file('etc/instance', String(i))]] })
+    }
     const layer = await makeAgentLayer({ client: fresh, builderRef: p.builderImage, copies: p.copies })
-    const results = await pMap(refs, (baseRef, i) => assembleInRegistry({ client: fresh, baseRef, finalRef: `${reg.address}/fleet/shared-final:${i}`, layer, steps: p.steps }), { concurrency: 12 })
+    const results = await pMap(
+      refs,
+      (baseRef, i) =>
+        assembleInRegistry({
+          client: fresh,
+          baseRef,
+          finalRef: `${reg.address}/fleet/shared-final:${i}`,
+          layer,
+          steps: p.steps,
+        }),
+      { concurrency: 12 },
+    )
     expect(results.reduce((n, r) => n + r.mounted, 0)).toBe(1 + 24) // the shared layer once, each instance layer once
     expect(results.reduce((n, r) => n + r.present, 0)).toBe(23 + 23) // the shared layer and the agent layer after the first
     for (let i = 0; i < 24; i++) expect(await fresh.manifestExists(`${reg.address}/fleet/shared-final:${i}`)).toBe(true)
@@ -235,20 +311,50 @@ describe('assembly in a real registry', () => {
 
   test('a multi-platform base: --platform picks one, otherwise every platform gets a new index', async () => {
     const amd = await pushTestImage(client, `${reg.address}/fleet/multi:amd64`, { layers: baseLayers, oci: true })
-    const arm = await pushTestImage(client, `${reg.address}/fleet/multi:arm64`, { layers: [[file('bin/sh', 'arm shell', 0o755)]], oci: true, platform: { os: 'linux', architecture: 'arm64' } })
-    await pushTestIndex(client, `${reg.address}/fleet/multi:1`, [{ image: amd, platform: { os: 'linux', architecture: 'amd64' } }, { image: arm, platform: { os: 'linux', architecture: 'arm64' } }])
+    const arm = await pushTestImage(client, `${reg.address}/fleet/multi:arm64`, {
+      layers: [[file('bin/sh', 'arm shell', 0o755)]],
+      oci: true,
+      platform: { os: 'linux', architecture: 'arm64' },
+    })
+    await pushTestIndex(client, `${reg.address}/fleet/multi:1`, [{
+      image: amd,
+      platform: { os: 'linux', architecture: 'amd64' },
+    }, { image: arm, platform: { os: 'linux', architecture: 'arm64' } }])
     const layer = await makeAgentLayer({ client, builderRef: p.builderImage, copies: p.copies })
-    const one = await assembleInRegistry({ client, baseRef: `${reg.address}/fleet/multi:1`, finalRef: `${reg.address}/fleet/multi-final:arm`, layer, steps: p.steps, platform: 'linux/arm64' })
+    const one = await assembleInRegistry({
+      client,
+      baseRef: `${reg.address}/fleet/multi:1`,
+      finalRef: `${reg.address}/fleet/multi-final:arm`,
+      layer,
+      steps: p.steps,
+      platform: 'linux/arm64',
+    })
     expect([one.mediaType, one.platforms]).toEqual([MEDIA.ociManifest, ['linux/arm64']])
-    const all = await assembleInRegistry({ client, baseRef: `${reg.address}/fleet/multi:1`, finalRef: `${reg.address}/fleet/multi-final:all`, layer, steps: p.steps })
+    const all = await assembleInRegistry({
+      client,
+      baseRef: `${reg.address}/fleet/multi:1`,
+      finalRef: `${reg.address}/fleet/multi-final:all`,
+      layer,
+      steps: p.steps,
+    })
     expect([all.mediaType, all.platforms]).toEqual([MEDIA.ociIndex, ['linux/amd64', 'linux/arm64']])
     const index = decode((await client.getManifest(parseImageRef(`${reg.address}/fleet/multi-final:all`))).bytes)
-    for (const entry of index.manifests) expect(await client.manifestExists({ ...parseImageRef(`${reg.address}/fleet/multi-final`), digest: entry.digest })).toBe(true)
+    for (const entry of index.manifests) {
+      expect(
+        await client.manifestExists({ ...parseImageRef(`${reg.address}/fleet/multi-final`), digest: entry.digest }),
+      ).toBe(true)
+    }
   })
 
   test('a base on another registry is copied (streamed), and the result says so', async () => {
     const layer = await makeAgentLayer({ client, builderRef: p.builderImage, copies: p.copies })
-    const result = await assembleInRegistry({ client, baseRef: p.baseImage, finalRef: `${other.address}/fleet/final:x`, layer, steps: p.steps })
+    const result = await assembleInRegistry({
+      client,
+      baseRef: p.baseImage,
+      finalRef: `${other.address}/fleet/final:x`,
+      layer,
+      steps: p.steps,
+    })
     expect([result.mounted, result.copied]).toEqual([0, 2])
     expect(result.notes.join('\n')).toContain('copied')
     expect(result.bytesUploaded).toBeGreaterThan(base.layers.reduce((n, l) => n + l.size, 0))

@@ -7,10 +7,10 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { $ } from 'zx'
-import { sampleDisk } from '../lib/disk.ts'
-import { type FsNode, readLayerData, readTar, treeFromLayers } from '../lib/layer.ts'
-import { RegistryClient } from '../lib/registry.ts'
-import { sandboxDown, sandboxUp, type Sandbox } from '../scripts/sandbox.ts'
+import { sampleDisk } from '../lib/disk/statfs.ts'
+import { type FsNode, readLayerData, readTar, treeFromLayers } from '../lib/image/layer.ts'
+import { RegistryClient } from '../lib/registry/client.ts'
+import { type Sandbox, sandboxDown, sandboxUp } from '../scripts/sandbox.ts'
 import { describeIntegration } from './helpers/integration.ts'
 import { pushTestImage } from './helpers/registry-server.ts'
 
@@ -58,9 +58,19 @@ const CONFIG_FIELDS = ['Env', 'Entrypoint', 'Cmd', 'WorkingDir', 'User', 'Labels
 describeIntegration('registry assembly vs docker build', () => {
   let tmp: string, sb: Sandbox, context: string, sh: typeof $
   const script = (name: string, args: string[]) =>
-    $({ env: sb.env, cwd: ROOT, nothrow: true, quiet: true })`${process.execPath} scripts/${name}.ts --registry ${sb.registry}/fleet --upstream ${sb.registry}/up/{docker_id}:latest --context ${context} --build-arg SEED_IMAGE=${sb.seedImage} --network none --min-free 100MB ${args}`
-  const instancesFile = (name: string, ids: string[]) => { const f = path.join(tmp, name); fs.writeFileSync(f, ids.join('\n') + '\n'); return f }
-  const image = (mode: 'registry' | 'docker', dockerId: string) => `${sb.registry}/fleet/${mode === 'registry' ? 'eval-agent' : 'docker-agent'}:eq-${dockerId}`
+    $({
+      env: sb.env,
+      cwd: ROOT,
+      nothrow: true,
+      quiet: true,
+    })`${process.execPath} scripts/${name}.ts --registry ${sb.registry}/fleet --upstream ${sb.registry}/up/{docker_id}:latest --context ${context} --build-arg SEED_IMAGE=${sb.seedImage} --network none --min-free 100MB ${args}`
+  const instancesFile = (name: string, ids: string[]) => {
+    const f = path.join(tmp, name)
+    fs.writeFileSync(f, ids.join('\n') + '\n')
+    return f
+  }
+  const image = (mode: 'registry' | 'docker', dockerId: string) =>
+    `${sb.registry}/fleet/${mode === 'registry' ? 'eval-agent' : 'docker-agent'}:eq-${dockerId}`
 
   beforeAll(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'imagefleet-assemble-it-'))
@@ -73,14 +83,43 @@ describeIntegration('registry assembly vs docker build', () => {
     fs.writeFileSync(path.join(context, 'imagefleet-base'), 'base\n')
     // upstream images: the seed busybox under each instance's name (a push of layers the registry already has)
     await sh`docker pull ${sb.seedImage}`
-    for (const d of dockerIds(IDS)) { await sh`docker tag ${sb.seedImage} ${sb.registry}/up/${d}:latest`; await sh`docker push ${sb.registry}/up/${d}:latest` }
+    for (const d of dockerIds(IDS)) {
+      await sh`docker tag ${sb.seedImage} ${sb.registry}/up/${d}:latest`
+      await sh`docker push ${sb.registry}/up/${d}:latest`
+    }
     const t = Date.now()
-    const registryRun = await script('pipeline', ['--instances', instancesFile('ids.txt', IDS), '--key', 'eq', '--mode', 'registry', '--out', path.join(tmp, 'out-registry')])
-    if (registryRun.exitCode !== 0) throw new Error(`pipeline --mode registry failed:\n${registryRun.stdout}\n${registryRun.stderr}`)
+    const registryRun = await script('pipeline', [
+      '--instances',
+      instancesFile('ids.txt', IDS),
+      '--key',
+      'eq',
+      '--mode',
+      'registry',
+      '--out',
+      path.join(tmp, 'out-registry'),
+    ])
+    if (registryRun.exitCode !== 0) {
+      throw new Error(`pipeline --mode registry failed:\n${registryRun.stdout}\n${registryRun.stderr}`)
+    }
     console.log(registryRun.stdout.split('\n').filter((l) => /registry|assemble/i.test(l)).join('\n'))
-    const dockerRun = await script('assemble', ['--instances', instancesFile('ids.txt', IDS), '--key', 'eq', '--mode', 'docker', '--final-repo', `${sb.registry}/fleet/docker-agent`, '--out', path.join(tmp, 'out-docker')])
-    if (dockerRun.exitCode !== 0) throw new Error(`assemble --mode docker failed:\n${dockerRun.stdout}\n${dockerRun.stderr}`)
-    console.log(`builder + 2 bases + 2 registry assemblies, then 2 docker assemblies: ${((Date.now() - t) / 1000).toFixed(1)}s`)
+    const dockerRun = await script('assemble', [
+      '--instances',
+      instancesFile('ids.txt', IDS),
+      '--key',
+      'eq',
+      '--mode',
+      'docker',
+      '--final-repo',
+      `${sb.registry}/fleet/docker-agent`,
+      '--out',
+      path.join(tmp, 'out-docker'),
+    ])
+    if (dockerRun.exitCode !== 0) {
+      throw new Error(`assemble --mode docker failed:\n${dockerRun.stdout}\n${dockerRun.stderr}`)
+    }
+    console.log(
+      `builder + 2 bases + 2 registry assemblies, then 2 docker assemblies: ${((Date.now() - t) / 1000).toFixed(1)}s`,
+    )
   })
   afterAll(async () => {
     if (!tmp) return
@@ -107,16 +146,38 @@ describeIntegration('registry assembly vs docker build', () => {
     for (const d of dockerIds(IDS)) {
       await sh`docker pull ${image('registry', d)}`
       await sh`docker pull ${image('docker', d)}`
-      const [reg, dock] = [await listing(image('registry', d), 'container'), await listing(image('docker', d), 'container')]
-      console.log(`${d}: container filesystems (docker export) — ${dock.size} entries from docker build, ${reg.size} from the registry; differences: ${JSON.stringify(differences(dock, reg))}`)
+      const [reg, dock] = [
+        await listing(image('registry', d), 'container'),
+        await listing(image('docker', d), 'container'),
+      ]
+      console.log(
+        `${d}: container filesystems (docker export) — ${dock.size} entries from docker build, ${reg.size} from the registry; differences: ${
+          JSON.stringify(differences(dock, reg))
+        }`,
+      )
       expect(differences(dock, reg)).toEqual([])
-      const [regImage, dockImage] = [await listing(image('registry', d), 'image'), await listing(image('docker', d), 'image')]
+      const [regImage, dockImage] = [
+        await listing(image('registry', d), 'image'),
+        await listing(image('docker', d), 'image'),
+      ]
       const diff = differences(dockImage, regImage)
-      console.log(`${d}: image filesystems (docker save, layers merged) — ${dockImage.size} vs ${regImage.size} entries; differences: ${JSON.stringify(diff)}`)
+      console.log(
+        `${d}: image filesystems (docker save, layers merged) — ${dockImage.size} vs ${regImage.size} entries; differences: ${
+          JSON.stringify(diff)
+        }`,
+      )
       // Known: BuildKit's WORKDIR makes /testbed in a layer of its own; the registry image leaves it to the
       // runtime, which creates the working directory when the container is created (hence equal above).
       expect(diff).toEqual([`testbed: docker build ${dockImage.get('testbed')} | registry (absent)`])
-      for (const p of ['opt/agent/bin/run', 'opt/agent/share/key', 'opt/agent/bin/version', 'tools/agent-tool', 'usr/share/agent/VERSION']) expect(regImage.has(p)).toBe(true)
+      for (
+        const p of [
+          'opt/agent/bin/run',
+          'opt/agent/share/key',
+          'opt/agent/bin/version',
+          'tools/agent-tool',
+          'usr/share/agent/VERSION',
+        ]
+      ) expect(regImage.has(p)).toBe(true)
     }
   })
 
@@ -127,7 +188,9 @@ describeIntegration('registry assembly vs docker build', () => {
         return Object.fromEntries(CONFIG_FIELDS.map((k) => [k, c[k] ?? null]))
       }
       const [reg, dock] = [await config(image('registry', d)), await config(image('docker', d))]
-      console.log(`${d}: config from docker build ${JSON.stringify(dock)}\n${d}: config from the registry ${JSON.stringify(reg)}`)
+      console.log(
+        `${d}: config from docker build ${JSON.stringify(dock)}\n${d}: config from the registry ${JSON.stringify(reg)}`,
+      )
       expect(reg).toEqual(dock)
       expect(reg.User).toBe('1000:1000')
     }
@@ -139,7 +202,8 @@ describeIntegration('registry assembly vs docker build', () => {
     expect(cat.stdout.trim()).toBe('agent 1.0')
     const defaults = await sh`docker run --rm --network none ${img}` // ENTRYPOINT + CMD as configured
     expect(defaults.stdout.trim()).toBe('agent 1.0')
-    const where = await sh`docker run --rm --network none ${img} /bin/sh -c ${'pwd; id -u; cat /opt/agent/share/key; agent-tool; cat /etc/imagefleet-base'}`
+    const where =
+      await sh`docker run --rm --network none ${img} /bin/sh -c ${'pwd; id -u; cat /opt/agent/share/key; agent-tool; cat /etc/imagefleet-base'}`
     expect(where.stdout.trim().split('\n')).toEqual(['/testbed', '1000', 'secret', 'tool', 'base'])
   })
 
@@ -150,15 +214,41 @@ describeIntegration('registry assembly vs docker build', () => {
     const builder = await client.getManifest(`${sb.registry}/fleet/eval-builder:eq`)
     await client.putManifest(`${sb.registry}/fleet/eval-builder:many`, builder.bytes, builder.mediaType)
     const sh0 = { path: 'bin/sh', type: 'symlink' as const, mode: 0o777, uid: 0, gid: 0, linkname: 'busybox' }
-    for (const d of dockerIds(ids)) await pushTestImage(client, `${sb.registry}/fleet/eval-base:many-${d}`, { layers: [[sh0], [{ path: 'etc/instance', type: 'file', mode: 0o644, uid: 0, gid: 0, data: new TextEncoder().encode(d) }]] })
+    for (const d of dockerIds(ids)) {
+      await pushTestImage(client, `${sb.registry}/fleet/eval-base:many-${d}`, {
+        layers: [[sh0], [{
+          path: 'etc/instance',
+          type: 'file',
+          mode: 0o644,
+          uid: 0,
+          gid: 0,
+          data: new TextEncoder().encode(d),
+        }]],
+      })
+    }
     await sh`sync`
     const before = sampleDisk(sb.dataRoot)
     const t = Date.now()
-    const r = await script('assemble', ['--instances', instancesFile('many.txt', ids), '--key', 'many', '--mode', 'registry', '--concurrency', '8', '--out', path.join(tmp, 'out-many')])
+    const r = await script('assemble', [
+      '--instances',
+      instancesFile('many.txt', ids),
+      '--key',
+      'many',
+      '--mode',
+      'registry',
+      '--concurrency',
+      '8',
+      '--out',
+      path.join(tmp, 'out-many'),
+    ])
     const secs = (Date.now() - t) / 1000
     await sh`sync`
     const after = sampleDisk(sb.dataRoot)
-    console.log(`100 instances in the registry: ${secs.toFixed(1)}s wall (script start to end), data root free ${before.free} → ${after.free} bytes (${after.free - before.free})`)
+    console.log(
+      `100 instances in the registry: ${
+        secs.toFixed(1)
+      }s wall (script start to end), data root free ${before.free} → ${after.free} bytes (${after.free - before.free})`,
+    )
     console.log(r.stdout.split('\n').filter((l) => /Assembled in the registry|ok,|✗/.test(l)).join('\n'))
     expect(r.exitCode).toBe(0)
     const summary = JSON.parse(fs.readFileSync(path.join(tmp, 'out-many', 'summary.json'), 'utf8'))
@@ -180,15 +270,24 @@ function savedLayers(save: Uint8Array): Uint8Array[] {
 function walk(root: FsNode, layers: Uint8Array[]): Map<string, string> {
   const nodes: [string, FsNode][] = []
   const visit = (node: FsNode, at: string) => {
-    for (const [name, child] of node.children ?? []) { nodes.push([at + name, child]); if (child.type === 'dir') visit(child, `${at}${name}/`) }
+    for (const [name, child] of node.children ?? []) {
+      nodes.push([at + name, child])
+      if (child.type === 'dir') visit(child, `${at}${name}/`)
+    }
   }
   visit(root, '')
   const data = readLayerData(layers, new Set(nodes.flatMap(([, n]) => (n.dataKey ? [n.dataKey] : []))))
   const out = new Map<string, string>()
   for (const [p, n] of nodes.sort(([a], [b]) => (a < b ? -1 : 1))) {
     const bytes = n.dataKey ? data.get(n.dataKey) : undefined
-    const content = n.type === 'file' ? `${bytes?.length ?? 0} ${createHash('sha256').update(bytes ?? new Uint8Array()).digest('hex').slice(0, 16)}` : ''
-    out.set(p, `${n.type} ${(n.mode & 0o7777).toString(8)} ${n.uid}:${n.gid} ${content}${n.linkname ? ` → ${n.linkname}` : ''}`.trim())
+    const content = n.type === 'file'
+      ? `${bytes?.length ?? 0} ${createHash('sha256').update(bytes ?? new Uint8Array()).digest('hex').slice(0, 16)}`
+      : ''
+    out.set(
+      p,
+      `${n.type} ${(n.mode & 0o7777).toString(8)} ${n.uid}:${n.gid} ${content}${n.linkname ? ` → ${n.linkname}` : ''}`
+        .trim(),
+    )
   }
   return out
 }

@@ -5,35 +5,69 @@ import { describe, expect, test } from 'bun:test'
 import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
-import type { LayerFile } from '../lib/layer.ts'
-import { RegistryClient } from '../lib/registry.ts'
-import { CONTEXT, ROOT, registryFixture } from './helpers/fixture.ts'
+import type { LayerFile } from '../lib/image/layer.ts'
+import { RegistryClient } from '../lib/registry/client.ts'
+import { CONTEXT, registryFixture, ROOT } from './helpers/fixture.ts'
 import { fakeDocker, mutatingCalls } from './helpers/fake-docker.ts'
 import { pushTestImage } from './helpers/registry-server.ts'
 
 const fx = registryFixture('assemble-test')
 
-const file = (p: string, text: string, mode = 0o644): LayerFile => ({ path: p, type: 'file', mode, uid: 0, gid: 0, data: new TextEncoder().encode(text) })
+const file = (p: string, text: string, mode = 0o644): LayerFile => ({
+  path: p,
+  type: 'file',
+  mode,
+  uid: 0,
+  gid: 0,
+  data: new TextEncoder().encode(text),
+})
 const client = new RegistryClient()
 
-const write = (name: string, text: string) => { const f = path.join(fx.work, name); fs.writeFileSync(f, text); return f }
+const write = (name: string, text: string) => {
+  const f = path.join(fx.work, name)
+  fs.writeFileSync(f, text)
+  return f
+}
 const instances = (key: string, ids: string[]) => write(`instances-${key}.txt`, ids.join('\n') + '\n')
 
 /** A builder and one base per instance in the registry, as build-bases would have left them. */
 async function pushFleet(key: string, dockerIds: string[]) {
-  await pushTestImage(client, `${fx.registry.address}/fleet/eval-builder:${key}`, { layers: [[file('opt/agent/VERSION', 'agent 1.0\n'), file('opt/agent/bin/run', '#!/bin/sh\nexec "$@"\n', 0o755)]] })
-  for (const d of dockerIds) await pushTestImage(client, `${fx.registry.address}/fleet/eval-base:${key}-${d}`, { layers: [[file('bin/sh', 'shell', 0o755)], [file('etc/imagefleet-base', d)]] })
+  await pushTestImage(client, `${fx.registry.address}/fleet/eval-builder:${key}`, {
+    layers: [[file('opt/agent/VERSION', 'agent 1.0\n'), file('opt/agent/bin/run', '#!/bin/sh\nexec "$@"\n', 0o755)]],
+  })
+  for (const d of dockerIds) {
+    await pushTestImage(client, `${fx.registry.address}/fleet/eval-base:${key}-${d}`, {
+      layers: [[file('bin/sh', 'shell', 0o755)], [file('etc/imagefleet-base', d)]],
+    })
+  }
 }
 
 async function run(script: 'assemble' | 'pipeline', args: string[], fake = fakeDocker()) {
   const out = path.join(fx.work, `out-${Math.random().toString(36).slice(2)}`)
   const env = { ...process.env, ...fake.env, CI: '', GITHUB_ACTIONS: '' }
-  const r = await $({ env, nothrow: true, quiet: true, cwd: ROOT })`${process.execPath} scripts/${script}.ts --registry ${fx.registry.address}/fleet --upstream ${fx.registry.address}/up/{docker_id}:latest --context ${CONTEXT} --min-free 0 --out ${out} ${args}`
+  const r = await $({
+    env,
+    nothrow: true,
+    quiet: true,
+    cwd: ROOT,
+  })`${process.execPath} scripts/${script}.ts --registry ${fx.registry.address}/fleet --upstream ${fx.registry.address}/up/{docker_id}:latest --context ${CONTEXT} --min-free 0 --out ${out} ${args}`
   const calls = fake.calls()
   fake.cleanup()
-  const manifest = fs.existsSync(path.join(out, 'manifest.jsonl')) ? fs.readFileSync(path.join(out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)) : []
-  const summary = fs.existsSync(path.join(out, 'summary.json')) ? JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8')) : undefined
-  return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr, calls, mutating: mutatingCalls(calls), manifest, summary }
+  const manifest = fs.existsSync(path.join(out, 'manifest.jsonl'))
+    ? fs.readFileSync(path.join(out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+    : []
+  const summary = fs.existsSync(path.join(out, 'summary.json'))
+    ? JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'))
+    : undefined
+  return {
+    code: r.exitCode,
+    stdout: r.stdout,
+    stderr: r.stderr,
+    calls,
+    mutating: mutatingCalls(calls),
+    manifest,
+    summary,
+  }
 }
 
 describe('assemble --mode', () => {
@@ -50,7 +84,9 @@ describe('assemble --mode', () => {
     expect(r.summary.registry).toMatchObject({ images: 2, mounted: 3, copied: 0, present: 2 })
     expect(r.summary.registry.bytesUploaded).toBeGreaterThan(0)
     expect(r.stdout).toContain('Assembled in the registry: 2 images')
-    for (const d of ['a_1776_b-1', 'a_1776_b-2']) expect(await client.manifestExists(`${fx.registry.address}/fleet/eval-agent:r1-${d}`)).toBe(true)
+    for (const d of ['a_1776_b-1', 'a_1776_b-2']) {
+      expect(await client.manifestExists(`${fx.registry.address}/fleet/eval-agent:r1-${d}`)).toBe(true)
+    }
   })
 
   test('the pipeline assembles in the registry by default: nothing built, pushed or removed locally', async () => {
@@ -58,23 +94,50 @@ describe('assemble --mode', () => {
     const r = await run('pipeline', ['--instances', instances('r2', ['c__d-1']), '--key', 'r2'])
     expect(r.code).toBe(0)
     expect(r.mutating).toEqual([])
-    expect(r.manifest.find((m) => m.phase === 'assemble')).toMatchObject({ status: 'built', registry: { mounted: 2, copied: 0 } })
+    expect(r.manifest.find((m) => m.phase === 'assemble')).toMatchObject({
+      status: 'built',
+      registry: { mounted: 2, copied: 0 },
+    })
     expect(await client.manifestExists(`${fx.registry.address}/fleet/eval-agent:r2-c_1776_d-1`)).toBe(true)
   })
 
   test('auto falls back to docker build when the Dockerfile needs a build, and says why once', async () => {
-    const dockerfile = write('Dockerfile.run', 'ARG BASE_IMAGE\nARG BUILDER_IMAGE\nFROM ${BUILDER_IMAGE} AS builder\nFROM ${BASE_IMAGE}\nRUN echo hi\n')
+    const dockerfile = write(
+      'Dockerfile.run',
+      'ARG BASE_IMAGE\nARG BUILDER_IMAGE\nFROM ${BUILDER_IMAGE} AS builder\nFROM ${BASE_IMAGE}\nRUN echo hi\n',
+    )
     await pushFleet('r3', ['e_1776_f-1', 'e_1776_f-2'])
-    const r = await run('assemble', ['--instances', instances('r3', ['e__f-1', 'e__f-2']), '--key', 'r3', '--assemble-dockerfile', dockerfile])
+    const r = await run('assemble', [
+      '--instances',
+      instances('r3', ['e__f-1', 'e__f-2']),
+      '--key',
+      'r3',
+      '--assemble-dockerfile',
+      dockerfile,
+    ])
     expect(r.code).toBe(0)
-    expect(r.stdout.split('\n').filter((l) => l.includes('docker build, not the registry'))).toEqual(['assemble: docker build, not the registry: line 5: RUN needs a docker build'])
+    expect(r.stdout.split('\n').filter((l) => l.includes('docker build, not the registry'))).toEqual([
+      'assemble: docker build, not the registry: line 5: RUN needs a docker build',
+    ])
     expect(r.mutating.filter((c) => c[0] === 'build').length).toBe(2)
     expect(r.summary.registry).toBeUndefined()
   })
 
   test('--mode registry with a Dockerfile that needs a build is refused with exit 2 before any docker command', async () => {
-    const dockerfile = write('Dockerfile.ctx', 'ARG BASE_IMAGE\nARG BUILDER_IMAGE\nFROM ${BUILDER_IMAGE} AS builder\nFROM ${BASE_IMAGE}\nCOPY agent /opt/agent\n')
-    const r = await run('assemble', ['--instances', instances('r4', ['g__h-1']), '--key', 'r4', '--assemble-dockerfile', dockerfile, '--mode', 'registry'])
+    const dockerfile = write(
+      'Dockerfile.ctx',
+      'ARG BASE_IMAGE\nARG BUILDER_IMAGE\nFROM ${BUILDER_IMAGE} AS builder\nFROM ${BASE_IMAGE}\nCOPY agent /opt/agent\n',
+    )
+    const r = await run('assemble', [
+      '--instances',
+      instances('r4', ['g__h-1']),
+      '--key',
+      'r4',
+      '--assemble-dockerfile',
+      dockerfile,
+      '--mode',
+      'registry',
+    ])
     expect(r.code).toBe(2)
     expect(r.stderr).toContain('--mode registry')
     expect(r.stderr).toContain('from the build context')
@@ -82,12 +145,22 @@ describe('assemble --mode', () => {
   })
 
   test('--dry-run in registry mode prints # registry: lines and writes nothing', async () => {
-    const r = await run('assemble', ['--instances', instances('r5', ['i__j-1', 'i__j-2']), '--key', 'r5', '--mode', 'registry', '--dry-run'])
+    const r = await run('assemble', [
+      '--instances',
+      instances('r5', ['i__j-1', 'i__j-2']),
+      '--key',
+      'r5',
+      '--mode',
+      'registry',
+      '--dry-run',
+    ])
     expect(r.code).toBe(0)
     expect(r.mutating).toEqual([])
     const lines = r.stdout.split('\n').filter((l) => l.startsWith('# registry: '))
     expect(lines.length).toBe(2) // one per instance
-    expect(lines[0]).toContain(`${fx.registry.address}/fleet/eval-agent:r5-i_1776_j-1 ← ${fx.registry.address}/fleet/eval-base:r5-i_1776_j-1`)
+    expect(lines[0]).toContain(
+      `${fx.registry.address}/fleet/eval-agent:r5-i_1776_j-1 ← ${fx.registry.address}/fleet/eval-base:r5-i_1776_j-1`,
+    )
     expect(r.stdout.split('\n').filter((l) => l.startsWith('# registry (once): agent layer from'))).toHaveLength(1)
     expect(r.stdout.split('\n').every((l) => !l.trim() || l.startsWith('#') || l.startsWith('docker '))).toBe(true)
     expect(await client.manifestExists(`${fx.registry.address}/fleet/eval-agent:r5-i_1776_j-1`)).toBe(false)
@@ -95,7 +168,14 @@ describe('assemble --mode', () => {
 
   test('a base missing from the registry fails its assembly as upstream_missing; the others are built', async () => {
     await pushFleet('r6', ['k_1776_l-1'])
-    const r = await run('assemble', ['--instances', instances('r6', ['k__l-1', 'k__l-2']), '--key', 'r6', '--mode', 'registry'])
+    const r = await run('assemble', [
+      '--instances',
+      instances('r6', ['k__l-1', 'k__l-2']),
+      '--key',
+      'r6',
+      '--mode',
+      'registry',
+    ])
     expect(r.code).toBe(1)
     const status = (id: string) => r.manifest.find((m) => m.phase === 'assemble' && m.id === id)
     expect(status('k__l-1')).toMatchObject({ status: 'built' })

@@ -7,8 +7,8 @@ import os from 'node:os'
 import path from 'node:path'
 import { $ } from 'zx'
 import { describeIntegration } from './helpers/integration.ts'
-import { sandboxDown, sandboxUp, type Sandbox } from '../scripts/sandbox.ts'
-import { generateFleet, type Fleet } from '../examples/synthetic-fleet/generate.ts'
+import { type Sandbox, sandboxDown, sandboxUp } from '../scripts/sandbox.ts'
+import { type Fleet, generateFleet } from '../examples/synthetic-fleet/generate.ts'
 
 const ROOT = path.resolve(import.meta.dir, '..')
 
@@ -20,7 +20,16 @@ describeIntegration('disk budget on a real engine', () => {
   beforeAll(async () => {
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'budget-it-'))
     sb = await sandboxUp({ dir: path.join(work, 'sandbox'), disk: 768 * 2 ** 20, baseEnv: process.env })
-    fleet = await generateFleet({ registry: sb.registry, seed: sb.seedImage, groups: 2, perGroup: 2, envSize: 120e6, instanceSize: 40e6, out: path.join(work, 'instances.txt'), env: sb.env })
+    fleet = await generateFleet({
+      registry: sb.registry,
+      seed: sb.seedImage,
+      groups: 2,
+      perGroup: 2,
+      envSize: 120e6,
+      instanceSize: 40e6,
+      out: path.join(work, 'instances.txt'),
+      env: sb.env,
+    })
   })
   afterAll(async () => {
     if (sb) await sandboxDown({ dir: sb.dir })
@@ -28,12 +37,17 @@ describeIntegration('disk budget on a real engine', () => {
   })
 
   const pipeline = (out: string, extra: string[]) =>
-    $({ env: sb.env, cwd: ROOT, nothrow: true, quiet: true })`${process.execPath} scripts/pipeline.ts --instances ${path.join(work, 'instances.txt')} --upstream ${fleet.upstream} --registry ${sb.registry}/fleet --context examples/synthetic-fleet/context --build-arg SEED_IMAGE=${sb.seedImage} --network none --min-free 50MB --out ${out} ${extra}`
+    $({ env: sb.env, cwd: ROOT, nothrow: true, quiet: true })`${process.execPath} scripts/pipeline.ts --instances ${
+      path.join(work, 'instances.txt')
+    } --upstream ${fleet.upstream} --registry ${sb.registry}/fleet --context examples/synthetic-fleet/context --build-arg SEED_IMAGE=${sb.seedImage} --network none --min-free 50MB --out ${out} ${extra}`
   /** Build cache nothing needs: a RUN layer of `bytes`, its image removed. */
   async function ballast(bytes: number) {
     const dir = path.join(work, `ballast-${bytes}`)
     fs.mkdirSync(dir, { recursive: true })
-    fs.writeFileSync(path.join(dir, 'Dockerfile'), `FROM ${sb.seedImage}\nRUN head -c ${bytes} /dev/urandom > /ballast-${bytes}\n`)
+    fs.writeFileSync(
+      path.join(dir, 'Dockerfile'),
+      `FROM ${sb.seedImage}\nRUN head -c ${bytes} /dev/urandom > /ballast-${bytes}\n`,
+    )
     const sh = $({ env: sb.env, quiet: true })
     await sh`docker build --network none -t ballast ${dir}`
     await sh`docker rmi ballast`
@@ -60,14 +74,25 @@ describeIntegration('disk budget on a real engine', () => {
   test('adaptive: admits by budget, stops cleaning when enough is free, one prune at a time', async () => {
     await ballast(450e6) // stale cache the budget must clear before the first image fits
     const out = path.join(work, 'adaptive')
-    const r = await pipeline(out, ['--cleanup', 'adaptive', '--concurrency', '3', '--key', 'adaptive', '--reserve', '100MB'])
+    const r = await pipeline(out, [
+      '--cleanup',
+      'adaptive',
+      '--concurrency',
+      '3',
+      '--key',
+      'adaptive',
+      '--reserve',
+      '100MB',
+    ])
     expect(r.exitCode).toBe(0)
     const summary = JSON.parse(read(out, 'summary.json'))
     expect(summary.counts.assemble.built).toBe(fleet.instances)
     const events = lines(out, 'disk.jsonl').map((e) => e.event as string)
     expect(events.some((e) => e.startsWith('budget admit'))).toBe(true)
     // prunes never overlap: each one's start comes after the previous one's end
-    const prunes = (summary.cleanups.total as Array<{ command: string; at: string; seconds: number; tier: string; freeAfter: number }>).filter((c) => c.tier !== 'rmi')
+    const prunes = (summary.cleanups.total as Array<
+      { command: string; at: string; seconds: number; tier: string; freeAfter: number }
+    >).filter((c) => c.tier !== 'rmi')
     const spans = prunes.map((c) => [Date.parse(c.at) - c.seconds * 1000, Date.parse(c.at)]).sort((a, b) => a[0] - b[0])
     for (let i = 1; i < spans.length; i++) expect(spans[i][0]).toBeGreaterThanOrEqual(spans[i - 1][1] - 5)
     // stop when enough: the cheapest tier (stale cache) gave back the ballast, so no later tier ran

@@ -1,6 +1,6 @@
 // The disk budget's decisions on a simulated disk: admission, waiting, cleaning only when it can help.
 import { describe, expect, test } from 'bun:test'
-import { DiskBudget } from '../lib/budget.ts'
+import { DiskBudget } from '../lib/disk/budget.ts'
 
 const MB = 1e6
 const tick = () => new Promise((r) => setTimeout(r, 5))
@@ -9,10 +9,19 @@ function disk(free: number) {
   const d = { free, cleans: [] as number[], reclaimable: 0 }
   return {
     d,
-    budget: (prior: number, reserve = 100 * MB) => new DiskBudget({
-      free: () => d.free, reserve, prior,
-      clean: async (target) => { d.cleans.push(target); const got = d.reclaimable; d.free += got; d.reclaimable = 0; return got },
-    }),
+    budget: (prior: number, reserve = 100 * MB) =>
+      new DiskBudget({
+        free: () => d.free,
+        reserve,
+        prior,
+        clean: async (target) => {
+          d.cleans.push(target)
+          const got = d.reclaimable
+          d.free += got
+          d.reclaimable = 0
+          return got
+        },
+      }),
   }
 }
 
@@ -24,7 +33,10 @@ describe('disk budget', () => {
     const t2 = await b.admit('b')
     const t3 = await b.admit('c') // 100 + 3 × 300 = 1000 ≤ 1000
     let fourth = false
-    const p4 = b.admit('d').then((t) => { fourth = true; return t })
+    const p4 = b.admit('d').then((t) => {
+      fourth = true
+      return t
+    })
     await tick()
     expect(fourth).toBe(false)
     expect(d.cleans).toEqual([]) // nothing finished yet: a cleanup could free nothing of this run's
@@ -34,7 +46,8 @@ describe('disk budget', () => {
     await tick()
     // learned ratio: the disk lost 600 MB for 300 MB predicted done → 2; need 100 + 2 × (600 + 300) > 400: cleans
     expect(d.cleans.length).toBe(1)
-    t2.done(); t3.done()
+    t2.done()
+    t3.done()
     d.free += 600 * MB
     await p4.then((t) => t.done())
     expect(fourth).toBe(true)
@@ -53,7 +66,8 @@ describe('disk budget', () => {
     const t = await b.admit('c')
     expect(d.cleans.length).toBe(1)
     expect(d.free).toBe(1900 * MB)
-    t.done(); c.done()
+    t.done()
+    c.done()
   })
 
   test('with nothing in flight and nothing to clean, admits anyway rather than hang', async () => {
@@ -65,8 +79,14 @@ describe('disk budget', () => {
   })
 
   test('an image costs its cold layers twice (blob + unpacked); layers of finished images are warm', async () => {
-    const { d, budget } = disk(10_000 * MB)
-    const b = new DiskBudget({ free: () => d.free, reserve: 0, prior: 999 * MB, overhead: 10 * MB, clean: async () => 0 })
+    const { d } = disk(10_000 * MB)
+    const b = new DiskBudget({
+      free: () => d.free,
+      reserve: 0,
+      prior: 999 * MB,
+      overhead: 10 * MB,
+      clean: async () => 0,
+    })
     const env = { digest: 'sha256:env', size: 300 * MB }
     const mine = (n: number) => ({ digest: `sha256:i${n}`, size: 40 * MB })
     expect(b.cost()).toBe(999 * MB)
@@ -92,13 +112,22 @@ describe('disk budget', () => {
   test('no image is admitted while a cleanup runs: it may evict the layers the image counts as warm', async () => {
     const d = { free: 1000 * MB }
     let release!: () => void
-    const b = new DiskBudget({ free: () => d.free, reserve: 0, prior: 100 * MB, overhead: 0, clean: () => new Promise((r) => (release = () => r(0))) })
+    const b = new DiskBudget({
+      free: () => d.free,
+      reserve: 0,
+      prior: 100 * MB,
+      overhead: 0,
+      clean: () => new Promise((r) => (release = () => r(0))),
+    })
     const env = { digest: 'sha256:env', size: 200 * MB }
     const first = await b.admit('1', [env])
     first.done() // env is warm now
     const cleaning = b.emergency('test')
     let admitted = false
-    const next = b.admit('2', [env]).then((t) => { admitted = true; return t })
+    const next = b.admit('2', [env]).then((t) => {
+      admitted = true
+      return t
+    })
     await tick()
     expect(admitted).toBe(false)
     release()
@@ -116,7 +145,9 @@ describe('disk budget', () => {
     const c = await b.admit('c')
     d.free = 300 * MB // the failed build's partial layers were cleaned away; c still needs its 200
     let back = false
-    const again = a.readmit().then(() => { back = true })
+    const again = a.readmit().then(() => {
+      back = true
+    })
     await tick()
     expect(b.inFlight).toBe(1)
     expect(back).toBe(false) // 200 (c, still growing) + 200 (a) > 300: a waits for c
@@ -128,9 +159,18 @@ describe('disk budget', () => {
 
   test('bytes a background free-disk still has to give back are waited for, not pruned for', async () => {
     const d = { free: 100 * MB, pending: 500 * MB, cleans: 0 }
-    const b = new DiskBudget({ free: () => d.free, pending: () => d.pending, reserve: 0, prior: 300 * MB, clean: async () => (d.cleans++, 0) })
+    const b = new DiskBudget({
+      free: () => d.free,
+      pending: () => d.pending,
+      reserve: 0,
+      prior: 300 * MB,
+      clean: async () => (d.cleans++, 0),
+    })
     const t = b.admit('a')
-    setTimeout(() => { d.free = 600 * MB; d.pending = 0 }, 50)
+    setTimeout(() => {
+      d.free = 600 * MB
+      d.pending = 0
+    }, 50)
     ;(await t).done()
     expect(d.cleans).toBe(0)
     expect(b.waits).toBeGreaterThan(0)

@@ -8,9 +8,9 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { $ } from 'zx'
-import { generateFleet, type Fleet } from '../examples/synthetic-fleet/generate.ts'
-import { sampleDisk } from '../lib/disk.ts'
-import { killService, restartService, sandboxDown, sandboxUp, type Sandbox } from '../scripts/sandbox.ts'
+import { type Fleet, generateFleet } from '../examples/synthetic-fleet/generate.ts'
+import { sampleDisk } from '../lib/disk/statfs.ts'
+import { killService, restartService, type Sandbox, sandboxDown, sandboxUp } from '../scripts/sandbox.ts'
 import { FLAGS } from '../scripts/pipeline.ts'
 import { describeIntegration } from './helpers/integration.ts'
 
@@ -35,7 +35,16 @@ describeIntegration('faults on the real sandbox', () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'imagefleet-faults-'))
     sb = await sandboxUp({ dir: path.join(tmp, 'sb'), disk: 1024 * MiB, baseEnv: process.env })
     instances = path.join(tmp, 'fleet', 'instances.txt')
-    fleet = await generateFleet({ registry: sb.registry, seed: sb.seedImage, groups: 2, perGroup: 2, envSize: 3e6, instanceSize: 2e6, out: instances, env: sb.env })
+    fleet = await generateFleet({
+      registry: sb.registry,
+      seed: sb.seedImage,
+      groups: 2,
+      perGroup: 2,
+      envSize: 3e6,
+      instanceSize: 2e6,
+      out: instances,
+      env: sb.env,
+    })
     wrapDir = path.join(tmp, 'wrap')
     fs.mkdirSync(wrapDir)
     fs.writeFileSync(path.join(wrapDir, 'docker'), WRAPPER, { mode: 0o755 })
@@ -53,15 +62,54 @@ describeIntegration('faults on the real sandbox', () => {
   /** Starts the pipeline (no shell in between, so a signal reaches it); `until` resolves when the fault may be injected. */
   function start(key: string, args: string[], o: { hang?: string; file?: string } = {}) {
     fs.writeFileSync(wrapLog(key), '', { flag: 'a' })
-    const env = { ...sb.env, PATH: `${wrapDir}:${sb.env.PATH}`, WRAP_LOG: wrapLog(key), WRAP_REAL: path.join(sb.dir, 'bin', 'docker'), WRAP_HANG: o.hang ?? '', CI: '', GITHUB_ACTIONS: '' }
-    const argv = ['scripts/pipeline.ts', '--instances', o.file ?? instances, '--upstream', fleet.upstream, '--registry', `${sb.registry}/fleet`,
-      '--context', 'examples/synthetic-fleet/context', '--build-arg', `SEED_IMAGE=${sb.seedImage}`, '--network', 'none',
-      '--min-free', '20MB', '--reserve', '0', '--expect-growth', '10MB', '--key', key, '--out', outOf(key), ...DOCKER_MODE, ...args]
+    const env = {
+      ...sb.env,
+      PATH: `${wrapDir}:${sb.env.PATH}`,
+      WRAP_LOG: wrapLog(key),
+      WRAP_REAL: path.join(sb.dir, 'bin', 'docker'),
+      WRAP_HANG: o.hang ?? '',
+      CI: '',
+      GITHUB_ACTIONS: '',
+    }
+    const argv = [
+      'scripts/pipeline.ts',
+      '--instances',
+      o.file ?? instances,
+      '--upstream',
+      fleet.upstream,
+      '--registry',
+      `${sb.registry}/fleet`,
+      '--context',
+      'examples/synthetic-fleet/context',
+      '--build-arg',
+      `SEED_IMAGE=${sb.seedImage}`,
+      '--network',
+      'none',
+      '--min-free',
+      '20MB',
+      '--reserve',
+      '0',
+      '--expect-growth',
+      '10MB',
+      '--key',
+      key,
+      '--out',
+      outOf(key),
+      ...DOCKER_MODE,
+      ...args,
+    ]
     const t0 = Date.now()
     const child = cp.spawn(process.execPath, argv, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = '', stderr = ''
-    child.stdout.on('data', (d) => { stdout += d }); child.stderr.on('data', (d) => { stderr += d })
-    const done = new Promise<Result>((resolve) => child.once('exit', (code) => resolve({ code, stdout, stderr, secs: (Date.now() - t0) / 1000 })))
+    child.stdout.on('data', (d) => {
+      stdout += d
+    })
+    child.stderr.on('data', (d) => {
+      stderr += d
+    })
+    const done = new Promise<Result>((resolve) =>
+      child.once('exit', (code) => resolve({ code, stdout, stderr, secs: (Date.now() - t0) / 1000 }))
+    )
     return { child, done }
   }
   const runToEnd = async (key: string, args: string[], o: { hang?: string; file?: string } = {}) => {
@@ -71,20 +119,31 @@ describeIntegration('faults on the real sandbox', () => {
   }
   const records = (key: string): Record[] => {
     const file = path.join(outOf(key), 'manifest.jsonl')
-    return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)) : []
+    return fs.existsSync(file)
+      ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l))
+      : []
   }
   const built = (recs: Record[]) => new Set(recs.filter((r) => r.status === 'built').map((r) => `${r.phase}:${r.id}`))
-  const calls = (key: string) => fs.readFileSync(wrapLog(key), 'utf8').split('\x1e').filter(Boolean).map((c) => c.split('\0').slice(0, -1))
+  const calls = (key: string) =>
+    fs.readFileSync(wrapLog(key), 'utf8').split('\x1e').filter(Boolean).map((c) => c.split('\0').slice(0, -1))
   async function until(what: () => boolean, ms = 120_000) {
     const deadline = Date.now() + ms
-    while (!what()) { if (Date.now() > deadline) throw new Error('timed out waiting for the moment to inject the fault'); await Bun.sleep(100) }
+    while (!what()) {
+      if (Date.now() > deadline) throw new Error('timed out waiting for the moment to inject the fault')
+      await Bun.sleep(100)
+    }
   }
   /** Every final image of the fleet is in the registry. */
   async function finals(key: string): Promise<number> {
     let n = 0
     for (const id of fleet.ids) {
       const tag = `${key}-${id.toLowerCase().replace(/__/g, '_1776_')}`
-      const head = await fetch(`http://${sb.registry}/v2/fleet/eval-agent/manifests/${tag}`, { method: 'HEAD', headers: { Accept: 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json' } })
+      const head = await fetch(`http://${sb.registry}/v2/fleet/eval-agent/manifests/${tag}`, {
+        method: 'HEAD',
+        headers: {
+          Accept: 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json',
+        },
+      })
       if (head.status === 200) n++
     }
     return n
@@ -137,7 +196,11 @@ describeIntegration('faults on the real sandbox', () => {
     const rerun = await runToEnd('f3', [])
     expect(rerun.code).toBe(0)
     expect(await finals('f3')).toBe(fleet.ids.length)
-    console.log(`3: first run exit ${r.code} (${first.filter((x) => x.status === 'failed').length} failed), rerun ${rerun.secs.toFixed(1)}s`)
+    console.log(
+      `3: first run exit ${r.code} (${first.filter((x) => x.status === 'failed').length} failed), rerun ${
+        rerun.secs.toFixed(1)
+      }s`,
+    )
   })
 
   test('4. SIGINT mid-run: exit 130, manifest complete and valid; rerun → N/N building only what was missing', async () => {
@@ -157,11 +220,15 @@ describeIntegration('faults on the real sandbox', () => {
     expect(await finals('f4')).toBe(fleet.ids.length)
     const again = built(records('f4').slice(first.length))
     for (const k of built(first)) expect(again.has(k)).toBe(false)
-    console.log(`4: stopped ${r.secs.toFixed(1)}s after start with ${built(first).size} built; rerun built ${again.size}`)
+    console.log(
+      `4: stopped ${r.secs.toFixed(1)}s after start with ${built(first).size} built; rerun built ${again.size}`,
+    )
   })
 
   test('5. a prune that hangs is killed at its timeout and the run goes on', async () => {
-    const r = await runToEnd('f5', ['--cleanup', 'per-image', '--prune-timeout', '2s', '--concurrency', '2'], { hang: '^system prune' })
+    const r = await runToEnd('f5', ['--cleanup', 'per-image', '--prune-timeout', '2s', '--concurrency', '2'], {
+      hang: '^system prune',
+    })
     injected.push('hung prune')
     expect(r.code).toBe(0)
     expect(r.stderr).toContain('docker system prune -f timed out after 2.0s and was killed')
@@ -180,7 +247,10 @@ describeIntegration('faults on the real sandbox', () => {
     await docker`docker builder prune -af`
     const file = path.join(tmp, 'with-big.txt')
     const ids = fs.readFileSync(instances, 'utf8').split('\n').filter((l) => l && !l.startsWith('#'))
-    fs.writeFileSync(file, [ids[0], JSON.stringify({ id: 'big__one-1', upstream: big }), ...ids.slice(1)].join('\n') + '\n')
+    fs.writeFileSync(
+      file,
+      [ids[0], JSON.stringify({ id: 'big__one-1', upstream: big }), ...ids.slice(1)].join('\n') + '\n',
+    )
     const filler = path.join(sb.dataRoot, '..', 'filler')
     const leave = 80 * MiB
     await $`fallocate -l ${sampleDisk(sb.dataRoot).free - leave} ${filler}`
@@ -193,7 +263,9 @@ describeIntegration('faults on the real sandbox', () => {
       expect(bigBase).toMatchObject({ status: 'failed', error_class: 'no_space' })
       expect(bigBase.reason).toMatch(/needed about \d+(\.\d+)? MiB .*had \d+(\.\d+)? [MK]iB free/)
       console.log(`6: ${bigBase.reason}`)
-      expect(recs.filter((x) => x.phase === 'assemble' && x.status === 'built').map((x) => x.id).sort()).toEqual([...fleet.ids].sort())
+      expect(recs.filter((x) => x.phase === 'assemble' && x.status === 'built').map((x) => x.id).sort()).toEqual(
+        [...fleet.ids].sort(),
+      )
       expect(await finals('f6')).toBe(fleet.ids.length)
     } finally {
       fs.rmSync(filler, { force: true })
@@ -201,8 +273,29 @@ describeIntegration('faults on the real sandbox', () => {
   })
 
   test('7. hostile input on the real engine: exit 2, no docker command at all, each problem named', async () => {
-    const lines = ['ok__one-1', 'a$(id)', 'b`id`', 'c;ls', 'd|e', '../up', 'sp ace', '{"id": ', '{"id": 1}', 'ok__one-1', '{"id":"u","upstream":"x;y"}',
-      '-rf', 'q"q', "s'q", 'a&b', 'a>b', 'a<b', 'x'.repeat(130), '{"nope": 1}', '{"id":"v","upstream":"Bad/Ref"}', 'tab\tid']
+    const lines = [
+      'ok__one-1',
+      'a$(id)',
+      'b`id`',
+      'c;ls',
+      'd|e',
+      '../up',
+      'sp ace',
+      '{"id": ',
+      '{"id": 1}',
+      'ok__one-1',
+      '{"id":"u","upstream":"x;y"}',
+      '-rf',
+      'q"q',
+      "s'q",
+      'a&b',
+      'a>b',
+      'a<b',
+      'x'.repeat(130),
+      '{"nope": 1}',
+      '{"id":"v","upstream":"Bad/Ref"}',
+      'tab\tid',
+    ]
     const file = path.join(tmp, 'hostile.txt')
     fs.writeFileSync(file, lines.join('\n') + '\n')
     const r = await runToEnd('f7', [], { file })

@@ -5,8 +5,8 @@ import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { CATALOGUE, planBatch, resolveTarget } from '../lib/free-disk-catalogue.ts'
-import { bytesToCome, readFreeDiskStatus } from '../lib/free-disk-status.ts'
+import { CATALOGUE, planBatch, resolveTarget } from '../lib/disk/free-disk-catalogue.ts'
+import { bytesToCome, readFreeDiskStatus } from '../lib/disk/free-disk-status.ts'
 
 const SCRIPT = path.join(import.meta.dir, '..', 'scripts', 'free-disk.ts')
 const DENO = path.join(import.meta.dir, '..', 'node_modules', '.bin', 'deno')
@@ -61,18 +61,34 @@ function fakeRunner(opts: { androidFiles?: number; scale?: number } = {}) {
 }
 
 function walkDirs(dir: string): string[] {
-  return [dir, ...fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).flatMap((e) => walkDirs(path.join(dir, e.name)))]
+  return [
+    dir,
+    ...fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).flatMap((e) =>
+      walkDirs(path.join(dir, e.name))
+    ),
+  ]
 }
 const count = (dir: string): number => fs.readdirSync(dir, { recursive: true }).length
-const gone = (p: string) => { try { fs.lstatSync(p); return false } catch { return true } }
+const gone = (p: string) => {
+  try {
+    fs.lstatSync(p)
+    return false
+  } catch {
+    return true
+  }
+}
 
 function run(args: string[], env: Record<string, string | undefined> = {}, runtime = [process.execPath]) {
   const out = spawnSync(runtime[0], [...runtime.slice(1), SCRIPT, ...args], {
-    encoding: 'utf8', env: { ...process.env, CI: 'true', GITHUB_ACTIONS: '', GITHUB_STEP_SUMMARY: '', FORCE_COLOR: '0', ...env },
+    encoding: 'utf8',
+    env: { ...process.env, CI: 'true', GITHUB_ACTIONS: '', GITHUB_STEP_SUMMARY: '', FORCE_COLOR: '0', ...env },
   })
   return { code: out.status, out: out.stdout + out.stderr }
 }
-const freeAt = (p: string) => { const s = fs.statfsSync(p); return s.bavail * s.bsize }
+const freeAt = (p: string) => {
+  const s = fs.statfsSync(p)
+  return s.bavail * s.bsize
+}
 
 describe('free-disk', () => {
   test('removes the default targets and nothing else, and reports a table to the step summary', () => {
@@ -81,8 +97,17 @@ describe('free-disk', () => {
     const { code, out } = run(['--root', r.root], { GITHUB_ACTIONS: 'true', GITHUB_STEP_SUMMARY: summary })
     expect(out).toContain(asRoot ? '0 failed' : '1 failed')
     expect(code).toBe(asRoot ? 0 : 1)
-    for (const p of ['usr/local/lib/android', 'usr/share/dotnet', 'opt/ghc', 'usr/local/.ghcup', 'usr/share/swift',
-      'usr/local/julia1.10.4', 'opt/hostedtoolcache/CodeQL']) expect(gone(r.at(p))).toBe(true)
+    for (
+      const p of [
+        'usr/local/lib/android',
+        'usr/share/dotnet',
+        'opt/ghc',
+        'usr/local/.ghcup',
+        'usr/share/swift',
+        'usr/local/julia1.10.4',
+        'opt/hostedtoolcache/CodeQL',
+      ]
+    ) expect(gone(r.at(p))).toBe(true)
     expect(gone(r.at('usr/lib/jvm'))).toBe(asRoot)
     expect(count(r.at('opt/hostedtoolcache/Python'))).toBeGreaterThan(500)
     expect(count(r.at('usr/local/lib/keep-me'))).toBeGreaterThan(10)
@@ -106,7 +131,9 @@ describe('free-disk', () => {
     expect(code).toBe(0)
     expect(out).toContain(`$ mv -T -- ${r.at('usr/local/lib/android')} ${r.at('usr/local/lib')}/.imagefleet-trash-`)
     expect(out).toContain('--delete-trash')
-    expect(run(['--root', r.root, '--dry-run']).out).toContain(`$ rm -rf --one-file-system -- ${r.at('usr/local/lib/android')}`)
+    expect(run(['--root', r.root, '--dry-run']).out).toContain(
+      `$ rm -rf --one-file-system -- ${r.at('usr/local/lib/android')}`,
+    )
     expect(count(r.root)).toBe(before)
   })
 
@@ -132,7 +159,9 @@ describe('free-disk', () => {
 
   test('plans by bytes per second until typical sizes cover the deficit', () => {
     const r = fakeRunner({ scale: 0.001 })
-    const present = CATALOGUE.filter((t) => !t.optIn).map((t) => resolveTarget(t, r.root)).filter((x) => x.present.length)
+    const present = CATALOGUE.filter((t) => !t.optIn).map((t) => resolveTarget(t, r.root)).filter((x) =>
+      x.present.length
+    )
     expect(planBatch(present, 1).map((x) => x.target.name)).toEqual(['swift'])
     expect(planBatch(present, 6e9).map((x) => x.target.name)).toEqual(['swift', 'codeql'])
     expect(planBatch(present).length).toBe(present.length)
@@ -238,8 +267,15 @@ describe('free-disk --root confines every target (a rehearsal never touches the 
     }
     return r
   }
-  const isLinkAt = (p: string) => { try { return fs.lstatSync(p).isSymbolicLink() } catch { return false } }
-  const outsideRoot = (root: string, argv: string[]) => argv.filter((a) => a.startsWith('/') && a !== root && !a.startsWith(`${root}/`))
+  const isLinkAt = (p: string) => {
+    try {
+      return fs.lstatSync(p).isSymbolicLink()
+    } catch {
+      return false
+    }
+  }
+  const outsideRoot = (root: string, argv: string[]) =>
+    argv.filter((a) => a.startsWith('/') && a !== root && !a.startsWith(`${root}/`))
 
   for (const mode of ['--dry-run', '--yes'] as const) {
     test(`--include all ${mode}: host-wide targets are refused by name, every command stays under the root`, () => {
@@ -249,7 +285,9 @@ describe('free-disk --root confines every target (a rehearsal never touches the 
       expect(code).toBe(0)
       for (const t of hostWide) expect(out).toContain(`${t.name}: refused under --root`)
       const calls = spy.calls()
-      expect(calls.filter((c) => ['docker', 'apt-get', 'dpkg-query', 'swapoff', 'sudo', 'env'].includes(c[0]))).toEqual([])
+      expect(calls.filter((c) => ['docker', 'apt-get', 'dpkg-query', 'swapoff', 'sudo', 'env'].includes(c[0]))).toEqual(
+        [],
+      )
       expect(calls.flatMap((c) => outsideRoot(r.root, c.slice(1)))).toEqual([])
       const planned = out.split('\n').filter((l) => l.trim().startsWith('$ ')).map((l) => l.trim().slice(2).split(' '))
       expect(planned.filter((argv) => ['docker', 'apt-get', 'swapoff', 'env', 'sudo'].includes(argv[0]))).toEqual([])
@@ -273,7 +311,9 @@ describe('free-disk runs under Deno too', () => {
     const deno = [DENO, 'run', '-A']
     expect(run(['--help'], {}, deno).out).toContain('--target-free SIZE')
     const r = fakeRunner()
-    expect(run(['--root', r.root, '--dry-run'], {}, deno).out).toContain(`rm -rf --one-file-system -- ${r.at('usr/share/dotnet')}`)
+    expect(run(['--root', r.root, '--dry-run'], {}, deno).out).toContain(
+      `rm -rf --one-file-system -- ${r.at('usr/share/dotnet')}`,
+    )
     const status = path.join(r.base, 'status.json')
     expect(run(['--root', r.root, '--background', '--status', status], {}, deno).code).toBe(0)
     for (let i = 0; i < 600 && readFreeDiskStatus(status)?.state !== 'complete'; i++) await Bun.sleep(100)

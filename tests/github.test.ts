@@ -5,15 +5,17 @@ import { describe, expect, test } from 'bun:test'
 import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
-import { CONTEXT, ROOT, registryFixture } from './helpers/fixture.ts'
+import { CONTEXT, registryFixture, ROOT } from './helpers/fixture.ts'
 import { fakeDocker } from './helpers/fake-docker.ts'
-import { appendStepSummary, diskChart, writeOutputs } from '../lib/github.ts'
+import { appendStepSummary, diskChart, writeOutputs } from '../lib/run/github.ts'
 
 const fx = registryFixture('github-test')
 
-
 const IDS = ['bad__one-1', 'good__one-2', 'good__one-3', 'other__two-1', 'other__two-2', 'third__three-1']
-const FAIL = { match: 'BASE_IMAGE=\\S*/up/bad_1776_one-1:latest', stderr: 'ERROR: failed to solve: 127.0.0.1/up/bad: not found' }
+const FAIL = {
+  match: 'BASE_IMAGE=\\S*/up/bad_1776_one-1:latest',
+  stderr: 'ERROR: failed to solve: 127.0.0.1/up/bad: not found',
+}
 
 async function run(args: string[], name: string) {
   const fake = fakeDocker({ fail: FAIL })
@@ -21,11 +23,30 @@ async function run(args: string[], name: string) {
   const instances = path.join(fx.work, 'instances.txt')
   fs.writeFileSync(instances, IDS.join('\n') + '\n')
   // IMAGEFLEET_MODE=docker: assemble with docker build + push, which the fake records (registry assembly: assemble.test.ts)
-  const env = { ...process.env, ...fake.env, IMAGEFLEET_MODE: 'docker', CI: 'true', GITHUB_ACTIONS: 'true', GITHUB_STEP_SUMMARY: files.summary, GITHUB_OUTPUT: files.output }
-  const r = await $({ env, nothrow: true, quiet: true, cwd: ROOT })`${process.execPath} scripts/pipeline.ts --registry ${fx.registry.address}/fleet --upstream ${fx.registry.address}/up/{docker_id}:latest --context ${CONTEXT} --min-free 0 --instances ${instances} --key gh ${args}`
+  const env = {
+    ...process.env,
+    ...fake.env,
+    IMAGEFLEET_MODE: 'docker',
+    CI: 'true',
+    GITHUB_ACTIONS: 'true',
+    GITHUB_STEP_SUMMARY: files.summary,
+    GITHUB_OUTPUT: files.output,
+  }
+  const r = await $({
+    env,
+    nothrow: true,
+    quiet: true,
+    cwd: ROOT,
+  })`${process.execPath} scripts/pipeline.ts --registry ${fx.registry.address}/fleet --upstream ${fx.registry.address}/up/{docker_id}:latest --context ${CONTEXT} --min-free 0 --instances ${instances} --key gh ${args}`
   fake.cleanup()
   const read = (f: string) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : '')
-  return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr, summary: read(files.summary), outputs: read(files.output) }
+  return {
+    code: r.exitCode,
+    stdout: r.stdout,
+    stderr: r.stderr,
+    summary: read(files.summary),
+    outputs: read(files.output),
+  }
 }
 
 describe('GitHub Actions outputs', () => {
@@ -42,20 +63,40 @@ describe('GitHub Actions outputs', () => {
     expect(errors).toHaveLength(2) // the failed base, and one line for the assembly it blocked
     expect(r.stdout).toContain('\x1b[') // colour forced in Actions logs (not a TTY)
     expect(r.outputs).toBe(`built=11\nskipped=0\nfailed=2\nmanifest=${out}/manifest.jsonl\n`)
-    for (const needle of ['| base | 5 | 0 | 1 |', '| assemble | 5 | 0 | 1 |', '### Failed', 'bad_1776_one-1.log', '```mermaid', 'xychart-beta', '### Cleanups', '`docker rmi …`', '### Slowest 10 images']) {
+    for (
+      const needle of [
+        '| base | 5 | 0 | 1 |',
+        '| assemble | 5 | 0 | 1 |',
+        '### Failed',
+        'bad_1776_one-1.log',
+        '```mermaid',
+        'xychart-beta',
+        '### Cleanups',
+        '`docker rmi …`',
+        '### Slowest 10 images',
+      ]
+    ) {
       expect(r.summary).toContain(needle)
     }
     expect(fs.readFileSync(path.join(out, 'summary.md'), 'utf8').trim()).toBe(r.summary.trim())
   })
 
   test('--shard splits the fleet for a matrix and --merge puts the shards back into one summary', async () => {
-    const shards = await Promise.all([1, 2].map((k) => run(['--out', path.join(fx.work, `shard-${k}`), '--shard', `${k}/2`], `shard-${k}`)))
-    const ids = (k: number) => fs.readFileSync(path.join(fx.work, `shard-${k}`, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((m) => m.phase === 'assemble').map((m) => m.id)
+    const shards = await Promise.all(
+      [1, 2].map((k) => run(['--out', path.join(fx.work, `shard-${k}`), '--shard', `${k}/2`], `shard-${k}`)),
+    )
+    const ids = (k: number) =>
+      fs.readFileSync(path.join(fx.work, `shard-${k}`, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) =>
+        JSON.parse(l)
+      ).filter((m) => m.phase === 'assemble').map((m) => m.id)
     expect([...ids(1), ...ids(2)].sort()).toEqual([...IDS].sort())
     expect(ids(1).filter((id) => ids(2).includes(id))).toEqual([])
     for (const s of shards) expect(s.stdout).toMatch(/shard [12]\/2: \d of 6 instances/)
     const merged = path.join(fx.work, 'merged')
-    const m = await run(['--merge', path.join(fx.work, 'shard-1'), path.join(fx.work, 'shard-2'), '--out', merged], 'merged')
+    const m = await run(
+      ['--merge', path.join(fx.work, 'shard-1'), path.join(fx.work, 'shard-2'), '--out', merged],
+      'merged',
+    )
     expect(m.code).toBe(1) // a shard failed
     expect(m.summary).toContain('## imagefleet (2 shards merged): 12 instances'.replace('12', '6'))
     expect(m.summary).toContain('| assemble | 5 | 0 | 1 |')
@@ -83,7 +124,7 @@ describe('GitHub files', () => {
     expect(fs.readFileSync(file, 'utf8')).toBe('a=1\nb<<IMAGEFLEET_EOF\nx\ny\nIMAGEFLEET_EOF\n')
   })
 
-  test('the job summary is cut to GitHub\'s 1 MiB limit', () => {
+  test("the job summary is cut to GitHub's 1 MiB limit", () => {
     const file = path.join(fx.work, 'big.md')
     appendStepSummary(file, 'x'.repeat(2 * 1024 * 1024))
     expect(fs.statSync(file).size).toBeLessThanOrEqual(1024 * 1024)

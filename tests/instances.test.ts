@@ -1,21 +1,33 @@
 import { describe, expect, test } from 'bun:test'
-import { dockerIdOf, fillTemplate, isImageReference, parseInstances, templateProblems } from '../lib/instances.ts'
+import { dockerIdOf, fillTemplate, isImageReference, parseInstances, templateProblems } from '../lib/fleet/instances.ts'
 
 const TEMPLATE = 'docker.io/swebench/sweb.eval.x86_64.{docker_id}:latest'
 
 describe('instances file', () => {
   test('accepts bare ids, JSON objects and SWE-bench rows; skips blanks and comments', () => {
     const text = [
-      '# a comment', '', 'django__django-11099',
+      '# a comment',
+      '',
+      'django__django-11099',
       '{"id": "astropy__astropy-12907", "upstream": "ghcr.io/me/astropy:1"}',
       '{"instance_id": "sympy__sympy-20590", "repo": "sympy/sympy", "base_commit": "abc"}',
     ].join('\n')
     const { instances, problems } = parseInstances(text, TEMPLATE)
     expect(problems).toEqual([])
     expect(instances.map((i) => [i.id, i.dockerId, i.upstream, i.line])).toEqual([
-      ['django__django-11099', 'django_1776_django-11099', 'docker.io/swebench/sweb.eval.x86_64.django_1776_django-11099:latest', 3],
+      [
+        'django__django-11099',
+        'django_1776_django-11099',
+        'docker.io/swebench/sweb.eval.x86_64.django_1776_django-11099:latest',
+        3,
+      ],
       ['astropy__astropy-12907', 'astropy_1776_astropy-12907', 'ghcr.io/me/astropy:1', 4],
-      ['sympy__sympy-20590', 'sympy_1776_sympy-20590', 'docker.io/swebench/sweb.eval.x86_64.sympy_1776_sympy-20590:latest', 5],
+      [
+        'sympy__sympy-20590',
+        'sympy_1776_sympy-20590',
+        'docker.io/swebench/sweb.eval.x86_64.sympy_1776_sympy-20590:latest',
+        5,
+      ],
     ])
   })
 
@@ -26,13 +38,27 @@ describe('instances file', () => {
 
   test('names every problem with its line number', () => {
     const bad = [
-      'ok-1', 'ok-1', '$(reboot)', 'a`id`', 'x;rm', 'a|b', '../../etc', 'has space', '{"id": 3}', '{not json', '[1,2]',
-      '{"repo": "x"}', '{"id": "ok-2", "upstream": "Bad Ref!"}', 'x'.repeat(200),
+      'ok-1',
+      'ok-1',
+      '$(reboot)',
+      'a`id`',
+      'x;rm',
+      'a|b',
+      '../../etc',
+      'has space',
+      '{"id": 3}',
+      '{not json',
+      '[1,2]',
+      '{"repo": "x"}',
+      '{"id": "ok-2", "upstream": "Bad Ref!"}',
+      'x'.repeat(200),
     ]
     const { instances, problems } = parseInstances(bad.join('\n'), TEMPLATE)
     expect(instances.map((i) => i.id)).toEqual(['ok-1'])
     expect(problems).toHaveLength(bad.length - 1)
-    for (let line = 2; line <= bad.length; line++) expect(problems.some((p) => p.startsWith(`line ${line}:`))).toBe(true)
+    for (let line = 2; line <= bad.length; line++) {
+      expect(problems.some((p) => p.startsWith(`line ${line}:`))).toBe(true)
+    }
     expect(problems[0]).toContain('duplicate id ok-1 (first on line 1)')
     expect(problems.find((p) => p.startsWith('line 3:'))).toContain('shell characters')
     expect(problems.find((p) => p.startsWith('line 7:'))).toContain('path')
@@ -52,9 +78,19 @@ describe('instances file', () => {
   })
 
   test('image references follow docker grammar', () => {
-    for (const ok of ['busybox', 'a/b:c', '127.0.0.1:5000/x/y:z', 'ghcr.io/a/b@sha256:' + 'a'.repeat(64), 'localhost/x_y__z-w:1.0'])
+    for (
+      const ok of [
+        'busybox',
+        'a/b:c',
+        '127.0.0.1:5000/x/y:z',
+        'ghcr.io/a/b@sha256:' + 'a'.repeat(64),
+        'localhost/x_y__z-w:1.0',
+      ]
+    ) {
       expect(isImageReference(ok)).toBe(true)
-    for (const bad of ['a/B', 'a b', 'a:b:c', 'a/b:', '-a', 'a//b', '$(x)', 'a/b:' + 't'.repeat(129)])
+    }
+    for (const bad of ['a/B', 'a b', 'a:b:c', 'a/b:', '-a', 'a//b', '$(x)', 'a/b:' + 't'.repeat(129)]) {
       expect(isImageReference(bad)).toBe(false)
+    }
   })
 })

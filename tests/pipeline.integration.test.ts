@@ -7,9 +7,9 @@ import os from 'node:os'
 import path from 'node:path'
 import { $ } from 'zx'
 import { describeIntegration } from './helpers/integration.ts'
-import { sandboxDown, sandboxUp, type Sandbox } from '../scripts/sandbox.ts'
-import { generateFleet, type Fleet } from '../examples/synthetic-fleet/generate.ts'
-import { RegistryClient } from '../lib/registry.ts'
+import { type Sandbox, sandboxDown, sandboxUp } from '../scripts/sandbox.ts'
+import { type Fleet, generateFleet } from '../examples/synthetic-fleet/generate.ts'
+import { RegistryClient } from '../lib/registry/client.ts'
 
 const ROOT = path.resolve(import.meta.dir, '..')
 const DISK = 768 * 2 ** 20
@@ -25,7 +25,16 @@ describeIntegration('pipeline on a real engine whose disk is a third of the flee
     sb = await sandboxUp({ dir: path.join(work, 'sandbox'), disk: DISK, baseEnv: process.env })
     instances = path.join(work, 'instances.txt')
     // 8 images of ~305 MB (2 environments of 220 MB, 85 MB unique each): 2.4 GB of images, 1.1 GB unique, on 768 MiB
-    fleet = await generateFleet({ registry: sb.registry, seed: sb.seedImage, groups: 2, perGroup: 4, envSize: 220e6, instanceSize: 85e6, out: instances, env: sb.env })
+    fleet = await generateFleet({
+      registry: sb.registry,
+      seed: sb.seedImage,
+      groups: 2,
+      perGroup: 4,
+      envSize: 220e6,
+      instanceSize: 85e6,
+      out: instances,
+      env: sb.env,
+    })
   })
   afterAll(async () => {
     if (sb) await sandboxDown({ dir: sb.dir })
@@ -33,8 +42,14 @@ describeIntegration('pipeline on a real engine whose disk is a third of the flee
   })
 
   const pipeline = (out: string, extra: string[] = []) =>
-    $({ env: sb.env, cwd: ROOT, nothrow: true, quiet: true })`${process.execPath} scripts/pipeline.ts --instances ${instances} --upstream ${fleet.upstream} --registry ${sb.registry}/fleet --context examples/synthetic-fleet/context --build-arg SEED_IMAGE=${sb.seedImage} --network none --concurrency 3 --min-free 100MB --reserve 100MB --out ${out} ${extra}`
-  const finalTags = (key: string) => fleet.ids.map((id) => `${sb.registry}/fleet/eval-agent:${key}-${id.toLowerCase().replace(/__/g, '_1776_')}`)
+    $({
+      env: sb.env,
+      cwd: ROOT,
+      nothrow: true,
+      quiet: true,
+    })`${process.execPath} scripts/pipeline.ts --instances ${instances} --upstream ${fleet.upstream} --registry ${sb.registry}/fleet --context examples/synthetic-fleet/context --build-arg SEED_IMAGE=${sb.seedImage} --network none --concurrency 3 --min-free 100MB --reserve 100MB --out ${out} ${extra}`
+  const finalTags = (key: string) =>
+    fleet.ids.map((id) => `${sb.registry}/fleet/eval-agent:${key}-${id.toLowerCase().replace(/__/g, '_1776_')}`)
 
   test('fleet bytes are at least 3× the disk', () => {
     expect(fleet.upstreamBytes).toBeGreaterThanOrEqual(3 * DISK)
@@ -62,7 +77,8 @@ describeIntegration('pipeline on a real engine whose disk is a third of the flee
       await sh`docker builder prune -af`
       await sh`docker image prune -af`
       await sh`docker pull ${tag}`
-      const seen = await sh`docker run --rm --network none ${tag} /bin/sh -c ${'cat /instance/id; cat /opt/agent/VERSION; wc -c < /opt/agent/artifact.bin'}`
+      const seen =
+        await sh`docker run --rm --network none ${tag} /bin/sh -c ${'cat /instance/id; cat /opt/agent/VERSION; wc -c < /opt/agent/artifact.bin'}`
       expect(seen.stdout.split('\n').slice(0, 3)).toEqual([fleet.ids[i], 'synthetic-agent 1.0', '20000000'])
       await sh`docker rmi ${tag}`
     }

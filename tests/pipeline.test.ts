@@ -4,11 +4,10 @@ import { describe, expect, test } from 'bun:test'
 import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
-import { CONTEXT, ROOT, registryFixture } from './helpers/fixture.ts'
-import { fakeDocker, mutatingCalls, type FakeDocker } from './helpers/fake-docker.ts'
+import { CONTEXT, registryFixture, ROOT } from './helpers/fixture.ts'
+import { type FakeDocker, fakeDocker, mutatingCalls } from './helpers/fake-docker.ts'
 
 const fx = registryFixture('pipeline-test')
-
 
 function instancesFile(lines: string[]): string {
   const file = path.join(fx.work, `instances-${Math.random().toString(36).slice(2)}.txt`)
@@ -20,7 +19,12 @@ function instancesFile(lines: string[]): string {
 async function pipeline(fake: FakeDocker, args: string[]) {
   const out = path.join(fx.work, `out-${Math.random().toString(36).slice(2)}`)
   const env = { ...process.env, ...fake.env, CI: '', GITHUB_ACTIONS: '' }
-  const r = await $({ env, nothrow: true, quiet: true, cwd: ROOT })`${process.execPath} scripts/pipeline.ts --registry ${fx.registry.address}/fleet --upstream ${fx.registry.address}/up/{docker_id}:latest --context ${CONTEXT} --min-free 0 --mode docker --out ${out} ${args}`
+  const r = await $({
+    env,
+    nothrow: true,
+    quiet: true,
+    cwd: ROOT,
+  })`${process.execPath} scripts/pipeline.ts --registry ${fx.registry.address}/fleet --upstream ${fx.registry.address}/up/{docker_id}:latest --context ${CONTEXT} --min-free 0 --mode docker --out ${out} ${args}`
   return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr, out, calls: fake.calls() }
 }
 
@@ -32,9 +36,23 @@ describe('pipeline with a recording fake docker', () => {
     const r = await pipeline(fake, ['--instances', instancesFile(['a__b-1']), '--key', 'k1'])
     expect(r.code).toBe(0)
     const m = mutatingCalls(r.calls)
-    expect(verbs(m)).toEqual(['build --target', 'push ' + `${fx.registry.address}/fleet/eval-builder:k1`, 'build --build-arg', 'push ' + `${fx.registry.address}/fleet/eval-base:k1-a_1776_b-1`, 'build --build-arg', 'push ' + `${fx.registry.address}/fleet/eval-agent:k1-a_1776_b-1`, 'rmi ' + `${fx.registry.address}/fleet/eval-base:k1-a_1776_b-1`].map((v) => v.split(' ').slice(0, 2).join(' ')))
+    expect(verbs(m)).toEqual(
+      [
+        'build --target',
+        'push ' + `${fx.registry.address}/fleet/eval-builder:k1`,
+        'build --build-arg',
+        'push ' + `${fx.registry.address}/fleet/eval-base:k1-a_1776_b-1`,
+        'build --build-arg',
+        'push ' + `${fx.registry.address}/fleet/eval-agent:k1-a_1776_b-1`,
+        'rmi ' + `${fx.registry.address}/fleet/eval-base:k1-a_1776_b-1`,
+      ].map((v) => v.split(' ').slice(0, 2).join(' ')),
+    )
     const rmi = m.find((c) => c[0] === 'rmi')!
-    expect(rmi).toEqual(['rmi', `${fx.registry.address}/fleet/eval-base:k1-a_1776_b-1`, `${fx.registry.address}/fleet/eval-agent:k1-a_1776_b-1`])
+    expect(rmi).toEqual([
+      'rmi',
+      `${fx.registry.address}/fleet/eval-base:k1-a_1776_b-1`,
+      `${fx.registry.address}/fleet/eval-agent:k1-a_1776_b-1`,
+    ])
     expect(r.calls.some((c) => c.join(' ') === 'builder prune --help')).toBe(true)
     fake.cleanup()
   })
@@ -45,9 +63,22 @@ describe('pipeline with a recording fake docker', () => {
     expect(r.code).toBe(0)
     const builds = mutatingCalls(r.calls).filter((c) => c[0] === 'buildx' && c[1] === 'build')
     expect(builds.length).toBe(2) // builder + base; the assembly is a local docker build
-    for (const b of builds) expect(b.slice(0, 7)).toEqual(['buildx', 'build', '--push', '--provenance=false', '--builder', 'fleet', ...b.slice(6, 7)])
+    for (const b of builds) {
+      expect(b.slice(0, 7)).toEqual([
+        'buildx',
+        'build',
+        '--push',
+        '--provenance=false',
+        '--builder',
+        'fleet',
+        ...b.slice(6, 7),
+      ])
+    }
     // the base was pushed by buildx and never loaded: only the final image is removed locally
-    expect(mutatingCalls(r.calls).filter((c) => c[0] === 'rmi')).toEqual([['rmi', `${fx.registry.address}/fleet/eval-agent:k2-a_1776_b-2`]])
+    expect(mutatingCalls(r.calls).filter((c) => c[0] === 'rmi')).toEqual([[
+      'rmi',
+      `${fx.registry.address}/fleet/eval-agent:k2-a_1776_b-2`,
+    ]])
     expect(r.calls.some((c) => c.join(' ') === 'buildx prune --help')).toBe(true)
     fake.cleanup()
   })
@@ -76,21 +107,42 @@ describe('pipeline with a recording fake docker', () => {
   })
 
   test('a failing builder stops the run with exit 1 and builds no base', async () => {
-    const fake = fakeDocker({ fail: { match: '--target builder', stderr: 'ERROR: failed to solve: process "/bin/sh -c make" did not complete successfully: exit code: 2' } })
+    const fake = fakeDocker({
+      fail: {
+        match: '--target builder',
+        stderr: 'ERROR: failed to solve: process "/bin/sh -c make" did not complete successfully: exit code: 2',
+      },
+    })
     const r = await pipeline(fake, ['--instances', instancesFile(['a__b-6', 'a__b-7']), '--key', 'k6'])
     expect(r.code).toBe(1)
     expect(mutatingCalls(r.calls).filter((c) => c[0] === 'build')).toHaveLength(1)
-    const manifest = fs.readFileSync(path.join(r.out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+    const manifest = fs.readFileSync(path.join(r.out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) =>
+      JSON.parse(l)
+    )
     expect(manifest.find((m) => m.phase === 'builder')).toMatchObject({ status: 'failed', error_class: 'build_error' })
     expect(manifest.filter((m) => m.phase === 'base').map((m) => m.status)).toEqual(['failed', 'failed'])
     fake.cleanup()
   })
 
   test('a failed base blocks only its own assembly', async () => {
-    const fake = fakeDocker({ fail: { match: 'BASE_IMAGE=\\S*/up/bad_1776_one-1:latest', stderr: 'ERROR: failed to solve: 127.0.0.1/up/bad: not found' } })
-    const r = await pipeline(fake, ['--instances', instancesFile(['bad__one-1', 'good__one-2']), '--key', 'k7', '--concurrency', '1'])
+    const fake = fakeDocker({
+      fail: {
+        match: 'BASE_IMAGE=\\S*/up/bad_1776_one-1:latest',
+        stderr: 'ERROR: failed to solve: 127.0.0.1/up/bad: not found',
+      },
+    })
+    const r = await pipeline(fake, [
+      '--instances',
+      instancesFile(['bad__one-1', 'good__one-2']),
+      '--key',
+      'k7',
+      '--concurrency',
+      '1',
+    ])
     expect(r.code).toBe(1)
-    const manifest = fs.readFileSync(path.join(r.out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+    const manifest = fs.readFileSync(path.join(r.out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) =>
+      JSON.parse(l)
+    )
     const status = (phase: string, id: string) => manifest.find((m) => m.phase === phase && m.id === id)
     expect(status('base', 'bad__one-1')).toMatchObject({ status: 'failed', error_class: 'upstream_missing' })
     expect(status('assemble', 'bad__one-1')).toMatchObject({ status: 'failed', reason: 'base image failed' })
@@ -102,7 +154,14 @@ describe('pipeline with a recording fake docker', () => {
 
   test('bad input is refused with exit 2 before any docker command, every problem named with its line', async () => {
     const fake = fakeDocker()
-    const file = instancesFile(['ok__fine-1', 'evil$(reboot)', '{"id": "x", ', 'ok__fine-1', '../../etc/passwd', 'has space'])
+    const file = instancesFile([
+      'ok__fine-1',
+      'evil$(reboot)',
+      '{"id": "x", ',
+      'ok__fine-1',
+      '../../etc/passwd',
+      'has space',
+    ])
     const r = await pipeline(fake, ['--instances', file, '--min-free', '10XB', '--concurrency', '0'])
     expect(r.code).toBe(2)
     expect(r.calls).toEqual([])
@@ -110,7 +169,9 @@ describe('pipeline with a recording fake docker', () => {
     const r2 = await pipeline(fake, ['--instances', file])
     expect(r2.code).toBe(2)
     expect(r2.calls).toEqual([])
-    for (const needle of ['line 2', 'line 3', 'line 4', 'line 5', 'line 6', 'duplicate']) expect(r2.stderr).toContain(needle)
+    for (const needle of ['line 2', 'line 3', 'line 4', 'line 5', 'line 6', 'duplicate']) {
+      expect(r2.stderr).toContain(needle)
+    }
     fake.cleanup()
   })
 
@@ -118,9 +179,13 @@ describe('pipeline with a recording fake docker', () => {
     const fake = fakeDocker()
     // the fake pushes nothing: put the images in the registry by hand, as a previous run would have
     const { pushTestImage } = await import('./helpers/registry-server.ts')
-    const { RegistryClient } = await import('../lib/registry.ts')
+    const { RegistryClient } = await import('../lib/registry/client.ts')
     const client = new RegistryClient()
-    for (const ref of ['eval-builder:k8', 'eval-base:k8-a_1776_b-8', 'eval-agent:k8-a_1776_b-8']) await pushTestImage(client, `${fx.registry.address}/fleet/${ref}`, { layers: [[{ path: 'marker', type: 'file', mode: 0o644, uid: 0, gid: 0, data: new TextEncoder().encode(ref) }]] })
+    for (const ref of ['eval-builder:k8', 'eval-base:k8-a_1776_b-8', 'eval-agent:k8-a_1776_b-8']) {
+      await pushTestImage(client, `${fx.registry.address}/fleet/${ref}`, {
+        layers: [[{ path: 'marker', type: 'file', mode: 0o644, uid: 0, gid: 0, data: new TextEncoder().encode(ref) }]],
+      })
+    }
     const r = await pipeline(fake, ['--instances', instancesFile(['a__b-8']), '--key', 'k8'])
     expect(r.code).toBe(0)
     expect(mutatingCalls(r.calls)).toEqual([])

@@ -4,15 +4,29 @@ import { afterAll, describe, expect, test } from 'bun:test'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { Progress, clock } from '../lib/progress.ts'
-import { configureReport } from '../lib/report.ts'
-import { Run, type ManifestRecord } from '../lib/run.ts'
+import { clock, Progress } from '../lib/run/progress.ts'
+import { configureReport } from '../lib/cli/report.ts'
+import { type ManifestRecord, Run } from '../lib/run/records.ts'
 
 const out = fs.mkdtempSync(path.join(os.tmpdir(), 'progress-test-'))
 afterAll(() => fs.rmSync(out, { recursive: true, force: true }))
 
-const rec = (phase: ManifestRecord['phase'], id: string, status: ManifestRecord['status'] = 'built'): ManifestRecord =>
-  ({ phase, id, tag: 't', status, reason: '', attempts: status === 'skipped' ? 0 : 1, started_at: '', finished_at: '', seconds: 1, log: '' })
+const rec = (
+  phase: ManifestRecord['phase'],
+  id: string,
+  status: ManifestRecord['status'] = 'built',
+): ManifestRecord => ({
+  phase,
+  id,
+  tag: 't',
+  status,
+  reason: '',
+  attempts: status === 'skipped' ? 0 : 1,
+  started_at: '',
+  finished_at: '',
+  seconds: 1,
+  log: '',
+})
 
 describe('progress', () => {
   test('the line counts each phase, in flight, failures, ETA and free disk, and names the longest step', () => {
@@ -21,16 +35,26 @@ describe('progress', () => {
     const p = new Progress(run, { instances: 10, tty: false, heartbeatMs: 0, now: () => now })
     p.start()
     run.record(rec('builder', 'builder'))
-    for (const id of ['a__x-1', 'a__x-2']) { run.sample(`start base ${id}`); run.record(rec('base', id)); run.sample(`done base ${id}`) }
-    run.sample('start assemble a__x-1'); run.record(rec('assemble', 'a__x-1')); run.sample('done assemble a__x-1')
-    run.sample('start base b__y-1'); run.record(rec('base', 'b__y-1', 'failed')); run.sample('failed base b__y-1')
+    for (const id of ['a__x-1', 'a__x-2']) {
+      run.sample(`start base ${id}`)
+      run.record(rec('base', id))
+      run.sample(`done base ${id}`)
+    }
+    run.sample('start assemble a__x-1')
+    run.record(rec('assemble', 'a__x-1'))
+    run.sample('done assemble a__x-1')
+    run.sample('start base b__y-1')
+    run.record(rec('base', 'b__y-1', 'failed'))
+    run.sample('failed base b__y-1')
     run.sample('start base c__z-9')
     fs.mkdirSync(path.join(out, 'logs/base'), { recursive: true })
     fs.writeFileSync(path.join(out, 'logs/base/c_1776_z-9.log'), 'x'.repeat(2048))
     now += 95_000
     const line = p.line()
     p.stop()
-    expect(line).toMatch(/^1m3\ds · base 3\/10 · assemble 1\/10 · 1 in flight · 1 failed · ETA \S+ · [\d.]+ \S+ free · longest: base c__z-9 1m35s, log 2\.0 KiB$/)
+    expect(line).toMatch(
+      /^1m3\ds · base 3\/10 · assemble 1\/10 · 1 in flight · 1 failed · ETA \S+ · [\d.]+ \S+ free · longest: base c__z-9 1m35s, log 2\.0 KiB$/,
+    )
     expect(line).not.toContain('builder') // done: no longer shown
   })
 
@@ -39,7 +63,10 @@ describe('progress', () => {
     const lines: string[] = []
     const write = process.stdout.write.bind(process.stdout)
     configureReport({ quiet: false })
-    process.stdout.write = ((chunk: string) => { lines.push(String(chunk)); return true }) as typeof process.stdout.write
+    process.stdout.write = ((chunk: string) => {
+      lines.push(String(chunk))
+      return true
+    }) as typeof process.stdout.write
     const p = new Progress(run, { instances: 3, tty: false, heartbeatMs: 50 }).start()
     await new Promise((r) => setTimeout(r, 180))
     p.stop()

@@ -2,7 +2,7 @@
 import { describe, expect, test } from 'bun:test'
 import path from 'node:path'
 import { $ } from 'zx'
-import { Mutex } from '../lib/lock.ts'
+import { Mutex } from '../lib/disk/prune-lock.ts'
 import { fakeDocker } from './helpers/fake-docker.ts'
 
 const ROOT = path.resolve(import.meta.dir, '..')
@@ -11,7 +11,12 @@ describe('prune', () => {
   test('a prune that reclaims nothing while the disk is low is a warning naming the command', async () => {
     const fake = fakeDocker()
     const env = { ...process.env, ...fake.env, GITHUB_ACTIONS: 'true', CI: '' }
-    const r = await $({ env, nothrow: true, quiet: true, cwd: ROOT })`${process.execPath} scripts/prune.ts --tier system --until-free 1000TB`
+    const r = await $({
+      env,
+      nothrow: true,
+      quiet: true,
+      cwd: ROOT,
+    })`${process.execPath} scripts/prune.ts --tier system --until-free 1000TB`
     expect(r.stdout).toContain('::warning::docker system prune -f reclaimed nothing while only')
     expect(fake.calls().filter((c) => c[0] === 'system' && c[1] === 'prune')).toEqual([['system', 'prune', '-f']])
     fake.cleanup()
@@ -20,7 +25,12 @@ describe('prune', () => {
   test('--until-free runs the tiers cheapest first and names the builder that holds the cache', async () => {
     const fake = fakeDocker({ buildx: true })
     const env = { ...process.env, ...fake.env, CI: '' }
-    const r = await $({ env, nothrow: true, quiet: true, cwd: ROOT })`${process.execPath} scripts/prune.ts --until-free 1000TB --stale-after 5m`
+    const r = await $({
+      env,
+      nothrow: true,
+      quiet: true,
+      cwd: ROOT,
+    })`${process.execPath} scripts/prune.ts --until-free 1000TB --stale-after 5m`
     const prunes = fake.calls().filter((c) => c.includes('prune') && !c.includes('--help')).map((c) => c.join(' '))
     expect(prunes).toEqual([
       'builder prune -af --filter until=300s',
@@ -38,11 +48,12 @@ describe('prune', () => {
   test('the prune lock never lets two prunes overlap', async () => {
     const lock = new Mutex()
     const spans: Array<[number, number]> = []
-    const prune = () => lock.run(async () => {
-      const start = performance.now()
-      await new Promise((r) => setTimeout(r, 20))
-      spans.push([start, performance.now()])
-    })
+    const prune = () =>
+      lock.run(async () => {
+        const start = performance.now()
+        await new Promise((r) => setTimeout(r, 20))
+        spans.push([start, performance.now()])
+      })
     await Promise.all([prune(), prune(), prune(), prune()])
     spans.sort((a, b) => a[0] - b[0])
     for (let i = 1; i < spans.length; i++) expect(spans[i][0]).toBeGreaterThanOrEqual(spans[i - 1][1])

@@ -2,14 +2,25 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { writeLayer } from '../lib/layer.ts'
-import { blobExists, copyBlob, ensureBlob, getBlob, mountBlob, sha256, startUpload, uploadBlob } from '../lib/registry-blobs.ts'
-import { isLoopback, parseImageRef } from '../lib/registry-ref.ts'
-import { RegistryClient, RegistryError } from '../lib/registry.ts'
+import { writeLayer } from '../lib/image/layer.ts'
+import {
+  blobExists,
+  copyBlob,
+  ensureBlob,
+  getBlob,
+  mountBlob,
+  sha256,
+  startUpload,
+  uploadBlob,
+} from '../lib/registry/blobs.ts'
+import { isLoopback, parseImageRef } from '../lib/registry/ref.ts'
+import { RegistryClient, RegistryError } from '../lib/registry/client.ts'
 import { freePort, pushTestImage, type RegistryServer, startRegistry } from './helpers/registry-server.ts'
 
 const bytes = (s: string) => new TextEncoder().encode(s)
-const tinyImage = { layers: [[{ path: 'hello.txt', type: 'file' as const, mode: 0o644, uid: 0, gid: 0, data: bytes('hi') }]] }
+const tinyImage = {
+  layers: [[{ path: 'hello.txt', type: 'file' as const, mode: 0o644, uid: 0, gid: 0, data: bytes('hi') }]],
+}
 
 describe('parseImageRef', () => {
   const table: [string, object][] = [
@@ -17,20 +28,46 @@ describe('parseImageRef', () => {
     ['ubuntu:22.04', { registry: 'registry-1.docker.io', repository: 'library/ubuntu', tag: '22.04' }],
     ['docker.io/library/ubuntu', { registry: 'registry-1.docker.io', repository: 'library/ubuntu' }],
     ['docker.io/ubuntu', { registry: 'registry-1.docker.io', repository: 'library/ubuntu' }],
-    ['index.docker.io/swebench/sweb.eval.x86_64.django:latest', { registry: 'registry-1.docker.io', repository: 'swebench/sweb.eval.x86_64.django', tag: 'latest' }],
+    ['index.docker.io/swebench/sweb.eval.x86_64.django:latest', {
+      registry: 'registry-1.docker.io',
+      repository: 'swebench/sweb.eval.x86_64.django',
+      tag: 'latest',
+    }],
     ['swebench/base', { registry: 'registry-1.docker.io', repository: 'swebench/base' }],
     ['localhost/x', { registry: 'localhost', repository: 'x' }],
     ['localhost:5000/x', { registry: 'localhost:5000', repository: 'x' }],
     ['127.0.0.1:5123/a/b:tag', { registry: '127.0.0.1:5123', repository: 'a/b', tag: 'tag' }],
     ['ghcr.io/owner/repo/sub:v1.2-rc_3', { registry: 'ghcr.io', repository: 'owner/repo/sub', tag: 'v1.2-rc_3' }],
     ['[::1]:5000/a', { registry: '[::1]:5000', repository: 'a' }],
-    [`alpine@sha256:${'a'.repeat(64)}`, { registry: 'registry-1.docker.io', repository: 'library/alpine', digest: `sha256:${'a'.repeat(64)}` }],
-    [`r.io/a:t@sha256:${'b'.repeat(64)}`, { registry: 'r.io', repository: 'a', tag: 't', digest: `sha256:${'b'.repeat(64)}` }],
+    [`alpine@sha256:${'a'.repeat(64)}`, {
+      registry: 'registry-1.docker.io',
+      repository: 'library/alpine',
+      digest: `sha256:${'a'.repeat(64)}`,
+    }],
+    [`r.io/a:t@sha256:${'b'.repeat(64)}`, {
+      registry: 'r.io',
+      repository: 'a',
+      tag: 't',
+      digest: `sha256:${'b'.repeat(64)}`,
+    }],
   ]
   for (const [ref, want] of table) test(`normalizes ${ref}`, () => expect(parseImageRef(ref)).toEqual(want as never))
 
-  for (const bad of ['', 'Ubuntu:1', 'a//b', 'a:', 'ubuntu:-bad', 'a@sha256:123', 'x/ y', 'a/b:t:t', `r.io/${'a'.repeat(256)}`]) {
-    test(`rejects '${bad}' with a clear error`, () => expect(() => parseImageRef(bad)).toThrow('invalid image reference'))
+  for (
+    const bad of [
+      '',
+      'Ubuntu:1',
+      'a//b',
+      'a:',
+      'ubuntu:-bad',
+      'a@sha256:123',
+      'x/ y',
+      'a/b:t:t',
+      `r.io/${'a'.repeat(256)}`,
+    ]
+  ) {
+    test(`rejects '${bad}' with a clear error`, () =>
+      expect(() => parseImageRef(bad)).toThrow('invalid image reference'))
   }
 
   test('loopback registries are plain HTTP, others https', () => {
@@ -50,7 +87,10 @@ describe('against a local registry', () => {
     ;[reg, other] = await Promise.all([startRegistry(), startRegistry()])
     await pushTestImage(client, `${reg.address}/fleet/app:present`, tinyImage)
   })
-  afterAll(async () => { await reg?.stop(); await other?.stop() })
+  afterAll(async () => {
+    await reg?.stop()
+    await other?.stop()
+  })
 
   test('manifestExists: true for a pushed tag, false for a missing tag or repository', async () => {
     expect(await client.manifestExists(`${reg.address}/fleet/app:present`)).toBe(true)
@@ -60,7 +100,9 @@ describe('against a local registry', () => {
 
   test('checkMany answers 500 references in under 3 seconds', async () => {
     const image = await pushTestImage(client, `${reg.address}/fleet/many:t0`, tinyImage)
-    for (let i = 1; i < 250; i++) await client.putManifest(parseImageRef(`${reg.address}/fleet/many:t${i}`), image.manifest, image.mediaType)
+    for (let i = 1; i < 250; i++) {
+      await client.putManifest(parseImageRef(`${reg.address}/fleet/many:t${i}`), image.manifest, image.mediaType)
+    }
     const refs = Array.from({ length: 500 }, (_, i) => `${reg.address}/fleet/many:t${i}`)
     const fresh = new RegistryClient()
     const started = performance.now()
@@ -75,13 +117,30 @@ describe('against a local registry', () => {
   test('mounts a blob across repositories of one registry (201)', async () => {
     const blob = bytes('mount me ' + Date.now())
     const { digest } = await uploadBlob(client, { registry: reg.address, repository: 'src/one' }, blob)
-    expect(await mountBlob(client, { registry: reg.address, repository: 'dst/two' }, digest, { registry: reg.address, repository: 'src/one' })).toEqual({ mounted: true })
+    expect(
+      await mountBlob(client, { registry: reg.address, repository: 'dst/two' }, digest, {
+        registry: reg.address,
+        repository: 'src/one',
+      }),
+    ).toEqual({ mounted: true })
     expect(await blobExists(client, { registry: reg.address, repository: 'dst/two' }, digest)).toBe(blob.length)
-    expect(await ensureBlob(client, { registry: reg.address, repository: 'src/one' }, { registry: reg.address, repository: 'dst/three' }, digest)).toBe('mounted')
+    expect(
+      await ensureBlob(client, { registry: reg.address, repository: 'src/one' }, {
+        registry: reg.address,
+        repository: 'dst/three',
+      }, digest),
+    ).toBe('mounted')
   })
 
   test('copies a blob to another registry in chunks, streaming, and verifies the digest', async () => {
-    const blob = writeLayer([{ path: 'big', type: 'file', mode: 0o644, uid: 0, gid: 0, data: crypto.getRandomValues(new Uint8Array(50_000)) }]).gzip
+    const blob = writeLayer([{
+      path: 'big',
+      type: 'file',
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      data: crypto.getRandomValues(new Uint8Array(50_000)),
+    }]).gzip
     const from = { registry: reg.address, repository: 'src/big' }
     const to = { registry: other.address, repository: 'dst/big' }
     const { digest } = await uploadBlob(client, from, blob)
@@ -111,7 +170,9 @@ describe('against a local registry', () => {
     const to = { registry: reg.address, repository: 'dst/bad' }
     const location = await startUpload(client, to)
     const { digest } = await uploadBlob(client, { registry: reg.address, repository: 'src/ok' }, bytes('good'))
-    await expect(copyBlob(client, { registry: reg.address, repository: 'src/ok' }, to, `sha256:${'0'.repeat(64)}`, location)).rejects.toThrow()
+    await expect(
+      copyBlob(client, { registry: reg.address, repository: 'src/ok' }, to, `sha256:${'0'.repeat(64)}`, location),
+    ).rejects.toThrow()
     expect(digest).toStartWith('sha256:')
   })
 })
@@ -119,13 +180,21 @@ describe('against a local registry', () => {
 /** An in-process proxy in front of a real registry that drops ?mount= (as registries that refuse mounts do). */
 function refuseMounts(target: string) {
   const server = Bun.serve({
-    port: 0, hostname: '127.0.0.1',
+    port: 0,
+    hostname: '127.0.0.1',
     async fetch(req) {
       const url = new URL(req.url)
-      url.searchParams.delete('mount'); url.searchParams.delete('from')
-      const headers = new Headers(req.headers); headers.delete('host')
+      url.searchParams.delete('mount')
+      url.searchParams.delete('from')
+      const headers = new Headers(req.headers)
+      headers.delete('host')
       const body = req.method === 'GET' || req.method === 'HEAD' ? undefined : await req.arrayBuffer()
-      const res = await fetch(`http://${target}${url.pathname}${url.search}`, { method: req.method, headers, body, redirect: 'manual' })
+      const res = await fetch(`http://${target}${url.pathname}${url.search}`, {
+        method: req.method,
+        headers,
+        body,
+        redirect: 'manual',
+      })
       return new Response(res.body, { status: res.status, headers: res.headers })
     },
   })
@@ -140,9 +209,15 @@ describe('authentication', () => {
     reg = await startRegistry({ auth: user })
     configDir = fs.mkdtempSync(path.join(os.tmpdir(), 'imagefleet-dockercfg-'))
     const auth = Buffer.from(`${user.username}:${user.password}`).toString('base64')
-    fs.writeFileSync(path.join(configDir, 'config.json'), JSON.stringify({ auths: { [`http://${reg.address}`]: { auth } } }))
+    fs.writeFileSync(
+      path.join(configDir, 'config.json'),
+      JSON.stringify({ auths: { [`http://${reg.address}`]: { auth } } }),
+    )
   })
-  afterAll(async () => { await reg?.stop(); fs.rmSync(configDir, { recursive: true, force: true }) })
+  afterAll(async () => {
+    await reg?.stop()
+    fs.rmSync(configDir, { recursive: true, force: true })
+  })
 
   test('basic auth with credentials from docker config.json (auths.auth base64) works', async () => {
     const client = new RegistryClient({ dockerConfigDir: configDir })
@@ -164,36 +239,62 @@ describe('authentication', () => {
 
 describe('bearer tokens, retries and failure classes (fake registry)', () => {
   let server: ReturnType<typeof Bun.serve>
-  const seen = { token: 0, tokenAuth: [] as (string | null)[], scopes: [] as string[], methods: [] as string[], failures: 0 }
+  const seen = {
+    token: 0,
+    tokenAuth: [] as (string | null)[],
+    scopes: [] as string[],
+    methods: [] as string[],
+    failures: 0,
+  }
   let helperDir: string
   beforeAll(() => {
     server = Bun.serve({
-      port: 0, hostname: '127.0.0.1',
+      port: 0,
+      hostname: '127.0.0.1',
       async fetch(req) {
         const url = new URL(req.url)
         if (url.pathname === '/token') {
           seen.token++
           seen.tokenAuth.push(req.headers.get('authorization'))
           seen.methods.push(req.method)
-          const scope = req.method === 'POST' ? new URLSearchParams(await req.text()).get('scope') ?? '' : url.searchParams.getAll('scope').join(' ')
+          const scope = req.method === 'POST'
+            ? new URLSearchParams(await req.text()).get('scope') ?? ''
+            : url.searchParams.getAll('scope').join(' ')
           seen.scopes.push(scope)
           return Response.json({ token: `tok:${scope}`, expires_in: 300 })
         }
-        if (url.pathname.startsWith('/v2/flaky/')) return ++seen.failures <= 2 ? new Response('busy', { status: 503 }) : new Response(null, { status: 200 })
+        if (url.pathname.startsWith('/v2/flaky/')) {
+          return ++seen.failures <= 2 ? new Response('busy', { status: 503 }) : new Response(null, { status: 200 })
+        }
         if (url.pathname.startsWith('/v2/down/')) return new Response('boom', { status: 500 })
-        if (url.pathname.startsWith('/v2/slow/')) { await Bun.sleep(2000); return new Response(null, { status: 200 }) }
+        if (url.pathname.startsWith('/v2/slow/')) {
+          await Bun.sleep(2000)
+          return new Response(null, { status: 200 })
+        }
         const repo = url.pathname.split('/manifests/')[0].slice(4)
         if (req.headers.get('authorization') !== `Bearer tok:repository:${repo}:pull`) {
-          return new Response('{"errors":[{"code":"UNAUTHORIZED"}]}', { status: 401, headers: {
-            'www-authenticate': `Bearer realm="http://127.0.0.1:${server.port}/token",service="fake",scope="repository:${repo}:pull"` } })
+          return new Response('{"errors":[{"code":"UNAUTHORIZED"}]}', {
+            status: 401,
+            headers: {
+              'www-authenticate':
+                `Bearer realm="http://127.0.0.1:${server.port}/token",service="fake",scope="repository:${repo}:pull"`,
+            },
+          })
         }
         return new Response(null, { status: url.pathname.endsWith('/there') ? 200 : 404 })
       },
     })
     helperDir = fs.mkdtempSync(path.join(os.tmpdir(), 'imagefleet-helper-'))
-    fs.writeFileSync(path.join(helperDir, 'docker-credential-fake'), '#!/bin/sh\nread server\necho "{\\"ServerURL\\":\\"$server\\",\\"Username\\":\\"helper-user\\",\\"Secret\\":\\"helper-secret\\"}"\n', { mode: 0o755 })
+    fs.writeFileSync(
+      path.join(helperDir, 'docker-credential-fake'),
+      '#!/bin/sh\nread server\necho "{\\"ServerURL\\":\\"$server\\",\\"Username\\":\\"helper-user\\",\\"Secret\\":\\"helper-secret\\"}"\n',
+      { mode: 0o755 },
+    )
   })
-  afterAll(() => { server.stop(true); fs.rmSync(helperDir, { recursive: true, force: true }) })
+  afterAll(() => {
+    server.stop(true)
+    fs.rmSync(helperDir, { recursive: true, force: true })
+  })
   const at = () => `127.0.0.1:${server.port}`
 
   test('anonymous bearer flow: 401 challenge, token for the repository pull scope, cached per scope', async () => {
@@ -240,10 +341,13 @@ describe('bearer tokens, retries and failure classes (fake registry)', () => {
   })
 
   test('no answer in time is class timeout; a refused connection is class network', async () => {
-    const slow = await new RegistryClient({ timeoutSeconds: 0.2, retries: 0 }).manifestExists(`${at()}/slow/app:x`).catch((e) => e)
+    const slow = await new RegistryClient({ timeoutSeconds: 0.2, retries: 0 }).manifestExists(`${at()}/slow/app:x`)
+      .catch((e) => e)
     expect(slow.errorClass).toBe('timeout')
     const closed = `127.0.0.1:${await freePort()}`
-    const refused = await new RegistryClient({ retries: 1, retryDelayMs: 5 }).manifestExists(`${closed}/a:b`).catch((e) => e)
+    const refused = await new RegistryClient({ retries: 1, retryDelayMs: 5 }).manifestExists(`${closed}/a:b`).catch((
+      e,
+    ) => e)
     expect(refused.errorClass).toBe('network')
     console.log(`refused connection reads: ${refused.message}`)
   })

@@ -7,12 +7,11 @@ import cp from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
-import { CONTEXT, ROOT, registryFixture } from './helpers/fixture.ts'
-import { fakeDocker, mutatingCalls, type FakeDocker } from './helpers/fake-docker.ts'
+import { CONTEXT, registryFixture, ROOT } from './helpers/fixture.ts'
+import { type FakeDocker, fakeDocker, mutatingCalls } from './helpers/fake-docker.ts'
 import { FLAGS } from '../scripts/pipeline.ts'
 
 const fx = registryFixture('reliability-test')
-
 
 const tmpName = (prefix: string) => path.join(fx.work, `${prefix}-${Math.random().toString(36).slice(2)}`)
 function instancesFile(lines: string[]): string {
@@ -24,19 +23,42 @@ function instancesFile(lines: string[]): string {
 /** Assemble with docker build (the fake pushes nothing, so the registry has no builder image to assemble from). */
 const DOCKER_MODE = 'mode' in FLAGS ? ['--mode', 'docker'] : []
 /** The usual flags: a registry, an upstream template, the example context, no free-space floor. */
-const usual = (out: string) => ['--registry', `${fx.registry.address}/fleet`, '--upstream', `${fx.registry.address}/up/{docker_id}:latest`, '--context', CONTEXT, '--min-free', '0', '--out', out, ...DOCKER_MODE]
+const usual = (
+  out: string,
+) => [
+  '--registry',
+  `${fx.registry.address}/fleet`,
+  '--upstream',
+  `${fx.registry.address}/up/{docker_id}:latest`,
+  '--context',
+  CONTEXT,
+  '--min-free',
+  '0',
+  '--out',
+  out,
+  ...DOCKER_MODE,
+]
 
 async function pipeline(fake: FakeDocker, args: string[], env: Record<string, string> = {}, out = tmpName('out')) {
   const fullEnv = { ...process.env, ...fake.env, CI: '', GITHUB_ACTIONS: '', ...env }
-  const r = await $({ env: fullEnv, nothrow: true, quiet: true, cwd: ROOT })`${process.execPath} scripts/pipeline.ts ${args}`
+  const r = await $({
+    env: fullEnv,
+    nothrow: true,
+    quiet: true,
+    cwd: ROOT,
+  })`${process.execPath} scripts/pipeline.ts ${args}`
   return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr, out, calls: fake.calls() }
 }
 const run = (fake: FakeDocker, args: string[], env: Record<string, string> = {}) => {
   const out = tmpName('out')
   return pipeline(fake, [...usual(out), ...args], env, out)
 }
-const manifest = (out: string) => fs.readFileSync(path.join(out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
-const allFiles = (dir: string): string[] => fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => e.isDirectory() ? allFiles(path.join(dir, e.name)) : [path.join(dir, e.name)])
+const manifest = (out: string) =>
+  fs.readFileSync(path.join(out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+const allFiles = (dir: string): string[] =>
+  fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? allFiles(path.join(dir, e.name)) : [path.join(dir, e.name)]
+  )
 
 describe('bad input is refused before anything runs', () => {
   test('≥ 20 hostile or broken inputs: exit 2, no docker command at all, each problem named with its line', async () => {
@@ -75,21 +97,96 @@ describe('bad input is refused before anything runs', () => {
       problems.push(...needles)
     }
     const out = tmpName('out')
-    await refuse([...usual(out), '--instances', instancesFile(lines)],
-      ['line 2:', 'line 3:', 'line 4:', 'line 5:', 'line 6:', 'line 7:', 'line 8: malformed JSON', 'line 9:', 'line 10:', 'line 11: duplicate',
-        'line 12:', 'line 13:', 'line 14:', 'line 15:', 'line 16:', 'line 17:', 'line 18:', 'line 19:', 'line 20:', 'line 21:', 'line 22:'])
+    await refuse([...usual(out), '--instances', instancesFile(lines)], [
+      'line 2:',
+      'line 3:',
+      'line 4:',
+      'line 5:',
+      'line 6:',
+      'line 7:',
+      'line 8: malformed JSON',
+      'line 9:',
+      'line 10:',
+      'line 11: duplicate',
+      'line 12:',
+      'line 13:',
+      'line 14:',
+      'line 15:',
+      'line 16:',
+      'line 17:',
+      'line 18:',
+      'line 19:',
+      'line 20:',
+      'line 21:',
+      'line 22:',
+    ])
     const file = instancesFile(['ok__fine-1'])
-    await refuse([...usual(out), '--instances', file, '--min-free', '10XB', '--concurrency', '0', '--bogus', '--timeout', 'forever', '--retries', 'x'],
-      ['--min-free', '--concurrency', 'unknown flag --bogus', '--timeout', '--retries'])
-    await refuse(['--instances', file, '--min-free', '0', '--out', out, '--context', CONTEXT, '--upstream', 'reg/{nope}:x', '--registry', 'UP;rm',
-      '--build-arg', 'NOTKV', '--platform', 'linux/amd64;id', '--key', '../x', '--registry-user', 'bot', '--password-env', 'NO_SUCH_VAR_HERE', '--base-target', 'nostage'],
-    ['{nope}', "'UP;rm/eval-builder'", "--build-arg 'NOTKV'", '--platform', '--key', 'NO_SUCH_VAR_HERE', "no stage 'nostage'"])
-    const notADir = tmpName('file'); fs.writeFileSync(notADir, '')
+    await refuse([
+      ...usual(out),
+      '--instances',
+      file,
+      '--min-free',
+      '10XB',
+      '--concurrency',
+      '0',
+      '--bogus',
+      '--timeout',
+      'forever',
+      '--retries',
+      'x',
+    ], ['--min-free', '--concurrency', 'unknown flag --bogus', '--timeout', '--retries'])
+    await refuse([
+      '--instances',
+      file,
+      '--min-free',
+      '0',
+      '--out',
+      out,
+      '--context',
+      CONTEXT,
+      '--upstream',
+      'reg/{nope}:x',
+      '--registry',
+      'UP;rm',
+      '--build-arg',
+      'NOTKV',
+      '--platform',
+      'linux/amd64;id',
+      '--key',
+      '../x',
+      '--registry-user',
+      'bot',
+      '--password-env',
+      'NO_SUCH_VAR_HERE',
+      '--base-target',
+      'nostage',
+    ], [
+      '{nope}',
+      "'UP;rm/eval-builder'",
+      "--build-arg 'NOTKV'",
+      '--platform',
+      '--key',
+      'NO_SUCH_VAR_HERE',
+      "no stage 'nostage'",
+    ])
+    const notADir = tmpName('file')
+    fs.writeFileSync(notADir, '')
     await refuse([...usual(notADir), '--instances', file], ['is not a directory'])
-    await refuse(['--registry', `${fx.registry.address}/fleet`, '--instances', file, '--context', '/nonexistent/ctx', '--out', out], ['/nonexistent/ctx: not a directory', 'Dockerfile /nonexistent/ctx/Dockerfile: not found'])
+    await refuse([
+      '--registry',
+      `${fx.registry.address}/fleet`,
+      '--instances',
+      file,
+      '--context',
+      '/nonexistent/ctx',
+      '--out',
+      out,
+    ], ['/nonexistent/ctx: not a directory', 'Dockerfile /nonexistent/ctx/Dockerfile: not found'])
     await refuse([...usual(out), '--instances', fx.work], ['instances file']) // unreadable: a directory (root reads any file)
     await refuse([...usual(out), '--instances', instancesFile(['# only a comment', ''])], ['no instances to build'])
-    await refuse([...usual(tmpName('empty-out')), '--instances', file, '--retry-failed'], ['--retry-failed: no manifest.jsonl'])
+    await refuse([...usual(tmpName('empty-out')), '--instances', file, '--retry-failed'], [
+      '--retry-failed: no manifest.jsonl',
+    ])
     await refuse([...usual(out), '--instances', file, '--shard', '3/2'], ['--shard'])
     console.log(`inputs refused: ${problems.length} problems named across 9 runs, 0 docker commands`)
     expect(problems.length).toBeGreaterThanOrEqual(20)
@@ -107,8 +204,22 @@ describe('no injection', () => {
       buildArg: `X=\`touch ${pwned}\` && echo "$HOME" | cat`,
       user: `bot'; touch ${pwned}; '`,
     }
-    const r = await run(fake, ['--instances', instancesFile(['a__b-1']), '--key', 'inj', '--network', evil.network, '--builder', evil.builder,
-      '--build-arg', evil.buildArg, '--registry-user', evil.user, '--password-env', 'INJ_PASSWORD'], { INJ_PASSWORD: `p$(touch ${pwned})` })
+    const r = await run(fake, [
+      '--instances',
+      instancesFile(['a__b-1']),
+      '--key',
+      'inj',
+      '--network',
+      evil.network,
+      '--builder',
+      evil.builder,
+      '--build-arg',
+      evil.buildArg,
+      '--registry-user',
+      evil.user,
+      '--password-env',
+      'INJ_PASSWORD',
+    ], { INJ_PASSWORD: `p$(touch ${pwned})` })
     expect(r.code).toBe(0)
     const m = mutatingCalls(r.calls)
     const login = m.find((c) => c[0] === 'login')!
@@ -132,15 +243,45 @@ describe('secrets', () => {
 
   test('login reads the password on stdin; it and *TOKEN* values are masked in output, logs, manifest and summary', async () => {
     // the registry "echoes" the token back in an error, as some do
-    const fake = fakeDocker({ fail: { match: 'push \\S*eval-agent', stderr: `denied: token ${token} rejected for ${password}` } })
-    const r = await run(fake, ['--instances', instancesFile(['a__b-2']), '--key', 'sec', '--registry-user', 'bot', '--password-env', 'REG_PASS', '--retries', '1'],
-      { REG_PASS: password, API_TOKEN: token })
+    const fake = fakeDocker({
+      fail: { match: 'push \\S*eval-agent', stderr: `denied: token ${token} rejected for ${password}` },
+    })
+    const r = await run(fake, [
+      '--instances',
+      instancesFile(['a__b-2']),
+      '--key',
+      'sec',
+      '--registry-user',
+      'bot',
+      '--password-env',
+      'REG_PASS',
+      '--retries',
+      '1',
+    ], { REG_PASS: password, API_TOKEN: token })
     expect(r.code).toBe(1)
-    expect(r.calls.find((c) => c[0] === 'login')).toEqual(['login', fx.registry.address, '-u', 'bot', '--password-stdin'])
+    expect(r.calls.find((c) => c[0] === 'login')).toEqual([
+      'login',
+      fx.registry.address,
+      '-u',
+      'bot',
+      '--password-stdin',
+    ])
     expect(fake.stdin()).toBe(password)
     for (const c of r.calls) expect(c.join(' ')).not.toContain(password)
-    const texts: Record<string, string> = { stdout: r.stdout, stderr: r.stderr, ...Object.fromEntries(allFiles(r.out).map((f) => [path.relative(r.out, f), fs.readFileSync(f, 'utf8')])) }
-    expect(Object.keys(texts)).toEqual(expect.arrayContaining(['manifest.jsonl', 'summary.json', 'summary.md', 'preflight.json', 'logs/assemble/a_1776_b-2.log']))
+    const texts: Record<string, string> = {
+      stdout: r.stdout,
+      stderr: r.stderr,
+      ...Object.fromEntries(allFiles(r.out).map((f) => [path.relative(r.out, f), fs.readFileSync(f, 'utf8')])),
+    }
+    expect(Object.keys(texts)).toEqual(
+      expect.arrayContaining([
+        'manifest.jsonl',
+        'summary.json',
+        'summary.md',
+        'preflight.json',
+        'logs/assemble/a_1776_b-2.log',
+      ]),
+    )
     for (const [name, text] of Object.entries(texts)) {
       expect({ name, leaked: text.includes(password) || text.includes(token) }).toEqual({ name, leaked: false })
     }
@@ -151,8 +292,16 @@ describe('secrets', () => {
 
   test('in GitHub Actions each secret is registered with ::add-mask:: before anything else is printed', async () => {
     const fake = fakeDocker()
-    const r = await run(fake, ['--instances', instancesFile(['a__b-3']), '--key', 'gha', '--registry-user', 'bot', '--password-env', 'REG_PASS'],
-      { REG_PASS: password, API_TOKEN: token, GITHUB_ACTIONS: 'true' })
+    const r = await run(fake, [
+      '--instances',
+      instancesFile(['a__b-3']),
+      '--key',
+      'gha',
+      '--registry-user',
+      'bot',
+      '--password-env',
+      'REG_PASS',
+    ], { REG_PASS: password, API_TOKEN: token, GITHUB_ACTIONS: 'true' })
     expect(r.code).toBe(0)
     const lines = r.stdout.split('\n')
     expect(lines.slice(0, 2).sort()).toEqual([`::add-mask::${password}`, `::add-mask::${token}`].sort())
@@ -163,33 +312,67 @@ describe('secrets', () => {
 
 describe('transient failures, timeouts and reruns', () => {
   test('a refused connection is retried with backoff --retries times, then recorded as network; --retry-failed reruns only that instance', async () => {
-    const fake = fakeDocker({ fail: { match: 'push \\S*eval-agent:\\S*bad', stderr: 'Get "http://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused' } })
+    const fake = fakeDocker({
+      fail: {
+        match: 'push \\S*eval-agent:\\S*bad',
+        stderr: 'Get "http://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused',
+      },
+    })
     const out = tmpName('out')
     const file = instancesFile(['good__one-1', 'bad__one-2'])
     const t0 = Date.now()
-    const r = await pipeline(fake, [...usual(out), '--instances', file, '--key', 'rt', '--retries', '3', '--backoff', '200ms'])
+    const r = await pipeline(fake, [
+      ...usual(out),
+      '--instances',
+      file,
+      '--key',
+      'rt',
+      '--retries',
+      '3',
+      '--backoff',
+      '200ms',
+    ])
     expect(r.code).toBe(1)
     expect(Date.now() - t0).toBeGreaterThan(600) // 200 ms + 400 ms of backoff
-    expect(mutatingCalls(r.calls).filter((c) => c[0] === 'push' && c[1].includes('eval-agent') && c[1].includes('bad'))).toHaveLength(3)
-    expect(manifest(out).find((m) => m.phase === 'assemble' && m.id === 'bad__one-2')).toMatchObject({ status: 'failed', error_class: 'network', attempts: 3 })
+    expect(mutatingCalls(r.calls).filter((c) => c[0] === 'push' && c[1].includes('eval-agent') && c[1].includes('bad')))
+      .toHaveLength(3)
+    expect(manifest(out).find((m) => m.phase === 'assemble' && m.id === 'bad__one-2')).toMatchObject({
+      status: 'failed',
+      error_class: 'network',
+      attempts: 3,
+    })
     expect(fs.readFileSync(path.join(out, 'logs/assemble/bad_1776_one-2.log'), 'utf8')).toContain('retrying in 0.2s')
 
     const fixed = fakeDocker()
     const again = await pipeline(fixed, [...usual(out), '--instances', file, '--key', 'rt', '--retry-failed'])
     expect(again.code).toBe(0)
-    const builds = mutatingCalls(again.calls).filter((c) => c[0] === 'build' && c.some((a) => a.includes('BASE_IMAGE=')))
+    const builds = mutatingCalls(again.calls).filter((c) =>
+      c[0] === 'build' && c.some((a) => a.includes('BASE_IMAGE='))
+    )
     expect(builds.length).toBe(2) // base + assembly of bad__one-2 only
     for (const b of builds) expect(b.join(' ')).toContain('bad_1776_one-2')
     const records = manifest(out)
     expect(records.filter((m) => m.id === 'good__one-1')).toHaveLength(2) // the first run's, kept
     expect(records.filter((m) => m.id === 'bad__one-2').at(-1)).toMatchObject({ phase: 'assemble', status: 'built' })
-    fake.cleanup(); fixed.cleanup()
+    fake.cleanup()
+    fixed.cleanup()
   })
 
   test('a hung prune is killed at --prune-timeout and the run goes on', async () => {
     const fake = fakeDocker({ hang: '^system prune' })
     const t0 = Date.now()
-    const r = await run(fake, ['--instances', instancesFile(['a__b-4', 'c__d-5']), '--key', 'hang', '--cleanup', 'per-image', '--prune-timeout', '1s', '--concurrency', '1'])
+    const r = await run(fake, [
+      '--instances',
+      instancesFile(['a__b-4', 'c__d-5']),
+      '--key',
+      'hang',
+      '--cleanup',
+      'per-image',
+      '--prune-timeout',
+      '1s',
+      '--concurrency',
+      '1',
+    ])
     const secs = (Date.now() - t0) / 1000
     expect(r.code).toBe(0)
     expect(secs).toBeLessThan(15)
@@ -208,28 +391,63 @@ async function leftovers(fake: FakeDocker): Promise<number[]> {
 }
 function running(fake: FakeDocker): number[] {
   return fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter((pid) => {
-    try { return fs.readFileSync(`/proc/${pid}/environ`, 'utf8').includes(`FAKE_DOCKER_LOG=${fake.env.FAKE_DOCKER_LOG}`) } catch { return false }
+    try {
+      return fs.readFileSync(`/proc/${pid}/environ`, 'utf8').includes(`FAKE_DOCKER_LOG=${fake.env.FAKE_DOCKER_LOG}`)
+    } catch {
+      return false
+    }
   })
 }
 
 describe('graceful stop', () => {
   /** Starts the pipeline directly (no shell between us and it), waits until `hung` builds hang, then signals it. */
-  async function interrupt(fake: FakeDocker, args: string[], signals: Array<{ after: number; signal: NodeJS.Signals }>, hung: number) {
+  async function interrupt(
+    fake: FakeDocker,
+    args: string[],
+    signals: Array<{ after: number; signal: NodeJS.Signals }>,
+    hung: number,
+  ) {
     const out = tmpName('out')
-    const child = cp.spawn(process.execPath, ['scripts/pipeline.ts', ...usual(out), ...args], { cwd: ROOT, env: { ...process.env, ...fake.env, CI: '', GITHUB_ACTIONS: '' }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = cp.spawn(process.execPath, ['scripts/pipeline.ts', ...usual(out), ...args], {
+      cwd: ROOT,
+      env: { ...process.env, ...fake.env, CI: '', GITHUB_ACTIONS: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let stdout = '', stderr = ''
-    child.stdout.on('data', (d) => { stdout += d }); child.stderr.on('data', (d) => { stderr += d })
+    child.stdout.on('data', (d) => {
+      stdout += d
+    })
+    child.stderr.on('data', (d) => {
+      stderr += d
+    })
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
     while (fake.calls().filter((c) => c.some((a) => a.includes('/up/'))).length < hung) await Bun.sleep(50)
     const t0 = Date.now()
-    for (const s of signals) { await Bun.sleep(s.after); child.kill(s.signal) }
+    for (const s of signals) {
+      await Bun.sleep(s.after)
+      child.kill(s.signal)
+    }
     const code = await exited
     return { code, out, stdout, stderr, secs: (Date.now() - t0) / 1000 }
   }
 
   test('SIGINT: no new work, in-flight builds killed after --grace, every instance recorded, summary written, exit 130', async () => {
     const fake = fakeDocker({ hang: 'BASE_IMAGE=\\S*/up/' })
-    const r = await interrupt(fake, ['--instances', instancesFile(['a__s-1', 'a__s-2', 'a__s-3', 'a__s-4']), '--key', 'int', '--concurrency', '2', '--grace', '1s'], [{ after: 0, signal: 'SIGINT' }], 2)
+    const r = await interrupt(
+      fake,
+      [
+        '--instances',
+        instancesFile(['a__s-1', 'a__s-2', 'a__s-3', 'a__s-4']),
+        '--key',
+        'int',
+        '--concurrency',
+        '2',
+        '--grace',
+        '1s',
+      ],
+      [{ after: 0, signal: 'SIGINT' }],
+      2,
+    )
     expect(r.code).toBe(130)
     expect(r.secs).toBeLessThan(8)
     expect(r.stderr).toContain('SIGINT: no new images start')
@@ -237,7 +455,8 @@ describe('graceful stop', () => {
     expect(records.find((m) => m.phase === 'builder')).toMatchObject({ status: 'built' })
     for (const phase of ['base', 'assemble']) {
       expect(records.filter((m) => m.phase === phase).map((m) => [m.id, m.status, m.error_class]).sort()).toEqual(
-        ['a__s-1', 'a__s-2', 'a__s-3', 'a__s-4'].map((id) => [id, 'failed', 'interrupted']))
+        ['a__s-1', 'a__s-2', 'a__s-3', 'a__s-4'].map((id) => [id, 'failed', 'interrupted']),
+      )
     }
     expect(records.filter((m) => m.phase === 'base' && m.attempts === 1)).toHaveLength(2) // the two in flight; two never started
     expect(JSON.parse(fs.readFileSync(path.join(r.out, 'summary.json'), 'utf8')).counts.base.failed).toBe(4)
@@ -248,13 +467,19 @@ describe('graceful stop', () => {
 
   test('a second signal stops at once, still writing the manifest and summary', async () => {
     const fake = fakeDocker({ hang: 'BASE_IMAGE=\\S*/up/' })
-    const r = await interrupt(fake, ['--instances', instancesFile(['b__s-1', 'b__s-2']), '--key', 'int2', '--concurrency', '2', '--grace', '10m'],
-      [{ after: 0, signal: 'SIGTERM' }, { after: 300, signal: 'SIGTERM' }], 2)
+    const r = await interrupt(
+      fake,
+      ['--instances', instancesFile(['b__s-1', 'b__s-2']), '--key', 'int2', '--concurrency', '2', '--grace', '10m'],
+      [{ after: 0, signal: 'SIGTERM' }, { after: 300, signal: 'SIGTERM' }],
+      2,
+    )
     expect(r.code).toBe(130)
     expect(r.secs).toBeLessThan(5)
     const base = manifest(r.out).filter((m) => m.phase === 'base')
     expect(base.map((m) => [m.id, m.error_class, m.reason]).sort()).toEqual([
-      ['b__s-1', 'interrupted', 'stopped at once by a second signal'], ['b__s-2', 'interrupted', 'stopped at once by a second signal']])
+      ['b__s-1', 'interrupted', 'stopped at once by a second signal'],
+      ['b__s-2', 'interrupted', 'stopped at once by a second signal'],
+    ])
     expect(fs.existsSync(path.join(r.out, 'summary.json'))).toBe(true)
     expect(await leftovers(fake)).toEqual([])
     fake.cleanup()

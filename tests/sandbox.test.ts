@@ -3,15 +3,22 @@ import { $ } from 'zx'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { generateFleet, type Fleet } from '../examples/synthetic-fleet/generate.ts'
-import { sampleDisk } from '../lib/disk.ts'
-import { sandboxDown, sandboxState, sandboxUp, type Sandbox } from '../scripts/sandbox.ts'
+import { type Fleet, generateFleet } from '../examples/synthetic-fleet/generate.ts'
+import { sampleDisk } from '../lib/disk/statfs.ts'
+import { type Sandbox, sandboxDown, sandboxState, sandboxUp } from '../scripts/sandbox.ts'
 import { describeIntegration } from './helpers/integration.ts'
 
 const GiB = 2 ** 30
 const repoRoot = path.resolve(import.meta.dir, '..')
-const alive = (pid: number) => { try { return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8')) } catch { return false } }
-const mountsUnder = (dir: string) => fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').filter((l) => l.split(' ')[1]?.startsWith(dir))
+const alive = (pid: number) => {
+  try {
+    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'))
+  } catch {
+    return false
+  }
+}
+const mountsUnder = (dir: string) =>
+  fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').filter((l) => l.split(' ')[1]?.startsWith(dir))
 
 describeIntegration('sandbox', () => {
   let tmp: string, dir: string, sandbox: Sandbox
@@ -52,7 +59,10 @@ describeIntegration('sandbox', () => {
 
   test('the seed image pulls from the registry and runs busybox without a network', async () => {
     expect(sandbox.seedImage).toBe(`${sandbox.registry}/imagefleet/busybox:latest`)
-    const run = await $({ quiet: true, env: sandbox.env })`docker run --rm --network none ${sandbox.seedImage} /bin/sh -c ${'echo hi'}`
+    const run = await $({
+      quiet: true,
+      env: sandbox.env,
+    })`docker run --rm --network none ${sandbox.seedImage} /bin/sh -c ${'echo hi'}`
     expect(run.stdout.trim()).toBe('hi')
     await $({ quiet: true, env: sandbox.env })`docker rmi ${sandbox.seedImage}`
   })
@@ -68,13 +78,25 @@ describeIntegration('sandbox', () => {
   test('the command line prints the env under Bun and the status under Deno', async () => {
     const bun = await $({ quiet: true, cwd: repoRoot })`${process.execPath} scripts/sandbox.ts env --json --dir ${dir}`
     expect(JSON.parse(bun.stdout).IMAGEFLEET_SANDBOX_REGISTRY).toBe(sandbox.registry)
-    const deno = await $({ quiet: true, cwd: repoRoot })`node_modules/.bin/deno run -A scripts/sandbox.ts status --dir ${dir}`
+    const deno = await $({
+      quiet: true,
+      cwd: repoRoot,
+    })`node_modules/.bin/deno run -A scripts/sandbox.ts status --dir ${dir}`
     expect(deno.stdout).toContain(`registry: ${sandbox.registry}`)
   })
 
   test('generate.ts pushes a small SWE-bench-shaped fleet, writes instances.txt and fleet.json, and skips it on a rerun', async () => {
     const out = path.join(tmp, 'fleet', 'instances.txt')
-    const opts = { registry: sandbox.registry, seed: sandbox.seedImage, groups: 2, perGroup: 2, envSize: 5e6, instanceSize: 5e6, out, env: sandbox.env }
+    const opts = {
+      registry: sandbox.registry,
+      seed: sandbox.seedImage,
+      groups: 2,
+      perGroup: 2,
+      envSize: 5e6,
+      instanceSize: 5e6,
+      out,
+      env: sandbox.env,
+    }
     const t = Date.now()
     const fleet = await generateFleet(opts)
     console.log(`generated 2×2 × 5MB in ${((Date.now() - t) / 1000).toFixed(1)}s`)
@@ -84,7 +106,10 @@ describeIntegration('sandbox', () => {
     expect(fleet.upstreamBytes).toBeGreaterThan(4 * 10e6)
     for (const id of fleet.ids) {
       const repo = `sweb.eval.x86_64.${id.replace('__', '_1776_')}`
-      const head = await fetch(`http://${sandbox.registry}/v2/${repo}/manifests/latest`, { method: 'HEAD', headers: { Accept: 'application/vnd.docker.distribution.manifest.v2+json' } })
+      const head = await fetch(`http://${sandbox.registry}/v2/${repo}/manifests/latest`, {
+        method: 'HEAD',
+        headers: { Accept: 'application/vnd.docker.distribution.manifest.v2+json' },
+      })
       expect(head.status).toBe(200)
     }
     const image = fleet.upstream.replace('{docker_id}', 'org1_1776_proj1-102')

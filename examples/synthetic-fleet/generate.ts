@@ -4,30 +4,59 @@
 import { $ } from 'zx'
 import fs from 'node:fs'
 import path from 'node:path'
-import { parseFlags, renderHelp, UsageError, type FlagTable } from '../../lib/args.ts'
-import { runMain } from '../../lib/cli.ts'
-import { configureReport, report, secretValues, seconds } from '../../lib/report.ts'
-import { formatBytes } from '../../lib/size.ts'
-import { dockerIdOf } from '../../lib/instances.ts'
-import { compressedImageBytes } from '../../lib/image-size.ts'
-import { RegistryClient } from '../../lib/registry.ts'
+import { type FlagTable, parseFlags, renderHelp, UsageError } from '../../lib/cli/flags.ts'
+import { runMain } from '../../lib/cli/main.ts'
+import { configureReport, report, seconds, secretValues } from '../../lib/cli/report.ts'
+import { formatBytes } from '../../lib/cli/size.ts'
+import { dockerIdOf } from '../../lib/fleet/instances.ts'
+import { compressedImageBytes } from '../../lib/registry/image.ts'
+import { RegistryClient } from '../../lib/registry/client.ts'
 
 export const FLAGS = {
-  registry: { type: 'string', arg: 'HOST:PORT', help: 'Registry that receives the upstream images (default: $IMAGEFLEET_SANDBOX_REGISTRY)' },
-  seed: { type: 'string', arg: 'IMAGE', help: 'Image the environments build FROM; needs sh and head (default: $IMAGEFLEET_SANDBOX_SEED)' },
-  groups: { type: 'int', default: 4, min: 1, help: 'Environment groups (instances of a group share its environment layer)' },
+  registry: {
+    type: 'string',
+    arg: 'HOST:PORT',
+    help: 'Registry that receives the upstream images (default: $IMAGEFLEET_SANDBOX_REGISTRY)',
+  },
+  seed: {
+    type: 'string',
+    arg: 'IMAGE',
+    help: 'Image the environments build FROM; needs sh and head (default: $IMAGEFLEET_SANDBOX_SEED)',
+  },
+  groups: {
+    type: 'int',
+    default: 4,
+    min: 1,
+    help: 'Environment groups (instances of a group share its environment layer)',
+  },
   'per-group': { type: 'int', default: 6, min: 1, help: 'Instances per group' },
   'env-size': { type: 'size', default: '300MB', help: 'Incompressible bytes in each environment layer' },
   'instance-size': { type: 'size', default: '100MB', help: 'Incompressible bytes in each instance layer' },
-  out: { type: 'string', default: 'instances.txt', arg: 'FILE', help: 'Instances file to write (fleet.json goes beside it)' },
+  out: {
+    type: 'string',
+    default: 'instances.txt',
+    arg: 'FILE',
+    help: 'Instances file to write (fleet.json goes beside it)',
+  },
 } as const satisfies FlagTable
 
 export type FleetOptions = {
-  registry: string; seed: string; groups: number; perGroup: number; envSize: number; instanceSize: number; out: string
+  registry: string
+  seed: string
+  groups: number
+  perGroup: number
+  envSize: number
+  instanceSize: number
+  out: string
   env: Record<string, string | undefined> // the environment docker runs with (DOCKER_HOST, PATH, …)
 }
 export type Fleet = {
-  instances: number; ids: string[]; groups: number; upstreamBytes: number; registry: string; seed: string
+  instances: number
+  ids: string[]
+  groups: number
+  upstreamBytes: number
+  registry: string
+  seed: string
   upstream: string // the pipeline's --upstream template for these images
 }
 type Instance = { id: string; image: string }
@@ -54,13 +83,21 @@ const upstreamTemplate = (registry: string) => `${registry}/sweb.eval.x86_64.{do
 export async function generateFleet(o: FleetOptions): Promise<Fleet> {
   const started = Date.now()
   const plan = planFleet(o)
-  report.info(`fleet: ${o.groups} groups × ${o.perGroup} instances, env ${formatBytes(o.envSize)}, instance ${formatBytes(o.instanceSize)} → ${o.registry}`)
+  report.info(
+    `fleet: ${o.groups} groups × ${o.perGroup} instances, env ${formatBytes(o.envSize)}, instance ${
+      formatBytes(o.instanceSize)
+    } → ${o.registry}`,
+  )
   let built = 0
   for (const group of plan) built += await generateGroup(group, o)
   const fleet = await describeFleet(plan, o)
   writeFleetFiles(fleet, o.out)
   const total = fleet.ids.length
-  report.ok(`${built} built, ${total - built} already in the registry; fleet ${formatBytes(fleet.upstreamBytes)} in ${seconds(Date.now() - started)}`)
+  report.ok(
+    `${built} built, ${total - built} already in the registry; fleet ${formatBytes(fleet.upstreamBytes)} in ${
+      seconds(Date.now() - started)
+    }`,
+  )
   return fleet
 }
 
@@ -129,15 +166,22 @@ async function describeFleet(plan: Group[], o: FleetOptions): Promise<Fleet> {
   let upstreamBytes = 0
   for (const instance of instances) upstreamBytes += await compressedImageBytes(registry, instance.image)
   return {
-    instances: instances.length, ids: instances.map((i) => i.id), groups: plan.length, upstreamBytes,
-    registry: o.registry, seed: o.seed, upstream: upstreamTemplate(o.registry),
+    instances: instances.length,
+    ids: instances.map((i) => i.id),
+    groups: plan.length,
+    upstreamBytes,
+    registry: o.registry,
+    seed: o.seed,
+    upstream: upstreamTemplate(o.registry),
   }
 }
 
 function writeFleetFiles(fleet: Fleet, out: string): void {
   fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true })
   const header = [
-    `# synthetic SWE-bench-shaped fleet: ${fleet.groups} groups, ${fleet.instances} instances, ${formatBytes(fleet.upstreamBytes)} of upstream images`,
+    `# synthetic SWE-bench-shaped fleet: ${fleet.groups} groups, ${fleet.instances} instances, ${
+      formatBytes(fleet.upstreamBytes)
+    } of upstream images`,
     `# upstream: ${fleet.upstream}`,
   ]
   fs.writeFileSync(out, [...header, ...fleet.ids, ''].join('\n'))
@@ -150,13 +194,22 @@ function writeFleetFiles(fleet: Fleet, out: string): void {
 async function main(argv: string[]): Promise<number> {
   const env = process.env
   // the generator targets the sandbox: its exports are the defaults for --registry and --seed
-  const defaults = { ...env, IMAGEFLEET_REGISTRY: env.IMAGEFLEET_SANDBOX_REGISTRY ?? env.IMAGEFLEET_REGISTRY, IMAGEFLEET_SEED: env.IMAGEFLEET_SANDBOX_SEED ?? env.IMAGEFLEET_SEED }
+  const defaults = {
+    ...env,
+    IMAGEFLEET_REGISTRY: env.IMAGEFLEET_SANDBOX_REGISTRY ?? env.IMAGEFLEET_REGISTRY,
+    IMAGEFLEET_SEED: env.IMAGEFLEET_SANDBOX_SEED ?? env.IMAGEFLEET_SEED,
+  }
   const { flags } = parseFlags(FLAGS, argv, defaults)
   if ((flags as { help?: boolean }).help) {
-    process.stdout.write(renderHelp('generate.ts [--registry HOST:PORT] [--seed IMAGE] [--groups N] [--per-group N] [--env-size SIZE] [--instance-size SIZE] [--out FILE]',
-      'Pushes a SWE-bench-shaped fleet of upstream images REGISTRY/sweb.eval.x86_64.{docker_id}:latest, building one\n' +
-      'image at a time and pruning after each so the fleet can be far larger than the disk. Tags already in the registry\n' +
-      'are skipped. Writes the instances file (one id a line) and fleet.json beside it.', FLAGS))
+    process.stdout.write(
+      renderHelp(
+        'generate.ts [--registry HOST:PORT] [--seed IMAGE] [--groups N] [--per-group N] [--env-size SIZE] [--instance-size SIZE] [--out FILE]',
+        'Pushes a SWE-bench-shaped fleet of upstream images REGISTRY/sweb.eval.x86_64.{docker_id}:latest, building one\n' +
+          'image at a time and pruning after each so the fleet can be far larger than the disk. Tags already in the registry\n' +
+          'are skipped. Writes the instances file (one id a line) and fleet.json beside it.',
+        FLAGS,
+      ),
+    )
     return 0
   }
   const problems = [

@@ -17,7 +17,14 @@ export type FakeDockerOptions = {
 }
 
 /** `stdin`: what the last `docker login` read from its standard input */
-export type FakeDocker = { dir: string; env: Record<string, string>; calls: () => string[][]; stdin: () => string; reset: () => void; cleanup: () => void }
+export type FakeDocker = {
+  dir: string
+  env: Record<string, string>
+  calls: () => string[][]
+  stdin: () => string
+  reset: () => void
+  cleanup: () => void
+}
 
 const SCRIPT = String.raw`#!/bin/bash
 { printf '%s\0' "$@"; printf '\x1e'; } >> "$FAKE_DOCKER_LOG"
@@ -57,11 +64,21 @@ export function fakeDocker(o: FakeDockerOptions = {}): FakeDocker {
     ...(o.hang ? { FAKE_DOCKER_HANG: o.hang } : {}),
   }
   return {
-    dir, env,
+    dir,
+    env,
     calls: () => fs.readFileSync(log, 'utf8').split('\x1e').filter(Boolean).map((rec) => rec.split('\0').slice(0, -1)),
-    stdin: () => { try { return fs.readFileSync(`${log}.stdin`, 'utf8') } catch { return '' } },
+    stdin: () => {
+      try {
+        return fs.readFileSync(`${log}.stdin`, 'utf8')
+      } catch {
+        return ''
+      }
+    },
     reset: () => fs.writeFileSync(log, ''),
-    cleanup: () => { fs.rmSync(dir, { recursive: true, force: true }); if (!o.dataRoot) fs.rmSync(dataRoot, { recursive: true, force: true }) },
+    cleanup: () => {
+      fs.rmSync(dir, { recursive: true, force: true })
+      if (!o.dataRoot) fs.rmSync(dataRoot, { recursive: true, force: true })
+    },
   }
 }
 
@@ -69,6 +86,7 @@ export function fakeDocker(o: FakeDockerOptions = {}): FakeDocker {
 export function mutatingCalls(calls: string[][]): string[][] {
   return calls.filter((argv) => {
     const s = argv.join(' ')
-    return !/^(version|info)\b|^buildx (version|inspect|ls)\b|--help\b|^system df\b|^image inspect\b|^manifest inspect\b/.test(s)
+    return !/^(version|info)\b|^buildx (version|inspect|ls)\b|--help\b|^system df\b|^image inspect\b|^manifest inspect\b/
+      .test(s)
   })
 }

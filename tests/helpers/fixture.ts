@@ -4,7 +4,7 @@ import { afterAll, beforeAll } from 'bun:test'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { startRegistry, type RegistryServer } from './registry-server.ts'
+import { type RegistryServer, startRegistry } from './registry-server.ts'
 
 export const ROOT = path.resolve(import.meta.dir, '../..')
 export const CONTEXT = path.join(ROOT, 'examples/synthetic-fleet/context')

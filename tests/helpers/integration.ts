@@ -4,8 +4,12 @@ import { describe, test } from 'bun:test'
 import fs from 'node:fs'
 
 function checkIntegration(): { ok: boolean; why?: string } {
-  if (process.getuid?.() !== 0) return { ok: false, why: 'not running as root (the sandbox loop-mounts a disk and starts dockerd)' }
-  if (!fs.existsSync('/dev/loop-control')) return { ok: false, why: 'no loop devices (/dev/loop-control is missing; run the container privileged)' }
+  if (process.getuid?.() !== 0) {
+    return { ok: false, why: 'not running as root (the sandbox loop-mounts a disk and starts dockerd)' }
+  }
+  if (!fs.existsSync('/dev/loop-control')) {
+    return { ok: false, why: 'no loop devices (/dev/loop-control is missing; run the container privileged)' }
+  }
   return { ok: true }
 }
 
@@ -18,9 +22,17 @@ export function describeIntegration(name: string, fn: () => void): void {
   const message = `integration tests "${name}" cannot run: ${integration.why}`
   if (underCI) {
     return describe(name, () => {
-      test('integration prerequisites are met (required under CI=true)', () => { throw new Error(`${message}. Under CI=true this is a failure, not a skip.`) })
+      test('integration prerequisites are met (required under CI=true)', () => {
+        throw new Error(`${message}. Under CI=true this is a failure, not a skip.`)
+      })
     })
   }
-  console.warn(`\n${'!'.repeat(100)}\n!! SKIPPING ${message}\n!! Run as root on a machine with loop devices to prove this for real.\n${'!'.repeat(100)}\n`)
+  console.warn(
+    `\n${
+      '!'.repeat(100)
+    }\n!! SKIPPING ${message}\n!! Run as root on a machine with loop devices to prove this for real.\n${
+      '!'.repeat(100)
+    }\n`,
+  )
   describe.skip(name, fn)
 }

@@ -1,14 +1,14 @@
 // A throwaway `docker-registry serve` (distribution 2.8) on 127.0.0.1 for tests: filesystem storage in a
 // temp dir, deletes enabled, optional htpasswd (basic) auth. No Docker daemon needed.
-import { spawn, type ChildProcess } from 'node:child_process'
+import { type ChildProcess, spawn } from 'node:child_process'
 import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
-import { writeLayer, type LayerFile, type BuiltLayer } from '../../lib/layer.ts'
-import { uploadBlob, sha256 } from '../../lib/registry-blobs.ts'
-import { MEDIA, type RegistryClient } from '../../lib/registry.ts'
-import { parseImageRef } from '../../lib/registry-ref.ts'
+import { type BuiltLayer, type LayerFile, writeLayer } from '../../lib/image/layer.ts'
+import { sha256, uploadBlob } from '../../lib/registry/blobs.ts'
+import { MEDIA, type RegistryClient } from '../../lib/registry/client.ts'
+import { parseImageRef } from '../../lib/registry/ref.ts'
 
 export type RegistryServer = { address: string; dir: string; stop(): Promise<void> }
 export type StartRegistryOptions = {
@@ -40,9 +40,17 @@ function bcryptLine(username: string, password: string): string {
 function configYaml(dir: string, port: number, auth: boolean): string {
   return [
     'version: 0.1',
-    'log:', '  level: error', '  accesslog:', '    disabled: true',
-    'storage:', `  filesystem:`, `    rootdirectory: ${path.join(dir, 'data')}`, '  delete:', '    enabled: true',
-    'http:', `  addr: 127.0.0.1:${port}`,
+    'log:',
+    '  level: error',
+    '  accesslog:',
+    '    disabled: true',
+    'storage:',
+    `  filesystem:`,
+    `    rootdirectory: ${path.join(dir, 'data')}`,
+    '  delete:',
+    '    enabled: true',
+    'http:',
+    `  addr: 127.0.0.1:${port}`,
     ...(auth ? ['auth:', '  htpasswd:', '    realm: imagefleet-test', `    path: ${path.join(dir, 'htpasswd')}`] : []),
     '',
   ].join('\n')
@@ -68,12 +76,16 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
   const dir = options.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'imagefleet-registry-'))
   const port = await freePort()
   const address = `127.0.0.1:${port}`
-  if (options.auth) fs.writeFileSync(path.join(dir, 'htpasswd'), bcryptLine(options.auth.username, options.auth.password))
+  if (options.auth) {
+    fs.writeFileSync(path.join(dir, 'htpasswd'), bcryptLine(options.auth.username, options.auth.password))
+  }
   const config = path.join(dir, 'config.yml')
   fs.writeFileSync(config, configYaml(dir, port, Boolean(options.auth)))
   const child = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
-  child.stderr!.on('data', (d) => { stderr = (stderr + d).slice(-4000) })
+  child.stderr!.on('data', (d) => {
+    stderr = (stderr + d).slice(-4000)
+  })
   await waitUntilUp(address, child, () => stderr)
   return {
     address,
@@ -91,20 +103,37 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
 
 // ---- pushing test images over the HTTP API (no daemon): layers made with lib/layer.ts ----
 
-export type TestImage = { digest: string; mediaType: string; manifest: Uint8Array; config: Record<string, unknown>; layers: BuiltLayer[] }
+export type TestImage = {
+  digest: string
+  mediaType: string
+  manifest: Uint8Array
+  config: Record<string, unknown>
+  layers: BuiltLayer[]
+}
 
 /** Pushes an image made of the given layers (each a list of files) with the given config fields. */
 export async function pushTestImage(
-  client: RegistryClient, ref: string,
-  o: { layers: LayerFile[][]; config?: Record<string, unknown>; oci?: boolean; platform?: { os: string; architecture: string } },
+  client: RegistryClient,
+  ref: string,
+  o: {
+    layers: LayerFile[][]
+    config?: Record<string, unknown>
+    oci?: boolean
+    platform?: { os: string; architecture: string }
+  },
 ): Promise<TestImage> {
   const r = parseImageRef(ref)
   const layers = o.layers.map((files) => writeLayer(files))
   for (const l of layers) await uploadBlob(client, r, l.gzip)
   const platform = o.platform ?? { os: 'linux', architecture: 'amd64' }
   const config = {
-    ...platform, created: '2024-01-01T00:00:00Z',
-    config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['/bin/sh'], ...o.config },
+    ...platform,
+    created: '2024-01-01T00:00:00Z',
+    config: {
+      Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+      Cmd: ['/bin/sh'],
+      ...o.config,
+    },
     rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) },
     history: layers.map(() => ({ created: '2024-01-01T00:00:00Z', created_by: 'test layer' })),
   }
@@ -112,19 +141,38 @@ export async function pushTestImage(
   await uploadBlob(client, r, configBytes)
   const mediaType = o.oci ? MEDIA.ociManifest : MEDIA.dockerManifest
   const manifest = new TextEncoder().encode(JSON.stringify({
-    schemaVersion: 2, mediaType,
-    config: { mediaType: o.oci ? MEDIA.ociConfig : MEDIA.dockerConfig, digest: sha256(configBytes), size: configBytes.length },
-    layers: layers.map((l) => ({ mediaType: o.oci ? MEDIA.ociLayer : MEDIA.dockerLayer, digest: l.digest, size: l.size })),
+    schemaVersion: 2,
+    mediaType,
+    config: {
+      mediaType: o.oci ? MEDIA.ociConfig : MEDIA.dockerConfig,
+      digest: sha256(configBytes),
+      size: configBytes.length,
+    },
+    layers: layers.map((l) => ({
+      mediaType: o.oci ? MEDIA.ociLayer : MEDIA.dockerLayer,
+      digest: l.digest,
+      size: l.size,
+    })),
   }))
   await client.putManifest(r, manifest, mediaType)
   return { digest: sha256(manifest), mediaType, manifest, config, layers }
 }
 
 /** Pushes an OCI index over already-pushed images (by digest) under `ref`. */
-export async function pushTestIndex(client: RegistryClient, ref: string, images: { image: TestImage; platform: { os: string; architecture: string } }[]) {
+export async function pushTestIndex(
+  client: RegistryClient,
+  ref: string,
+  images: { image: TestImage; platform: { os: string; architecture: string } }[],
+) {
   const bytes = new TextEncoder().encode(JSON.stringify({
-    schemaVersion: 2, mediaType: MEDIA.ociIndex,
-    manifests: images.map(({ image, platform }) => ({ mediaType: image.mediaType, digest: image.digest, size: image.manifest.length, platform })),
+    schemaVersion: 2,
+    mediaType: MEDIA.ociIndex,
+    manifests: images.map(({ image, platform }) => ({
+      mediaType: image.mediaType,
+      digest: image.digest,
+      size: image.manifest.length,
+      platform,
+    })),
   }))
   await client.putManifest(parseImageRef(ref), bytes, MEDIA.ociIndex)
   return sha256(bytes)

@@ -1,0 +1,113 @@
+// What a building or cleaning step needs, as plain data: the flags every building script shares (RUN_FLAGS),
+// and the option shapes the task scripts pass each other (BuildOptions for builds, CleanupOptions for cleanups).
+import fs from 'node:fs'
+import type { FlagTable } from '../cli/flags.ts'
+import type { Fleet } from '../fleet/fleet.ts'
+import type { Run } from '../run/records.ts'
+import type { StepPolicy } from '../run/step.ts'
+import type { Mutex } from '../disk/prune-lock.ts'
+import type { PruneFlags } from './facts.ts'
+
+/** Flags of every script that builds, besides the fleet's. */
+export const RUN_FLAGS = {
+  network: { type: 'string', arg: 'MODE', help: 'Network for RUN steps (docker build --network), e.g. none' },
+  'use-buildx': {
+    type: 'string',
+    arg: 'MODE',
+    default: 'auto',
+    choices: ['auto', 'yes', 'no'],
+    help: 'Build bases with docker buildx build --push: auto, yes, no',
+  },
+  builder: {
+    type: 'string',
+    arg: 'NAME',
+    help: 'buildx builder for base builds (remote, kubernetes or docker-container driver); pruned too',
+  },
+  retries: {
+    type: 'int',
+    arg: 'N',
+    default: 3,
+    min: 1,
+    help: 'Attempts for transient failures (registry, network, timeouts)',
+  },
+  backoff: {
+    type: 'duration',
+    arg: 'DURATION',
+    default: '2s',
+    help: 'Wait before the first retry; doubles each retry',
+  },
+  timeout: { type: 'duration', arg: 'DURATION', default: '60m', help: 'Kill one docker command after this long' },
+  'prune-timeout': { type: 'duration', arg: 'DURATION', default: '10m', help: 'Kill one prune after this long' },
+  'min-free': {
+    type: 'size',
+    default: '1GB',
+    help: 'Preflight fails below this much free space on the Docker data root',
+  },
+  'data-root': {
+    type: 'string',
+    arg: 'PATH',
+    help: "Where this machine sees the daemon's data root, if not where `docker info` says",
+  },
+  heartbeat: {
+    type: 'duration',
+    arg: 'DURATION',
+    default: '60s',
+    help: 'Off a terminal (CI logs): print a progress line this often; 0: never (on a terminal a live line shows it)',
+  },
+  'registry-user': {
+    type: 'string',
+    arg: 'USER',
+    help: 'docker login to the registry as USER before building (with --password-env)',
+  },
+  'password-env': {
+    type: 'string',
+    arg: 'NAME',
+    help: 'Environment variable holding the registry password or token (sent on stdin, masked in every log)',
+  },
+} as const satisfies FlagTable
+
+type RunFlagValues = { out: string; registryUser?: string; passwordEnv?: string }
+
+/** Problems with run flags that need the environment or the file system; checked with the fleet, before any docker command. */
+export function runFlagProblems(flags: RunFlagValues, env: Record<string, string | undefined>): string[] {
+  const problems: string[] = []
+  if (flags.registryUser && !flags.passwordEnv) {
+    problems.push('--registry-user needs --password-env NAME (the variable that holds the password or token)')
+  }
+  if (flags.passwordEnv && !flags.registryUser) problems.push('--password-env needs --registry-user USER')
+  if (flags.passwordEnv && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(flags.passwordEnv)) {
+    problems.push(`--password-env wants the name of an environment variable, got ${JSON.stringify(flags.passwordEnv)}`)
+  } else if (flags.passwordEnv && !env[flags.passwordEnv]) {
+    problems.push(`--password-env ${flags.passwordEnv}: that environment variable is not set`)
+  }
+  if (fs.existsSync(flags.out) && !fs.statSync(flags.out).isDirectory()) {
+    problems.push(`--out ${flags.out}: exists and is not a directory`)
+  }
+  return problems
+}
+
+export type BuildOptions = {
+  run: Run
+  fleet: Fleet
+  policy: StepPolicy
+  /** the buildx builder to build bases on; undefined: plain docker build + docker push */
+  buildx?: { builder?: string }
+  network?: string
+  /** milliseconds per docker command */
+  timeout: number
+  force: boolean
+  /** does the registry have this tag? */
+  exists: (ref: string) => Promise<boolean>
+}
+
+export type CleanupOptions = {
+  run: Run
+  lock: Mutex
+  pruneFlags: PruneFlags
+  /** the buildx builder that holds cache apart from the daemon (docker-container, kubernetes, remote) */
+  containerBuilder?: string
+  /** milliseconds */
+  timeout: number
+  /** below this many free bytes, a cleanup that reclaims nothing is a warning */
+  lowWater: number
+}

@@ -1,0 +1,192 @@
+// The fleet: flags shared by every script that builds, and the validated plan they produce
+// (instances, image names, build settings). Everything here is checked before anything is built.
+import fs from 'node:fs'
+import path from 'node:path'
+import { createHash } from 'node:crypto'
+import { type Flags, type FlagTable, UsageError } from '../cli/flags.ts'
+import { type Instance, isRepository, parseInstances, parseSelection, templateProblems } from './instances.ts'
+
+export const FLEET_FLAGS = {
+  instances: { type: 'string', arg: 'FILE', help: 'Instances: one id or JSON object a line (required)' },
+  upstream: {
+    type: 'string',
+    arg: 'TEMPLATE',
+    default: 'docker.io/swebench/sweb.eval.x86_64.{docker_id}:latest',
+    help: 'Image a base builds FROM; {id}, {docker_id}',
+  },
+  registry: { type: 'string', arg: 'PREFIX', help: 'Push to PREFIX/eval-builder, PREFIX/eval-base, PREFIX/eval-agent' },
+  'builder-repo': { type: 'string', arg: 'REPO', help: 'Builder repository (default PREFIX/eval-builder)' },
+  'base-repo': { type: 'string', arg: 'REPO', help: 'Base repository (default PREFIX/eval-base)' },
+  'final-repo': { type: 'string', arg: 'REPO', help: 'Final repository (default PREFIX/eval-agent)' },
+  context: {
+    type: 'string',
+    arg: 'DIR',
+    default: '.',
+    help: 'Build context; DIR/Dockerfile has the builder and base stages',
+  },
+  'builder-target': {
+    type: 'string',
+    arg: 'STAGE',
+    default: 'builder',
+    help: 'Stage of DIR/Dockerfile for the builder image',
+  },
+  'base-target': { type: 'string', arg: 'STAGE', default: 'base', help: 'Stage of DIR/Dockerfile for each base image' },
+  'assemble-dockerfile': {
+    type: 'string',
+    arg: 'FILE',
+    help: 'Thin per-instance Dockerfile (default DIR/Dockerfile.assemble)',
+  },
+  'build-arg': { type: 'list', arg: 'K=V', help: 'Build argument for every build' },
+  platform: { type: 'string', arg: 'P', help: 'Platform for every build, e.g. linux/amd64' },
+  key: {
+    type: 'string',
+    arg: 'STRING',
+    help: 'Version in every tag (default: short hash of the Dockerfiles, targets and build args)',
+  },
+  concurrency: { type: 'int', arg: 'N', default: 4, min: 1, help: 'Images built at once' },
+  limit: { type: 'int', arg: 'N', help: 'Only the first N instances' },
+  select: { type: 'string', arg: 'FILE', help: 'Only the ids listed in FILE (one a line)' },
+  force: { type: 'boolean', help: 'Rebuild tags the registry already has' },
+  'dry-run': { type: 'boolean', help: 'Print every docker command in order; run none' },
+  out: { type: 'string', arg: 'DIR', default: 'builds', help: 'Manifest, logs and summary go here' },
+} as const satisfies FlagTable
+
+export type FleetFlags = Flags<typeof FLEET_FLAGS>
+
+export type Fleet = {
+  instances: Instance[]
+  key: string
+  builderImage: string
+  baseImage: (i: Instance) => string
+  finalImage: (i: Instance) => string
+  context: string
+  dockerfile: string
+  assembleDockerfile: string
+  builderTarget: string
+  baseTarget: string
+  buildArgs: string[]
+  platform?: string
+}
+
+/** Stage names declared with `FROM … AS name` in a Dockerfile. */
+export function stagesOf(dockerfile: string): string[] {
+  return [...dockerfile.matchAll(/^\s*FROM\s+(?:--\S+\s+)*\S+\s+AS\s+(\S+)\s*$/gim)].map((m) => m[1].toLowerCase())
+}
+
+export function contextKey(parts: string[]): string {
+  const hash = createHash('sha256')
+  for (const part of parts) hash.update(part).update('\0')
+  return hash.digest('hex').slice(0, 12)
+}
+
+function readOrProblem(file: string, what: string, problems: string[]): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8')
+  } catch (e) {
+    problems.push(
+      `${what} ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : (e as Error).message}`,
+    )
+  }
+}
+
+function checkRepos(flags: FleetFlags, problems: string[]) {
+  const prefix = flags.registry?.replace(/\/+$/, '')
+  const repos = {
+    builder: flags.builderRepo ?? (prefix && `${prefix}/eval-builder`),
+    base: flags.baseRepo ?? (prefix && `${prefix}/eval-base`),
+    final: flags.finalRepo ?? (prefix && `${prefix}/eval-agent`),
+  }
+  for (const [what, repo] of Object.entries(repos)) {
+    if (!repo) problems.push(`no ${what} repository: give --registry PREFIX (or --${what}-repo)`)
+    else if (!isRepository(repo)) {
+      problems.push(`${what} repository '${repo}' is not a valid image repository (lower-case, no tag)`)
+    }
+  }
+  return repos as Record<keyof typeof repos, string>
+}
+
+/** Reads and validates everything a build needs; throws one UsageError listing every problem (with `more` found by the caller). */
+export function loadFleet(flags: FleetFlags, more: string[] = []): Fleet {
+  const problems: string[] = [...more]
+  const repos = checkRepos(flags, problems)
+  problems.push(...templateProblems(flags.upstream))
+  for (const arg of flags.buildArg) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(arg)) problems.push(`--build-arg '${arg}' is not K=V`)
+  }
+  if (flags.platform && !/^[a-z0-9_]+\/[a-z0-9_]+(\/[a-z0-9_]+)?$/.test(flags.platform)) {
+    problems.push(`--platform '${flags.platform}' is not os/arch[/variant]`)
+  }
+  if (flags.key !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,11}$/.test(flags.key)) {
+    problems.push(`--key '${flags.key}' must be 1–12 letters, digits, '.', '_' or '-'`)
+  }
+
+  const context = path.resolve(flags.context)
+  const dockerfile = path.join(context, 'Dockerfile')
+  const assembleDockerfile = path.resolve(flags.assembleDockerfile ?? path.join(context, 'Dockerfile.assemble'))
+  if (!fs.existsSync(context) || !fs.statSync(context).isDirectory()) {
+    problems.push(`--context ${context}: not a directory`)
+  }
+  const main = readOrProblem(dockerfile, 'Dockerfile', problems)
+  const assemble = readOrProblem(assembleDockerfile, 'assemble Dockerfile', problems)
+  for (const stage of [flags.builderTarget, flags.baseTarget]) {
+    if (main !== undefined && !stagesOf(main).includes(stage.toLowerCase())) {
+      problems.push(`${dockerfile} has no stage '${stage}' (stages: ${stagesOf(main).join(', ') || 'none'})`)
+    }
+  }
+
+  const instances = loadInstances(flags, problems)
+  if (problems.length) throw new UsageError(`bad input (${problems.length} problems)`, problems)
+
+  const key = flags.key ??
+    contextKey([main!, assemble!, flags.builderTarget, flags.baseTarget, ...flags.buildArg, flags.platform ?? ''])
+  return {
+    instances,
+    key,
+    context,
+    dockerfile,
+    assembleDockerfile,
+    builderImage: `${repos.builder}:${key}`,
+    baseImage: (i) => `${repos.base}:${key}-${i.dockerId}`,
+    finalImage: (i) => `${repos.final}:${key}-${i.dockerId}`,
+    builderTarget: flags.builderTarget,
+    baseTarget: flags.baseTarget,
+    buildArgs: flags.buildArg,
+    platform: flags.platform,
+  }
+}
+
+function loadInstances(flags: FleetFlags, problems: string[]): Instance[] {
+  if (!flags.instances) {
+    problems.push('--instances FILE is required')
+    return []
+  }
+  const text = readOrProblem(flags.instances, 'instances file', problems)
+  if (text === undefined) return []
+  const parsed = parseInstances(text, flags.upstream)
+  problems.push(...parsed.problems.map((p) => `${flags.instances} ${p}`))
+  let instances = parsed.instances
+  if (flags.select) {
+    const selection = readOrProblem(flags.select, '--select file', problems)
+    if (selection !== undefined) {
+      const wanted = parseSelection(selection)
+      const unknown = [...wanted].filter((id) => !instances.some((i) => i.id === id))
+      if (unknown.length) {
+        problems.push(
+          `--select names ids not in ${flags.instances}: ${unknown.slice(0, 5).join(', ')}${
+            unknown.length > 5 ? ', …' : ''
+          }`,
+        )
+      }
+      instances = instances.filter((i) => wanted.has(i.id))
+    }
+  }
+  if (flags.limit !== undefined) instances = instances.slice(0, flags.limit)
+  if (!parsed.problems.length && instances.length === 0) {
+    problems.push(
+      `${flags.instances}: no instances to build (empty list${
+        flags.select || flags.limit !== undefined ? ' after --select/--limit' : ''
+      })`,
+    )
+  }
+  return instances
+}

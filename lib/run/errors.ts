@@ -1,0 +1,95 @@
+// Error classes for failed commands: what went wrong, in words a CI log reader can act on.
+// The catalogue is ordered: the first pattern that matches a command's output wins.
+import { RegistryError } from '../registry/client.ts'
+
+export type ErrorClass =
+  | 'no_space'
+  | 'upstream_missing'
+  | 'auth'
+  | 'network'
+  | 'timeout'
+  | 'build_error'
+  | 'interrupted'
+
+const CATALOGUE: Array<[ErrorClass, RegExp, string]> = [
+  // BuildKit and containerd both say this when the data root fills; recoverable by cleaning up
+  ['no_space', /no space left on device|ENOSPC|disk quota exceeded/i, 'the Docker data root ran out of space'],
+  // The FROM image is not in the registry (typo in --upstream, or the upstream was never pushed)
+  [
+    'upstream_missing',
+    /manifest unknown|not found: manifest|failed to resolve source metadata .*not found|pull access denied.*repository does not exist|no such manifest|: not found$/im,
+    'the image to build FROM does not exist',
+  ],
+  [
+    'auth',
+    /unauthorized|authentication required|denied: |401 Unauthorized|403 Forbidden|no basic auth credentials/i,
+    'the registry refused the credentials',
+  ],
+  // Killed by our own --timeout (zx reports SIGTERM) or a registry/daemon timeout
+  [
+    'timeout',
+    /timed out|timeout exceeded|deadline exceeded|i\/o timeout|TLS handshake timeout/i,
+    'the command timed out',
+  ],
+  // Transient: registry down or restarting, daemon restarting
+  [
+    'network',
+    /connection refused|connection reset|no route to host|EOF$|502 Bad Gateway|503 Service Unavailable|500 Internal Server Error|Cannot connect to the Docker daemon|server misbehaving|broken pipe|unexpected EOF|is the docker daemon running/im,
+    'the registry or daemon could not be reached',
+  ],
+]
+
+/** Classes worth retrying with backoff: the same command may pass a little later. */
+export const TRANSIENT: ReadonlySet<ErrorClass> = new Set(['network', 'timeout'])
+
+export function classify(output: string, signal?: string | null): ErrorClass {
+  if (signal === 'SIGTERM' || signal === 'SIGKILL') return 'timeout'
+  for (const [cls, pattern] of CATALOGUE) if (pattern.test(output)) return cls
+  return 'build_error'
+}
+
+export function explain(cls: ErrorClass): string {
+  return CATALOGUE.find(([c]) => c === cls)?.[2] ??
+    (cls === 'interrupted' ? 'the run was interrupted' : 'the build failed')
+}
+
+/** A failed docker command with the class of its failure and the last lines of its output. */
+export class CommandError extends Error {
+  constructor(
+    readonly what: string,
+    readonly errorClass: ErrorClass,
+    readonly tail: string,
+    readonly exitCode: number | null,
+  ) {
+    super(`${what} failed (${errorClass}: ${explain(errorClass)})${tail ? `\n${tail}` : ''}`)
+  }
+}
+
+/** Registry API failures (registry assembly) in this catalogue's terms; a missing manifest is a missing FROM image. */
+const REGISTRY_CLASSES: Record<RegistryError['errorClass'], ErrorClass> = {
+  auth: 'auth',
+  network: 'network',
+  timeout: 'timeout',
+  protocol: 'build_error',
+}
+
+/** Turns a thrown zx ProcessOutput, a RegistryError (or anything else) into a CommandError. */
+export function toCommandError(what: string, error: unknown): CommandError {
+  if (error instanceof CommandError) return error
+  if (error instanceof RegistryError) {
+    const cls = error.status === 404 && /manifest/i.test(error.message)
+      ? 'upstream_missing'
+      : REGISTRY_CLASSES[error.errorClass]
+    return new CommandError(what, cls, error.message, null)
+  }
+  const e = error as {
+    stderr?: string
+    stdout?: string
+    exitCode?: number | null
+    signal?: string | null
+    message?: string
+  }
+  const text = `${e.stderr ?? ''}\n${e.stdout ?? ''}`.trim() || String(e.message ?? error)
+  const tail = text.split('\n').filter(Boolean).slice(-6).join('\n')
+  return new CommandError(what, classify(text, e.signal), tail, e.exitCode ?? null)
+}

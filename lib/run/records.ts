@@ -1,0 +1,158 @@
+// One run's records in OUT: manifest.jsonl (an object per image per phase), disk.jsonl (statfs samples
+// with events), logs/PHASE/DOCKER_ID.log, and the cleanups each step measured. summary.ts turns them into
+// summary.json and summary.md.
+import fs from 'node:fs'
+import path from 'node:path'
+import type { ErrorClass } from './errors.ts'
+import { sampleDisk } from '../disk/statfs.ts'
+import { mask } from '../cli/report.ts'
+
+export type Phase = 'builder' | 'base' | 'assemble'
+export type Status = 'built' | 'skipped' | 'failed'
+
+export type ManifestRecord = {
+  phase: Phase
+  id: string
+  tag: string
+  status: Status
+  reason: string
+  attempts: number
+  started_at: string
+  finished_at: string
+  seconds: number
+  log: string
+  error_class?: ErrorClass
+  /** An image assembled inside the registry: bytes it sent, and how its blobs got there (a refused mount → copied) */
+  registry?: RegistryTally
+}
+export type RegistryTally = {
+  bytes_uploaded: number
+  mounted: number
+  copied: number
+  present: number
+  notes?: string[]
+}
+
+export type CleanupRecord = {
+  command: string
+  tier: string
+  reclaimed: number
+  seconds: number
+  exitCode: number | null
+  freeBefore: number
+  freeAfter: number
+  at: string
+  timedOut?: boolean
+}
+
+export type DiskEvent = { t: number; free: number; used: number; event: string }
+
+export class Run {
+  readonly records: ManifestRecord[] = []
+  readonly cleanups: CleanupRecord[] = []
+  readonly started = Date.now()
+  peakUsed = 0
+  minFree = Infinity
+  /** Told every event (step start/done/failed, cleanups, budget decisions): the progress line listens. */
+  onEvent?: (event: string) => void
+  private readonly manifestFile: string
+  private readonly attached = new Map<string, Pick<ManifestRecord, 'registry'>>()
+  private readonly diskFile: string
+
+  /** `dataRoot`: a path on the filesystem holding Docker's data root (sampled with statfs); undefined when not visible here. */
+  constructor(readonly out: string, readonly dataRoot: string | undefined, readonly dry = false) {
+    if (!dry) fs.mkdirSync(path.join(out, 'logs'), { recursive: true })
+    this.manifestFile = path.join(out, 'manifest.jsonl')
+    this.diskFile = path.join(out, 'disk.jsonl')
+    if (!dry) fs.writeFileSync(this.diskFile, '')
+  }
+
+  logFile(phase: Phase, dockerId: string): string {
+    const file = path.join(this.out, 'logs', phase, `${dockerId}.log`)
+    if (this.dry) return '/dev/null'
+    fs.mkdirSync(path.dirname(file), { recursive: true })
+    return file
+  }
+
+  record(rec: ManifestRecord): void {
+    const key = `${rec.phase}:${rec.id}`
+    if (this.attached.has(key)) {
+      rec = { ...rec, ...(rec.status === 'built' ? this.attached.get(key) : {}) }
+      this.attached.delete(key)
+    }
+    this.records.push(rec)
+    if (!this.dry) fs.appendFileSync(this.manifestFile, mask(JSON.stringify(rec)) + '\n')
+  }
+
+  /** Samples free/used bytes of the data root now, tagged with an event name; returns free bytes. */
+  sample(event: string): number {
+    this.onEvent?.(event)
+    if (!this.dataRoot) return Infinity
+    const { free, used } = sampleDisk(this.dataRoot)
+    this.peakUsed = Math.max(this.peakUsed, used)
+    this.minFree = Math.min(this.minFree, free)
+    const line: DiskEvent = { t: Number(((Date.now() - this.started) / 1000).toFixed(2)), free, used, event }
+    if (!this.dry) fs.appendFileSync(this.diskFile, JSON.stringify(line) + '\n')
+    return free
+  }
+
+  free(): number {
+    return this.dataRoot ? sampleDisk(this.dataRoot).free : Infinity
+  }
+
+  addCleanup(rec: CleanupRecord): void {
+    this.cleanups.push(rec)
+  }
+
+  /** Fields for the next record of this phase and id (the step that writes it does not know them). */
+  attach(phase: Phase, id: string, fields: Pick<ManifestRecord, 'registry'>): void {
+    this.attached.set(`${phase}:${id}`, fields)
+  }
+}
+
+/** The objects of a JSON-lines file, skipping blank lines and a line cut by a crash; [] when there is no file. */
+export function readJsonl<T>(file: string): T[] {
+  if (!fs.existsSync(file)) return []
+  return fs.readFileSync(file, 'utf8').split('\n').flatMap((l) => {
+    try {
+      return l.trim() ? [JSON.parse(l) as T] : []
+    } catch {
+      return []
+    }
+  })
+}
+
+/** Records of the previous runs in OUT (for resume and --retry-failed): the last record per phase and id. */
+export function previousRecords(out: string): Map<string, ManifestRecord> {
+  const last = new Map<string, ManifestRecord>()
+  for (const rec of readJsonl<ManifestRecord>(path.join(out, 'manifest.jsonl'))) last.set(`${rec.phase}:${rec.id}`, rec)
+  return last
+}
+
+/** Ids whose last record in OUT failed in any phase (what --retry-failed reruns); undefined when OUT has no manifest. */
+export function failedIds(out: string): Set<string> | undefined {
+  if (!fs.existsSync(path.join(out, 'manifest.jsonl'))) return undefined
+  const ids = new Set<string>()
+  for (const rec of previousRecords(out).values()) {
+    if (rec.status === 'failed' && rec.phase !== 'builder') ids.add(rec.id)
+  }
+  return ids
+}
+
+/** A zx `$.log` that appends each command and its output to a log file (masked). */
+export function logTo(file: string) {
+  return (
+    entry: { kind: string; cmd?: string; data?: Buffer | string; exitCode?: number | null; duration?: number },
+  ) => {
+    const line = entry.kind === 'cmd'
+      ? `$ ${entry.cmd}\n`
+      : entry.kind === 'stdout' || entry.kind === 'stderr'
+      ? String(entry.data)
+      : entry.kind === 'end'
+      ? `[exit ${entry.exitCode} after ${((entry.duration ?? 0) / 1000).toFixed(1)}s]\n`
+      : ''
+    if (line) fs.appendFileSync(file, mask(line))
+  }
+}
+
+export const now = () => new Date().toISOString()

@@ -1,0 +1,199 @@
+// One image's work in one phase, with its bookkeeping: a log file that captures every command,
+// retries with backoff for transient failures, an emergency cleanup and a free retry when the disk
+// fills, one manifest record, and one ✓/✗ line. The docker commands stay in the scripts (`work`).
+import fs from 'node:fs'
+import { $, within } from 'zx'
+import { CommandError, toCommandError, TRANSIENT } from './errors.ts'
+import { formatBytes } from '../cli/size.ts'
+import { report, seconds } from '../cli/report.ts'
+import { logTo, now, type Phase, type Run } from './records.ts'
+import type { StopGuard } from '../cli/stop.ts'
+
+export type StepPolicy = {
+  /** attempts for transient failures (network, timeout) */
+  retries: number
+  /** first backoff; doubles each retry */
+  backoffMs: number
+  /** frees disk after `no space left on device`; resolves to bytes reclaimed. Undefined: no recovery. */
+  emergency?: (need: string) => Promise<number>
+  /** how many times a full disk may be retried for free */
+  noSpaceRetries: number
+  /** the run's graceful stop: no retries once stopping; failures after its kill are `interrupted` */
+  stop?: StopGuard
+  /** after an emergency cleanup: false when the FROM image still cannot fit, so a free retry cannot help */
+  fits?: (info: StepInfo) => Promise<boolean>
+  /** for a final no_space failure: how much the step needed and how much was free */
+  noSpaceDetail?: (info: StepInfo) => Promise<string | undefined>
+}
+
+export const DEFAULT_POLICY: StepPolicy = { retries: 3, backoffMs: 2000, noSpaceRetries: 2 }
+
+/** `from`: the image the step builds FROM (for the no_space message) */
+export type StepInfo = { phase: Phase; id: string; dockerId: string; tag: string; from?: string }
+export type StepResult = { ok: boolean; error?: CommandError; seconds: number }
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** Runs `work` (which runs the docker commands) under the step's log, retries and manifest record. */
+export async function runStep(
+  run: Run,
+  info: StepInfo,
+  policy: StepPolicy,
+  work: () => Promise<void>,
+): Promise<StepResult> {
+  const log = run.logFile(info.phase, info.dockerId)
+  const started = Date.now()
+  const startedAt = now()
+  let attempts = 0
+  let noSpace = 0
+  let error: CommandError | undefined
+  fs.appendFileSync(log, `# ${startedAt} ${info.phase} ${info.id} → ${info.tag}\n`)
+  run.sample(`start ${info.phase} ${info.id}`)
+  const leave = policy.stop?.enter(() =>
+    recordInterrupted(run, info, startedAt, started, log, 'stopped at once by a second signal')
+  )
+  while (true) {
+    attempts++
+    error = await attempt(log, info, work)
+    if (!error) break
+    if (policy.stop?.killed) {
+      error = interrupted(error)
+      break
+    }
+    if (policy.stop?.stopping) break
+    if (error.errorClass === 'no_space' && policy.emergency && noSpace < policy.noSpaceRetries) {
+      noSpace++
+      attempts-- // a full disk is ours to fix, not the image's fault: the retry is free
+      const freed = await policy.emergency(`${info.phase} ${info.id} hit no space left on device`)
+      if (policy.fits && !(await policy.fits(info).catch(() => true))) break
+      report.warn(
+        `${info.phase} ${info.id}: no space left on device; emergency cleanup reclaimed ${
+          formatBytes(freed)
+        }, retrying`,
+      )
+      continue
+    }
+    if (TRANSIENT.has(error.errorClass) && attempts < policy.retries) {
+      const wait = policy.backoffMs * 2 ** (attempts - 1)
+      fs.appendFileSync(log, `# attempt ${attempts} failed (${error.errorClass}); retrying in ${wait / 1000}s\n`)
+      await sleep(wait)
+      if (policy.stop?.stopping) {
+        error = interrupted(error)
+        break
+      }
+      continue
+    }
+    break
+  }
+  leave?.()
+  const detail = error?.errorClass === 'no_space'
+    ? await policy.noSpaceDetail?.(info).catch(() => undefined)
+    : undefined
+  const secs = (Date.now() - started) / 1000
+  run.sample(`${error ? 'failed' : 'done'} ${info.phase} ${info.id}`)
+  run.record({
+    phase: info.phase,
+    id: info.id,
+    tag: info.tag,
+    status: error ? 'failed' : 'built',
+    reason: error
+      ? firstLine(error.message) + (detail ? `: ${detail}` : '')
+      : attempts > 1
+      ? `built after ${attempts} attempts`
+      : 'built',
+    attempts,
+    started_at: startedAt,
+    finished_at: now(),
+    seconds: Number(secs.toFixed(2)),
+    log,
+    ...(error ? { error_class: error.errorClass } : {}),
+  })
+  if (error) {
+    report.fail(
+      `${info.phase} ${info.id} (${error.errorClass}, ${seconds(secs * 1000)}) → ${log}\n${
+        indent([detail, error.tail].filter(Boolean).join('\n'))
+      }`,
+    )
+  } else report.ok(`${info.phase} ${info.id} ${seconds(secs * 1000)}`)
+  return { ok: !error, error, seconds: secs }
+}
+
+async function attempt(log: string, info: StepInfo, work: () => Promise<void>): Promise<CommandError | undefined> {
+  try {
+    await within(async () => {
+      $.log = logTo(log) as typeof $.log
+      await work()
+    })
+  } catch (e) {
+    return toCommandError(`${info.phase} ${info.id}`, e)
+  }
+}
+
+/** Records an image the registry already has. */
+export function recordSkip(run: Run, info: StepInfo, reason: string): void {
+  run.record({
+    phase: info.phase,
+    id: info.id,
+    tag: info.tag,
+    status: 'skipped',
+    reason,
+    attempts: 0,
+    started_at: now(),
+    finished_at: now(),
+    seconds: 0,
+    log: '',
+  })
+  report.skip(`${info.phase} ${info.id}: ${reason}`)
+}
+
+/** Records an image that was never tried because something it needs failed. */
+export function recordBlocked(
+  run: Run,
+  info: StepInfo,
+  reason: string,
+  cls: CommandError['errorClass'] = 'build_error',
+): void {
+  run.record({
+    phase: info.phase,
+    id: info.id,
+    tag: info.tag,
+    status: 'failed',
+    reason,
+    attempts: 0,
+    started_at: now(),
+    finished_at: now(),
+    seconds: 0,
+    log: '',
+    error_class: cls,
+  })
+  report.fail(`${info.phase} ${info.id}: ${reason}`)
+}
+
+/** A step the run's stop killed (or kept from retrying): its own error stays in the tail. */
+const interrupted = (e: CommandError) => new CommandError(e.what, 'interrupted', e.tail, e.exitCode)
+
+function recordInterrupted(
+  run: Run,
+  info: StepInfo,
+  startedAt: string,
+  started: number,
+  log: string,
+  reason: string,
+): void {
+  run.record({
+    phase: info.phase,
+    id: info.id,
+    tag: info.tag,
+    status: 'failed',
+    reason,
+    attempts: 1,
+    started_at: startedAt,
+    finished_at: now(),
+    seconds: Number(((Date.now() - started) / 1000).toFixed(2)),
+    log,
+    error_class: 'interrupted',
+  })
+}
+
+const firstLine = (text: string) => text.split('\n')[0]
+const indent = (text: string) => text.split('\n').map((l) => `    ${l}`).join('\n')

@@ -1,0 +1,281 @@
+// The run's account: counts per phase and status, wall seconds, peak disk used, every cleanup with the
+// bytes it reclaimed, the slowest images and a chart of free disk over time. Written to OUT/summary.json
+// and OUT/summary.md, printed, and in GitHub Actions also to the job summary, the step outputs and one
+// ::error annotation per failed image.
+import fs from 'node:fs'
+import path from 'node:path'
+import type { Fleet } from '../fleet/fleet.ts'
+import {
+  appendStepSummary,
+  type ChartMark,
+  type ChartSeries,
+  diskChart,
+  type GitHubOptions,
+  readDiskEvents,
+  writeOutputs,
+} from './github.ts'
+import { mask, report } from '../cli/report.ts'
+import type { CleanupRecord, ManifestRecord, Phase, Run, Status } from './records.ts'
+import { formatBytes } from '../cli/size.ts'
+
+export const PHASES: Phase[] = ['builder', 'base', 'assemble']
+const STATUSES: Status[] = ['built', 'skipped', 'failed']
+const SLOWEST = 10
+
+export type Summary = {
+  instances: number
+  key?: string
+  startedAt: string
+  counts: Record<Phase, Record<Status, number>>
+  wallSeconds: number
+  peakUsed: number
+  minFree: number | null
+  cleanups: {
+    byCommand: Array<{ command: string; runs: number; reclaimed: number; seconds: number; failures: number }>
+    total: CleanupRecord[]
+  }
+  reclaimed: number
+  failed: Array<{ phase: Phase; id: string; reason: string; error_class?: string; log: string; attempts: number }>
+  slowest: Array<{ phase: Phase; id: string; seconds: number; log: string }>
+  /** Final images assembled inside the registry: bytes sent, blobs mounted vs copied (a refused mount is copied) */
+  registry?: {
+    images: number
+    bytesUploaded: number
+    mounted: number
+    copied: number
+    present: number
+    notes: string[]
+  }
+}
+
+/** What a summary is made of: a live Run, or the files of one or more finished runs (--merge). */
+export type RunFacts = {
+  records: ManifestRecord[]
+  cleanups: CleanupRecord[]
+  startedAt: string
+  wallSeconds: number
+  peakUsed: number
+  minFree: number | null
+  instances: number
+  key?: string
+}
+
+export function summarizeFacts(f: RunFacts): Summary {
+  const counts = Object.fromEntries(
+    PHASES.map((p) => [p, Object.fromEntries(STATUSES.map((s) => [s, 0]))]),
+  ) as Summary['counts']
+  for (const r of f.records) counts[r.phase][r.status]++
+  const byCommand = new Map<string, Summary['cleanups']['byCommand'][number]>()
+  for (const c of f.cleanups) {
+    const key = c.command.replace(/^docker rmi .*/, 'docker rmi …').replace(/until=\S+/, 'until=…') // one row per command, not per argument
+    const row = byCommand.get(key) ?? { command: key, runs: 0, reclaimed: 0, seconds: 0, failures: 0 }
+    row.runs++
+    row.reclaimed += c.reclaimed
+    row.seconds += c.seconds
+    row.failures += c.exitCode === 0 ? 0 : 1
+    byCommand.set(key, row)
+  }
+  return {
+    instances: f.instances,
+    key: f.key,
+    startedAt: f.startedAt,
+    counts,
+    wallSeconds: f.wallSeconds,
+    peakUsed: f.peakUsed,
+    minFree: f.minFree,
+    cleanups: { byCommand: [...byCommand.values()].sort((a, b) => b.reclaimed - a.reclaimed), total: f.cleanups },
+    reclaimed: f.cleanups.reduce((s, c) => s + c.reclaimed, 0),
+    failed: f.records.filter((r) => r.status === 'failed')
+      .map((r) => ({
+        phase: r.phase,
+        id: r.id,
+        reason: r.reason,
+        error_class: r.error_class,
+        log: r.log,
+        attempts: r.attempts,
+      })),
+    slowest: f.records.filter((r) => r.status === 'built').sort((a, b) =>
+      b.seconds - a.seconds || (a.id < b.id ? -1 : 1)
+    ).slice(0, SLOWEST)
+      .map((r) => ({ phase: r.phase, id: r.id, seconds: r.seconds, log: r.log })),
+    ...registryTotals(f.records),
+  }
+}
+
+function registryTotals(records: ManifestRecord[]): Pick<Summary, 'registry'> {
+  const tallies = records.flatMap((r) => (r.registry ? [{ id: r.id, ...r.registry }] : []))
+  if (!tallies.length) return {}
+  const sum = (k: 'bytes_uploaded' | 'mounted' | 'copied' | 'present') => tallies.reduce((n, t) => n + t[k], 0)
+  return {
+    registry: {
+      images: tallies.length,
+      bytesUploaded: sum('bytes_uploaded'),
+      mounted: sum('mounted'),
+      copied: sum('copied'),
+      present: sum('present'),
+      notes: tallies.flatMap((t) => (t.notes ?? []).map((n) => `${t.id}: ${n}`)),
+    },
+  }
+}
+
+/** Registry assembly in one line; copies (a refused mount, or another registry) are called out. */
+export function registryLine(r: NonNullable<Summary['registry']>): string {
+  return `Assembled in the registry: ${r.images} images, ${
+    formatBytes(r.bytesUploaded)
+  } uploaded, ${r.mounted} blobs mounted, ${r.copied} copied, ${r.present} already there` +
+    (r.copied ? ` (${r.copied} blobs could not be mounted and were copied through this runner)` : '')
+}
+
+export function summarize(run: Run, fleet?: Fleet): Summary {
+  return summarizeFacts({
+    records: run.records,
+    cleanups: run.cleanups,
+    startedAt: new Date(run.started).toISOString(),
+    wallSeconds: Number(((Date.now() - run.started) / 1000).toFixed(1)),
+    peakUsed: run.peakUsed,
+    minFree: Number.isFinite(run.minFree) ? run.minFree : null,
+    instances: fleet?.instances.length ?? 0,
+    key: fleet?.key,
+  })
+}
+
+const total = (s: Summary, st: Status) => PHASES.reduce((n, p) => n + s.counts[p][st], 0)
+const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ')
+
+/** Cleanups as chart marks: seconds since the run started, bytes reclaimed. */
+export function cleanupMarks(s: Summary): ChartMark[] {
+  const t0 = Date.parse(s.startedAt)
+  return s.cleanups.total.map((c) => ({ t: Math.max(0, (Date.parse(c.at) - t0) / 1000), reclaimed: c.reclaimed }))
+}
+
+export function summaryMarkdown(
+  s: Summary,
+  chart?: { series: ChartSeries[]; marks: ChartMark[] },
+  title = 'imagefleet',
+): string {
+  const lines = [
+    `## ${title}: ${s.instances} instances${s.key ? ` (key \`${s.key}\`)` : ''} — ${total(s, 'built')} built, ${
+      total(s, 'skipped')
+    } skipped, ${total(s, 'failed')} failed`,
+    '',
+    '| phase | built | skipped | failed |',
+    '|---|---:|---:|---:|',
+    ...PHASES.map((p) => `| ${p} | ${s.counts[p].built} | ${s.counts[p].skipped} | ${s.counts[p].failed} |`),
+    '',
+    `Wall time ${s.wallSeconds}s · peak disk used ${formatBytes(s.peakUsed)} · lowest free ${
+      s.minFree === null ? 'n/a' : formatBytes(s.minFree)
+    } · reclaimed ${formatBytes(s.reclaimed)}`,
+    '',
+  ]
+  if (s.failed.length) {
+    lines.push(
+      '### Failed',
+      '',
+      '| image | class | reason | log |',
+      '|---|---|---|---|',
+      ...s.failed.map((f) =>
+        `| ${f.phase} \`${f.id}\` | ${f.error_class ?? ''} | ${cell(f.reason)} | ${f.log ? `\`${f.log}\`` : ''} |`
+      ),
+      '',
+    )
+  }
+  const graph = chart && diskChart(chart.series, chart.marks)
+  if (graph) lines.push('### Free disk', '', graph, '')
+  if (s.cleanups.byCommand.length) {
+    lines.push(
+      '### Cleanups',
+      '',
+      '| command | runs | reclaimed | seconds | failed |',
+      '|---|---:|---:|---:|---:|',
+      ...s.cleanups.byCommand.map((c) =>
+        `| \`${c.command}\` | ${c.runs} | ${formatBytes(c.reclaimed)} | ${c.seconds.toFixed(1)} | ${c.failures} |`
+      ),
+      '',
+    )
+  }
+  if (s.registry) {
+    lines.push(
+      registryLine(s.registry),
+      '',
+      ...s.registry.notes.slice(0, 20).map((n) => `- ${n}`),
+      ...(s.registry.notes.length ? [''] : []),
+    )
+  }
+  if (s.slowest.length) {
+    lines.push(
+      `### Slowest ${s.slowest.length} images`,
+      '',
+      '| image | seconds | log |',
+      '|---|---:|---|',
+      ...s.slowest.map((x) => `| ${x.phase} \`${x.id}\` | ${x.seconds.toFixed(1)} | \`${x.log}\` |`),
+      '',
+    )
+  }
+  return lines.join('\n')
+}
+
+/** In Actions: one ::error per image that failed when tried (naming its log), one for all blocked ones. */
+export function annotateFailures(s: Summary): void {
+  const tried = s.failed.filter((f) => f.attempts > 0)
+  for (const f of tried) report.error(`${f.reason} — log: ${f.log}`, { title: `imagefleet: ${f.phase} ${f.id} failed` })
+  const blocked = s.failed.length - tried.length
+  if (blocked) {
+    report.error(`not tried because something they need failed: ${blocked} images (listed in the job summary)`, {
+      title: 'imagefleet: blocked images',
+    })
+  }
+}
+
+/** Job summary and step outputs (built/skipped/failed count images of every phase; manifest is a path). */
+export function publishToGitHub(s: Summary, gh: GitHubOptions, files: { manifest: string; markdown: string }): void {
+  if (gh.github) annotateFailures(s)
+  if (gh.stepSummary) appendStepSummary(gh.stepSummary, files.markdown)
+  if (gh.outputFile) {
+    writeOutputs(gh.outputFile, {
+      built: total(s, 'built'),
+      skipped: total(s, 'skipped'),
+      failed: total(s, 'failed'),
+      manifest: files.manifest,
+    })
+  }
+}
+
+/** Writes summary.json and summary.md (and the GitHub outputs), prints the totals; resolves to the exit code. */
+export function writeSummary(run: Run, o: { out: string; fleet?: Fleet; github?: GitHubOptions }): number {
+  const s = summarize(run, o.fleet)
+  report.endPhase()
+  if (!run.dry) {
+    const markdown = mask(
+      summaryMarkdown(s, {
+        series: [{ name: 'free', events: readDiskEvents(path.join(o.out, 'disk.jsonl')) }],
+        marks: cleanupMarks(s),
+      }),
+    )
+    fs.writeFileSync(path.join(o.out, 'summary.json'), mask(JSON.stringify(s, null, 2)) + '\n')
+    fs.writeFileSync(path.join(o.out, 'summary.md'), markdown + '\n')
+    if (o.github) publishToGitHub(s, o.github, { manifest: path.resolve(o.out, 'manifest.jsonl'), markdown })
+  }
+  printTotals(s, run.dry ? undefined : path.join(o.out, 'summary.md'), run.dry)
+  return total(s, 'failed') ? 1 : 0
+}
+
+/** The closing lines; a dry run leaves out what varies (seconds, disk) so its plan is the same every time. */
+export function printTotals(s: Summary, file?: string, dry = false): void {
+  if (s.registry) report.info(registryLine(s.registry))
+  report.info(
+    `\n${
+      PHASES.map((p) =>
+        `${p}: ${s.counts[p].built} built, ${s.counts[p].skipped} skipped, ${s.counts[p].failed} failed`
+      ).join(' · ')
+    }`,
+  )
+  report.info(
+    `${total(s, 'built') + total(s, 'skipped')} ok, ${total(s, 'failed')} failed${
+      dry
+        ? ' (dry run: nothing ran)'
+        : ` in ${s.wallSeconds}s · peak disk used ${
+          formatBytes(s.peakUsed)
+        } · ${s.cleanups.total.length} cleanups reclaimed ${formatBytes(s.reclaimed)}`
+    }${file ? ` · ${file}` : ''}`,
+  )
+}
