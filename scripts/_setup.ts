@@ -1,28 +1,41 @@
-// Private helper (not a task): what build-bases, assemble and pipeline do before their first build —
-// read the environment once, run preflight, open the run's records, pick buildx or not, wire dry-run.
+// Private helper (not a task): what build-bases, assemble and pipeline share.
+//   startScript   read the environment once, run preflight, open the run's records, pick buildx, wire dry-run, login
+//   prefetchTags  ask the registry about every tag at once (later existence checks answer from it)
+//   readUpstreams each instance's upstream layers from the registry: for the schedule, the disk budget, and to
+//                 find missing upstream images before anything is built
+//   openDisk      the disk budget (lib/disk/budget.ts), the one owner of cleanups, wired to scripts/prune.ts
+//   admitEach     every instance in schedule order, `concurrency` at a time, each admitted by the disk budget,
+//                 its steps' full-disk recovery bound to that budget
+//   finishRun     summary.json/.md and the exit code
 import os from 'node:os'
 import path from 'node:path'
+import pMap from 'p-map'
 import { $ } from 'zx'
 import { PreflightError } from '../lib/cli/main.ts'
 import { dryRunSpawn } from '../lib/cli/dry-run.ts'
-import type { Fleet } from '../lib/fleet/fleet.ts'
-import { Mutex } from '../lib/disk/prune-lock.ts'
-import { RegistryClient } from '../lib/registry/client.ts'
-import { registryHost } from '../lib/registry/ping.ts'
 import { configureReport, report, secretValues } from '../lib/cli/report.ts'
-import { Run } from '../lib/run/records.ts'
-import { sampleDisk } from '../lib/disk/statfs.ts'
 import { formatBytes } from '../lib/cli/size.ts'
-import { DEFAULT_POLICY } from '../lib/run/step.ts'
-import { writeSummary } from '../lib/run/summary.ts'
-import { githubFromEnv } from '../lib/run/github.ts'
-import { Progress } from '../lib/run/progress.ts'
-import { compressedImageBytes } from '../lib/registry/image.ts'
-import { type Preflight, preflight, printChecks } from './preflight.ts'
-import { removeImages } from './prune.ts'
+import type { GracefulStop } from '../lib/cli/stop.ts'
+import { DiskBudget, type Policy, type Ticket } from '../lib/disk/budget.ts'
+import { bytesGivenBack, bytesToCome } from '../lib/disk/free-disk-status.ts'
+import { Mutex } from '../lib/disk/prune-lock.ts'
+import { sampleDisk } from '../lib/disk/statfs.ts'
 import type { BuildOptions, CleanupOptions } from '../lib/engine/options.ts'
+import type { Fleet } from '../lib/fleet/fleet.ts'
+import type { Layer } from '../lib/fleet/groups.ts'
+import type { Instance } from '../lib/fleet/instances.ts'
+import { RegistryClient, RegistryError } from '../lib/registry/client.ts'
+import { imageLayers } from '../lib/registry/image.ts'
+import { registryHost } from '../lib/registry/ping.ts'
+import { githubFromEnv, type GitHubOptions } from '../lib/run/github.ts'
+import { Progress } from '../lib/run/progress.ts'
+import { Run } from '../lib/run/records.ts'
+import { DEFAULT_POLICY, type StepPolicy } from '../lib/run/step.ts'
+import { writeSummary } from '../lib/run/summary.ts'
+import { type Preflight, preflight, printChecks } from './preflight.ts'
+import { cleanUntil } from './prune.ts'
 
-type SetupFlags = {
+export type SetupFlags = {
   out: string
   dryRun: boolean
   force: boolean
@@ -41,20 +54,36 @@ type SetupFlags = {
   passwordEnv?: string
   heartbeat: number
 }
+/** The disk flags (lib/engine/options.ts DISK_FLAGS) as values. */
+export type DiskFlags = {
+  cleanup: string
+  reserve: number
+  expectGrowth?: number
+  cacheCap?: number
+  freeDiskStatus?: string
+}
 
+/** A building script's run, as plain data. */
 export type Setup = {
   pre: Preflight
   run: Run
+  fleet: Fleet
   build: BuildOptions
   cleanup: CleanupOptions
-  /** The run's one registry client (existence checks, registry assembly). */
+  /** the run's one registry client (existence checks, upstream layers, registry assembly) */
   registry: RegistryClient
   concurrency: number
-  removeImages: (tags: string[]) => Promise<unknown>
-  /** Asks the registry about many tags at once (in parallel); later existence checks answer from it. */
-  prefetch: (tags: string[]) => Promise<void>
-  /** Writes summary.json/.md; resolves to the exit code (1 when anything failed). */
-  finish: () => number
+  github: GitHubOptions
+  out: string
+  progress?: Progress
+}
+
+/** What the registry said about each instance's upstream image. */
+export type Upstreams = {
+  /** compressed layers (bottom-up), when the registry told them */
+  layers: Map<string, Layer[]>
+  /** instances whose upstream image the registry says does not exist */
+  missing: Instance[]
 }
 
 /** The one place that reads the environment for a building script. */
@@ -75,12 +104,9 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
     out: flags.dryRun ? undefined : flags.out,
   })
   printChecks(pre)
-  if (!pre.ok && !flags.dryRun) {
-    throw new PreflightError(
-      pre.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}${c.fix ? ` → ${c.fix}` : ''}`),
-    )
-  }
-  if (!pre.ok) report.warn('preflight failed; --dry-run goes on to print the plan')
+  const failed = pre.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}${c.fix ? ` → ${c.fix}` : ''}`)
+  if (failed.length && !flags.dryRun) throw new PreflightError(failed)
+  if (failed.length) report.warn('preflight failed; --dry-run goes on to print the plan')
   const run = new Run(flags.out, pre.dataRoot, flags.dryRun)
   const progress = flags.dryRun ? undefined : new Progress(run, {
     instances: fleet.instances.length,
@@ -98,51 +124,150 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
     lowWater: flags.minFree,
     containerBuilder: pre.buildx && pre.buildx.driver !== 'docker' ? (flags.builder ?? pre.buildx.builder) : undefined,
   }
-  const sizeOf = fromImageSizes(registry, fleet)
   const build: BuildOptions = {
     run,
     fleet,
     network: flags.network,
     timeout: flags.timeout,
     force: flags.force,
-    policy: {
-      ...DEFAULT_POLICY,
-      retries: flags.retries,
-      backoffMs: flags.backoff,
-      noSpaceDetail: async (info) => noSpaceDetail(info.from, await sizeOf(info.from), run),
-      fits: async (info) => fits(await sizeOf(info.from), run),
-    },
+    policy: { ...DEFAULT_POLICY, retries: flags.retries, backoffMs: flags.backoff },
     buildx: chooseBuildx(flags, pre),
-    exists: async (ref) => known.get(ref) ?? registry.manifestExists(ref),
-  }
-  const known = new Map<string, boolean>()
-  return {
-    pre,
-    run,
-    build,
-    cleanup,
     registry,
-    concurrency: flags.dryRun ? 1 : flags.concurrency,
-    removeImages: (tags) => removeImages(tags, cleanup),
-    prefetch: async (tags) => {
-      const t0 = Date.now()
-      const answers = await registry.checkMany(tags)
-      const errors = [...answers.values()].filter((a) => typeof a !== 'boolean')
-      for (const [tag, a] of answers) if (typeof a === 'boolean') known.set(tag, a)
-      if (errors.length) {
-        report.warn(
-          `the registry did not answer for ${errors.length} of ${tags.length} tags (${
-            (errors[0] as Error).message
-          }); they are checked again before building`,
-        )
-      }
-      report.dim(`${answers.size} registry checks in ${((Date.now() - t0) / 1000).toFixed(2)}s`)
-    },
-    finish: () => {
-      progress?.stop()
-      return writeSummary(run, { out: flags.out, fleet, github })
-    },
+    known: new Map(),
   }
+  return { pre, run, fleet, build, cleanup, registry, concurrency: flags.concurrency, github, out: flags.out, progress }
+}
+
+/** Asks the registry about many tags at once (in parallel); later existence checks answer from `build.known`. */
+export async function prefetchTags(s: Setup, tags: string[]): Promise<void> {
+  const t0 = Date.now()
+  const answers = await s.registry.checkMany(tags)
+  const errors = [...answers.values()].filter((a) => typeof a !== 'boolean')
+  for (const [tag, a] of answers) if (typeof a === 'boolean') s.build.known.set(tag, a)
+  if (errors.length) {
+    report.warn(
+      `the registry did not answer for ${errors.length} of ${tags.length} tags (${
+        (errors[0] as Error).message
+      }); they are checked again before building`,
+    )
+  }
+  report.dim(`${answers.size} registry checks in ${((Date.now() - t0) / 1000).toFixed(2)}s`)
+}
+
+/**
+ * Each distinct upstream image's layers (or, with `refOf`, another image per instance: assemble's bases), read from
+ * its manifest (no layer downloaded), 16 at a time.
+ */
+export async function readUpstreams(
+  s: Setup,
+  instances: Instance[],
+  refOf = (i: Instance) => i.upstream,
+): Promise<Upstreams> {
+  const answers = new Map<string, Layer[] | 'missing' | undefined>()
+  await pMap(new Set(instances.map(refOf)), async (ref) => {
+    try {
+      answers.set(ref, await imageLayers(s.registry, ref, s.fleet.platform))
+    } catch (e) {
+      // 404: the registry says it is not there. Docker Hub answers 401 for unknown repositories, so that stays unknown
+      answers.set(ref, e instanceof RegistryError && e.status === 404 ? 'missing' : undefined)
+    }
+  }, { concurrency: 16 })
+  const layers = new Map<string, Layer[]>()
+  const missing: Instance[] = []
+  for (const inst of instances) {
+    const a = answers.get(refOf(inst))
+    if (a === 'missing') missing.push(inst)
+    else if (a) layers.set(inst.id, a)
+  }
+  return { layers, missing }
+}
+
+/** The layers the disk budget counts for an instance: its upstream's, or one stand-in of the expected size. */
+export function costLayers(inst: Instance, upstreams: Upstreams | undefined, expectGrowth?: number): Layer[] {
+  const known = upstreams?.layers.get(inst.id)
+  if (known) return known
+  const sizes = [...(upstreams?.layers.values() ?? [])].map((ls) => ls.reduce((n, l) => n + l.size, 0))
+  const mean = sizes.length ? sizes.reduce((a, b) => a + b) / sizes.length : 2 ** 30
+  return [{ digest: `unknown:${inst.upstream}`, size: expectGrowth !== undefined ? expectGrowth / 2 : mean }]
+}
+
+/** The disk budget of this run: the one owner of cleanups, every tier run by scripts/prune.ts. */
+export function openDisk(s: Setup, o: DiskFlags): DiskBudget {
+  const perImage: Policy = 'per-image'
+  return new DiskBudget({
+    policy: (s.run.dry || !s.run.dataRoot ? 'none' : o.cleanup) as Policy,
+    free: () => s.run.free(),
+    reserve: o.reserve,
+    pending: o.freeDiskStatus ? () => bytesToCome(o.freeDiskStatus!) : undefined,
+    givenBack: o.freeDiskStatus ? () => bytesGivenBack(o.freeDiskStatus!) : undefined,
+    perImageTiers: o.cleanup === perImage && o.cacheCap !== undefined && s.cleanup.pruneFlags.keep
+      ? ['system', 'cache-cap']
+      : ['system', 'full'],
+    cacheCap: o.cacheCap,
+    clean: (request) => cleanUntil(request, s.cleanup),
+    onEvent: (event) => s.run.sample(`budget ${event}`),
+  })
+}
+
+/**
+ * Every instance in the given order, `concurrency` at a time, each admitted by the disk budget before its work
+ * starts. `work` gets the build options for this instance (a full disk → the budget's one emergency cleanup, then
+ * its turn again) and its ticket, and resolves to the local images it leaves behind (they go to the cleanup policy).
+ * On a stop, instances not started are recorded as interrupted by `notStarted`.
+ */
+export async function admitEach(
+  s: Setup,
+  disk: DiskBudget,
+  order: Instance[],
+  layersOf: (inst: Instance) => Layer[],
+  work: (inst: Instance, build: BuildOptions, ticket: Ticket) => Promise<string[]>,
+  stop: GracefulStop | undefined,
+  notStarted: (inst: Instance) => void,
+): Promise<void> {
+  let skipped = 0
+  await pMap(order, async (inst) => {
+    if (stop?.stopping) return void (skipped++, notStarted(inst))
+    const layers = layersOf(inst)
+    const ticket = await disk.admit(inst.id, layers)
+    if (stop?.stopping) return void (skipped++, await ticket.done([]), notStarted(inst))
+    let local: string[] = []
+    try {
+      local = await work(inst, {
+        ...s.build,
+        policy: { ...s.build.policy, emergency: emergencyFor(s, disk, ticket, layers) },
+      }, ticket)
+    } finally {
+      await ticket.done(local)
+    }
+  }, { concurrency: s.run.dry ? 1 : s.concurrency })
+  if (skipped) {
+    report.warn(`${skipped} instances not started (recorded as interrupted): rerun with the same --out to finish them`)
+  }
+}
+
+/** For one image's steps: the budget's shared emergency cleanup, then its turn again; words for a failure. */
+function emergencyFor(s: Setup, disk: DiskBudget, ticket: Ticket, layers: Layer[]): StepPolicy['emergency'] {
+  return async (info) => {
+    const got = await disk.emergency(`${info.phase} ${info.id} hit no space left on device`, layers)
+    if (got.fits) await ticket.readmit()
+    return { reclaimed: got.reclaimed, retry: got.fits, detail: noSpaceDetail(got.need, s.run) }
+  }
+}
+
+/** For a no_space failure: how much the image needed (predicted by the budget) against what the disk had. */
+function noSpaceDetail(need: number, run: Run): string {
+  const disk = run.dataRoot ? sampleDisk(run.dataRoot) : undefined
+  const needed = `needed about ${formatBytes(need)} (its upstream layers pulled and unpacked)`
+  return disk
+    ? `${needed}; the data root had ${formatBytes(disk.free)} free of ${formatBytes(disk.total)} after cleanup`
+    : needed
+}
+
+/** Writes summary.json/.md (and the GitHub outputs); resolves to the exit code (1 when anything failed). */
+export function finishRun(s: Setup, disk?: DiskBudget): number {
+  s.progress?.stop()
+  if (disk) s.run.disk = disk.summary({ minFree: s.run.minFree, cleanupRecords: s.run.cleanups.length })
+  return writeSummary(s.run, { out: s.out, fleet: s.fleet, github: s.github })
 }
 
 /** docker login to each registry the fleet pushes to; the password goes on stdin, never on the command line. */
@@ -164,41 +289,12 @@ async function login(fleet: Fleet, user: string, password: string): Promise<void
   }
 }
 
-/** Compressed bytes of the image a step builds FROM (undefined when unknown), asked of the registry once per image. */
-function fromImageSizes(registry: RegistryClient, fleet: Fleet): (from?: string) => Promise<number | undefined> {
-  const known = new Map<string, Promise<number | undefined>>()
-  return (from) => {
-    if (!from) return Promise.resolve(undefined)
-    if (!known.has(from)) known.set(from, compressedImageBytes(registry, from, fleet.platform).catch(() => undefined))
-    return known.get(from)!
-  }
-}
-
-/** Can the FROM image's compressed layers fit in what is free now? (true when the size is unknown) */
-function fits(bytes: number | undefined, run: Run): boolean {
-  return bytes === undefined || run.free() >= bytes
-}
-
-/** For a no_space failure: how much the step needed (its FROM image, pulled then unpacked) against what was free. */
-function noSpaceDetail(from: string | undefined, bytes: number | undefined, run: Run): string {
-  const disk = run.dataRoot ? sampleDisk(run.dataRoot) : undefined
-  const need = bytes
-    ? `needed about ${formatBytes(2 * bytes)} (${from} is ${formatBytes(bytes)} compressed: pulled, then unpacked)`
-    : 'needed more than the disk had'
-  return disk
-    ? `${need}; the data root had ${formatBytes(disk.free)} free of ${formatBytes(disk.total)} after cleanup`
-    : need
-}
-
 function chooseBuildx(flags: SetupFlags, pre: Preflight): BuildOptions['buildx'] {
   if (flags.useBuildx === 'no') return undefined
   if (!pre.buildx) {
     if (flags.useBuildx === 'yes' || flags.builder) {
-      throw new PreflightError([
-        `${
-          flags.builder ? `--builder ${flags.builder}` : '--use-buildx yes'
-        } needs docker buildx, which is not installed`,
-      ])
+      const asked = flags.builder ? `--builder ${flags.builder}` : '--use-buildx yes'
+      throw new PreflightError([`${asked} needs docker buildx, which is not installed`])
     }
     return undefined
   }

@@ -8,7 +8,6 @@
 // Skips what the registry has.
 //   bun run scripts/assemble.ts --instances ids.txt --registry ghcr.io/me --context docker/ [--mode auto]
 import fs from 'node:fs'
-import pMap from 'p-map'
 import { $ } from 'zx'
 import { type FlagTable, parseFlags, renderHelp, UsageError } from '../lib/cli/flags.ts'
 import {
@@ -28,8 +27,9 @@ import { report } from '../lib/cli/report.ts'
 import { formatBytes } from '../lib/cli/size.ts'
 import { recordSkip, runStep, type StepResult } from '../lib/run/step.ts'
 import { alreadyPushed, commonBuildFlags } from './build-bases.ts'
-import { startScript } from './_setup.ts'
-import { type BuildOptions, RUN_FLAGS, runFlagProblems } from '../lib/engine/options.ts'
+import { admitEach, costLayers, finishRun, openDisk, prefetchTags, readUpstreams, startScript } from './_setup.ts'
+import { type Order, scheduleFleet } from '../lib/fleet/schedule.ts'
+import { type BuildOptions, DISK_FLAGS, RUN_FLAGS, runFlagProblems } from '../lib/engine/options.ts'
 
 /** The assembly flag, shared with the pipeline (defined here, once). */
 export const ASSEMBLE_FLAGS = {
@@ -43,14 +43,15 @@ export const ASSEMBLE_FLAGS = {
   },
 } as const satisfies FlagTable
 
-export const FLAGS = { ...FLEET_FLAGS, ...RUN_FLAGS, ...ASSEMBLE_FLAGS } as const satisfies FlagTable
+export const FLAGS = { ...FLEET_FLAGS, ...RUN_FLAGS, ...ASSEMBLE_FLAGS, ...DISK_FLAGS } as const satisfies FlagTable
 
 export type AssembleMode = 'auto' | 'registry' | 'docker'
 /** How this run assembles, chosen once. `local`: the final image is left in the local image store (the caller removes it). */
 export type Assembly = {
   mode: 'registry' | 'docker'
   local: boolean
-  assemble: (inst: Instance) => Promise<StepResult | 'skipped'>
+  /** `build`: this instance's build options (its full-disk recovery bound to the disk budget); default: the run's */
+  assemble: (inst: Instance, build?: BuildOptions) => Promise<StepResult | 'skipped'>
 }
 
 /** Picks the way once: `auto` parses the assemble Dockerfile and says why when it cannot use the registry. */
@@ -62,7 +63,7 @@ export function prepareAssembly(mode: AssembleMode, o: BuildOptions, client: Reg
   }
   if (mode === 'docker' || (probe && !probe.ok)) {
     if (mode === 'auto' && probe && !probe.ok) report.info(`assemble: docker build, not the registry: ${probe.why}`)
-    return { mode: 'docker', local: true, assemble: (inst) => assembleInstance(inst, o) }
+    return { mode: 'docker', local: true, assemble: (inst, build) => assembleInstance(inst, build ?? o) }
   }
   report.info('assemble: in the registry (the assemble Dockerfile only adds files from the builder stage and metadata)')
   if (o.run.dry && probe?.ok) {
@@ -76,7 +77,7 @@ export function prepareAssembly(mode: AssembleMode, o: BuildOptions, client: Reg
   return {
     mode: 'registry',
     local: false,
-    assemble: (inst) => assembleInstanceInRegistry(inst, o, { client, text, layers }),
+    assemble: (inst, build) => assembleInstanceInRegistry(inst, build ?? o, { client, text, layers }),
   }
 }
 
@@ -195,12 +196,30 @@ async function main(argv: string[]) {
   const fleet = loadFleet(flags, runFlagProblems(flags, process.env))
   const s = await startScript(flags, fleet)
   const assembly = prepareAssembly(flags.mode as AssembleMode, s.build, s.registry)
+  report.phase('plan')
+  await prefetchTags(s, fleet.instances.map((i) => fleet.finalImage(i)))
+  // docker mode pulls each base: its layers are what the disk budget counts; registry mode writes nothing local
+  const bases = assembly.local ? await readUpstreams(s, fleet.instances, (i) => fleet.baseImage(i)) : undefined
+  const schedule = scheduleFleet(fleet.instances, (i) => bases?.layers.get(i.id), flags.order as Order)
+  const disk = openDisk(s, flags)
+  const layersOf = (inst: Instance) => (bases ? costLayers(inst, bases, flags.expectGrowth) : [])
+  disk.expect(schedule.order.map(layersOf))
   report.phase(`assemble: ${fleet.instances.length} (${assembly.mode})`)
-  await pMap(fleet.instances, async (inst) => {
-    const result = await assembly.assemble(inst)
-    if (assembly.local && result !== 'skipped' && result.ok) await s.removeImages([fleet.finalImage(inst)])
-  }, { concurrency: s.concurrency })
-  return s.finish()
+  await admitEach(
+    s,
+    disk,
+    schedule.order,
+    layersOf,
+    async (inst, build, ticket) => {
+      const result = await assembly.assemble(inst, build)
+      ticket.based()
+      return assembly.local && result !== 'skipped' && result.ok ? [fleet.finalImage(inst)] : []
+    },
+    undefined,
+    () => {},
+  )
+  await disk.settle()
+  return finishRun(s, disk)
 }
 
 if (import.meta.main) runMain(() => main(process.argv.slice(2)))

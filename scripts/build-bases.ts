@@ -3,20 +3,21 @@
 // With buildx: `docker buildx build --push --provenance=false`; without: `docker build` + `docker push`.
 // Skips tags the registry already has unless --force.
 //   bun run scripts/build-bases.ts --instances ids.txt --registry ghcr.io/me --context docker/
-import pMap from 'p-map'
 import { $ } from 'zx'
 import { type FlagTable, parseFlags, renderHelp } from '../lib/cli/flags.ts'
 import { runMain } from '../lib/cli/main.ts'
 import { type Fleet, FLEET_FLAGS, loadFleet } from '../lib/fleet/fleet.ts'
 import type { Instance } from '../lib/fleet/instances.ts'
-import { recordSkip, runStep, type StepResult } from '../lib/run/step.ts'
+import { recordBlocked, recordSkip, runStep, type StepResult } from '../lib/run/step.ts'
 import { report } from '../lib/cli/report.ts'
-import { startScript } from './_setup.ts'
-import { type BuildOptions, RUN_FLAGS, runFlagProblems } from '../lib/engine/options.ts'
+import { admitEach, costLayers, finishRun, openDisk, prefetchTags, readUpstreams, startScript } from './_setup.ts'
+import { describeSchedule, type Order, scheduleFleet } from '../lib/fleet/schedule.ts'
+import { type BuildOptions, DISK_FLAGS, RUN_FLAGS, runFlagProblems } from '../lib/engine/options.ts'
 
 export const FLAGS = {
   ...FLEET_FLAGS,
   ...RUN_FLAGS,
+  ...DISK_FLAGS,
 } as const satisfies FlagTable
 
 /** Flags every build gets: --build-arg, --platform, --network. */
@@ -32,7 +33,7 @@ export function commonBuildFlags(fleet: Fleet, network?: string): string[] {
 export async function alreadyPushed(tag: string, o: BuildOptions): Promise<string | undefined> {
   if (o.force) return undefined
   try {
-    return (await o.exists(tag)) ? 'registry has it' : undefined
+    return (o.known.get(tag) ?? await o.registry.manifestExists(tag)) ? 'registry has it' : undefined
   } catch (e) {
     report.warn(`cannot tell whether the registry has ${tag} (${(e as Error).message}); building it`)
   }
@@ -87,22 +88,50 @@ async function main(argv: string[]) {
     return void console.log(
       renderHelp(
         'bun run scripts/build-bases.ts --instances FILE --registry PREFIX [flags]',
-        'Builds the builder image, then one base image per instance, and pushes them. Removes each local image after its push.',
+        'Builds the builder image, then one base image per instance, and pushes them, under the disk budget (--cleanup: local images removed after their push, cache pruned when the next base needs the room), in an order that pulls each shared environment once (--order).',
         FLAGS,
       ),
     )
   }
   const fleet = loadFleet(flags, runFlagProblems(flags, process.env))
   const s = await startScript(flags, fleet)
+  report.phase('plan')
+  await prefetchTags(s, [fleet.builderImage, ...fleet.instances.map((i) => fleet.baseImage(i))])
+  const upstreams = await readUpstreams(s, fleet.instances)
+  for (const inst of upstreams.missing) {
+    const info = { phase: 'base' as const, id: inst.id, dockerId: inst.dockerId, tag: fleet.baseImage(inst) }
+    recordBlocked(
+      s.run,
+      info,
+      `upstream image ${inst.upstream} does not exist (the registry answered 404 in the plan)`,
+      'upstream_missing',
+    )
+  }
+  const buildable = fleet.instances.filter((i) => !upstreams.missing.includes(i))
+  const schedule = scheduleFleet(buildable, (i) => upstreams.layers.get(i.id), flags.order as Order)
+  for (const line of describeSchedule(schedule)) report.info(line)
+  const disk = openDisk(s, flags)
+  const layersOf = (inst: Instance) => costLayers(inst, upstreams, flags.expectGrowth)
+  disk.expect(schedule.order.map(layersOf))
   report.phase(`builder ${fleet.builderImage}`)
   const builder = await buildBuilder(s.build)
-  if (builder !== 'skipped' && !builder.ok) return 1
-  report.phase(`bases: ${fleet.instances.length}`)
-  await pMap(fleet.instances, async (inst) => {
-    const result = await buildBase(inst, s.build)
-    if (result !== 'skipped' && result.ok && !s.build.buildx) await s.removeImages([fleet.baseImage(inst)])
-  }, { concurrency: s.concurrency })
-  return s.finish()
+  if (builder !== 'skipped' && !builder.ok) return finishRun(s, disk)
+  report.phase(`bases: ${buildable.length}`)
+  await admitEach(
+    s,
+    disk,
+    schedule.order,
+    layersOf,
+    async (inst, build, ticket) => {
+      const result = await buildBase(inst, build)
+      ticket.based()
+      return result !== 'skipped' && !build.buildx ? [fleet.baseImage(inst)] : []
+    },
+    undefined,
+    () => {},
+  )
+  await disk.settle()
+  return finishRun(s, disk)
 }
 
 if (import.meta.main) runMain(() => main(process.argv.slice(2)))

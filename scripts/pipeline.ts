@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
-// pipeline: the whole job — preflight → builder → per instance (base → assemble → cleanup) — under
-// one disk budget, with one summary and one exit code.
+// pipeline: the whole job — preflight → plan → builder → per instance (base → assemble → cleanup) — under one disk
+// budget, in an order that pulls each shared environment once, with one summary and one exit code.
 //   bun run scripts/pipeline.ts --instances ids.txt --registry ghcr.io/me/fleet --context docker/
 //
 // Exit codes: 0 all built or skipped · 1 something failed · 2 bad usage or input · 3 preflight failed · 130 interrupted
@@ -10,47 +10,42 @@ import pMap from 'p-map'
 import { $ } from 'zx'
 import { type FlagTable, parseFlags, renderHelp, UsageError } from '../lib/cli/flags.ts'
 import { EXIT, runMain } from '../lib/cli/main.ts'
-import { DiskBudget, type Layer, type Ticket } from '../lib/disk/budget.ts'
-import { type Fleet, FLEET_FLAGS, loadFleet } from '../lib/fleet/fleet.ts'
-import type { Instance } from '../lib/fleet/instances.ts'
 import { configureReport, report, secretValues } from '../lib/cli/report.ts'
-import { parseShard, shardInstances, type ShardSpec, upstreamWeights } from '../lib/fleet/shard.ts'
-import { mergeShards, writeMerged } from '../lib/run/merge.ts'
-import { githubFromEnv } from '../lib/run/github.ts'
+import { formatBytes } from '../lib/cli/size.ts'
+import { GracefulStop } from '../lib/cli/stop.ts'
+import type { DiskBudget, Ticket } from '../lib/disk/budget.ts'
+import { type BuildOptions, DISK_FLAGS, RUN_FLAGS, runFlagProblems } from '../lib/engine/options.ts'
+import { type Fleet, FLEET_FLAGS, loadFleet } from '../lib/fleet/fleet.ts'
+import type { Layer } from '../lib/fleet/groups.ts'
+import type { Instance } from '../lib/fleet/instances.ts'
+import { describeSchedule, type Order, scheduleFleet } from '../lib/fleet/schedule.ts'
+import { parseShard, planShards, type ShardSpec } from '../lib/fleet/shard.ts'
 import { RegistryClient } from '../lib/registry/client.ts'
-import { compressedImageBytes, imageLayers } from '../lib/registry/image.ts'
-import { bytesToCome } from '../lib/disk/free-disk-status.ts'
+import { imageLayers } from '../lib/registry/image.ts'
+import { githubFromEnv } from '../lib/run/github.ts'
+import { mergeShards, writeMerged } from '../lib/run/merge.ts'
 import { failedIds, now } from '../lib/run/records.ts'
 import { recordBlocked, recordSkip } from '../lib/run/step.ts'
-import { GracefulStop } from '../lib/cli/stop.ts'
+import {
+  admitEach,
+  costLayers,
+  type DiskFlags,
+  finishRun,
+  openDisk,
+  prefetchTags,
+  readUpstreams,
+  type Setup,
+  startScript,
+  type Upstreams,
+} from './_setup.ts'
 import { ASSEMBLE_FLAGS, type AssembleMode, type Assembly, prepareAssembly } from './assemble.ts'
 import { buildBase, buildBuilder } from './build-bases.ts'
-import { cleanUntil, perImageCleanup, removeImages } from './prune.ts'
-import { type Setup, startScript } from './_setup.ts'
-import { RUN_FLAGS, runFlagProblems } from '../lib/engine/options.ts'
 
 export const FLAGS = {
   ...FLEET_FLAGS,
   ...RUN_FLAGS,
   ...ASSEMBLE_FLAGS,
-  cleanup: {
-    type: 'string',
-    arg: 'POLICY',
-    default: 'adaptive',
-    choices: ['adaptive', 'per-image', 'none'],
-    help:
-      "adaptive: disk budget + tiered prunes; per-image: rmi + system prune + builder prune after every image (the field's fix); none: no cleanup",
-  },
-  reserve: { type: 'size', default: '1GB', help: 'Free space the disk budget always keeps' },
-  'expect-growth': {
-    type: 'size',
-    help:
-      "Disk growth per image assumed until the first images are done (default: 3 × the first upstream image's compressed size)",
-  },
-  'cache-cap': {
-    type: 'size',
-    help: 'per-image policy: keep this much build cache (the detected --reserved-space/--keep-storage flag)',
-  },
+  ...DISK_FLAGS,
   grace: {
     type: 'duration',
     arg: 'DURATION',
@@ -62,7 +57,7 @@ export const FLAGS = {
     type: 'string',
     arg: 'I/N',
     help:
-      'Only shard I of N (CI matrix): instances sharing an environment stay together, shards balanced by --shard-by',
+      'Only shard I of N (CI matrix): instances sharing an environment stay together unless bigger than a fair share, shards balanced by --shard-by',
   },
   'shard-by': {
     type: 'string',
@@ -70,18 +65,12 @@ export const FLAGS = {
     default: 'count',
     choices: ['count', 'bytes'],
     help:
-      'Balance shards by instance count, or by upstream image bytes read from the registry (every shard must read them)',
+      "count: groups from the instances file (row repo+version, else the id); bytes: groups and weights from every upstream image's layers, read from the registry by every shard",
   },
   merge: {
     type: 'boolean',
     help:
       'Merge the OUT dirs given as arguments (one per shard) into one manifest and summary in --out; builds nothing',
-  },
-  'free-disk-status': {
-    type: 'string',
-    arg: 'FILE',
-    help:
-      'Status file of a background `free-disk --background`: the disk budget waits for the bytes it still has to give back instead of pruning',
   },
   'retry-failed': {
     type: 'boolean',
@@ -91,63 +80,104 @@ export const FLAGS = {
 } as const satisfies FlagTable
 
 export type PipelineOptions = {
-  cleanup: 'adaptive' | 'per-image' | 'none'
-  reserve: number
-  expectGrowth?: number
-  cacheCap?: number
+  disk: DiskFlags
+  order: Order
   stop?: GracefulStop
-  /** status file of a background free-disk run (its bytes to come count in the budget) */
-  freeDiskStatus?: string
   /** registry or docker assembly (scripts/assemble.ts prepareAssembly) */
   assembly: Assembly
 }
 
-/** Base, then assembly, then cleanup, for one instance; a failed base blocks only its own assembly. */
+export async function pipeline(s: Setup, o: PipelineOptions): Promise<number> {
+  const { fleet } = s
+  report.phase('plan')
+  const { todo, done } = await planFleet(s)
+  for (const inst of done) recordDone(inst, s)
+  const upstreams = await readUpstreams(s, todo)
+  for (const inst of upstreams.missing) recordMissingUpstream(inst, s)
+  const buildable = todo.filter((i) => !upstreams.missing.includes(i))
+  const schedule = scheduleFleet(buildable, (i) => upstreams.layers.get(i.id), o.order)
+  if (buildable.length) { for (const line of describeSchedule(schedule)) report.info(line) }
+  if (!buildable.length) return finish(s, o)
+
+  const disk = openDisk(s, o.disk)
+  const layersOf = (inst: Instance) => costLayers(inst, upstreams, o.disk.expectGrowth)
+  disk.expect(schedule.order.map(layersOf))
+  report.phase(`builder ${fleet.builderImage}`)
+  const builder = await buildBuilder({ ...s.build, policy: { ...s.build.policy, emergency: builderEmergency(disk) } })
+  if (builder !== 'skipped' && !builder.ok) {
+    report.error('the builder image failed: nothing can assemble without it; stopping')
+    const cls = o.stop?.stopping ? 'interrupted' : undefined
+    for (const inst of buildable) {
+      recordBlocked(
+        s.run,
+        { phase: 'base', id: inst.id, dockerId: inst.dockerId, tag: fleet.baseImage(inst) },
+        'builder image failed',
+        cls,
+      )
+    }
+    return finish(s, o, disk)
+  }
+  report.phase(
+    `instances: ${buildable.length} (concurrency ${s.concurrency}, cleanup ${o.disk.cleanup}, order ${o.order})`,
+  )
+  await admitEach(
+    s,
+    disk,
+    schedule.order,
+    layersOf,
+    (inst, build, ticket) => buildInstance(inst, build, ticket, s, o),
+    o.stop,
+    (inst) => recordNotStarted(inst, s, ['base', 'assemble']),
+  )
+  await disk.settle()
+  return finish(s, o, disk)
+}
+
+/**
+ * Base, then assembly, for one instance; a failed base blocks only its own assembly. Resolves to the local images it
+ * leaves behind: the caller's cleanup step (the disk budget's policy) removes them.
+ */
 async function buildInstance(
   inst: Instance,
+  build: BuildOptions,
+  ticket: Ticket,
   s: Setup,
   o: PipelineOptions,
-  ticket?: Ticket,
-  budget?: DiskBudget,
-): Promise<void> {
-  const { fleet } = s.build
-  // a full disk: one emergency cleanup for everyone who hit it, then this image waits its turn again
-  const emergency = budget && ticket && (async (why: string) => {
-    const got = await budget.emergency(why)
-    await ticket.readmit()
-    return got
-  })
-  const base = await buildBase(inst, emergency ? { ...s.build, policy: { ...s.build.policy, emergency } } : s.build)
-  ticket?.progress(0.9) // the upstream is pulled and unpacked: what is left is the thin assembly
+): Promise<string[]> {
+  const { fleet } = s
+  const base = await buildBase(inst, build)
+  ticket.based()
+  const local = base !== 'skipped' && !build.buildx ? [fleet.baseImage(inst)] : []
   if (base !== 'skipped' && !base.ok) {
-    return recordBlocked(
-      s.run,
-      { phase: 'assemble', id: inst.id, dockerId: inst.dockerId, tag: fleet.finalImage(inst) },
-      'base image failed',
-      base.error?.errorClass,
-    )
+    const info = { phase: 'assemble' as const, id: inst.id, dockerId: inst.dockerId, tag: fleet.finalImage(inst) }
+    recordBlocked(s.run, info, 'base image failed', base.error?.errorClass)
+    return local
   }
-  if (o.stop?.stopping) return recordNotStarted(inst, s, ['assemble'])
-  const final = await o.assembly.assemble(inst)
-  const local = [
-    ...(base !== 'skipped' && !s.build.buildx ? [fleet.baseImage(inst)] : []),
-    ...(final !== 'skipped' && final.ok && o.assembly.local ? [fleet.finalImage(inst)] : []), // registry assembly leaves nothing local
-  ]
-  if (o.cleanup === 'per-image') await perImageCleanup(local, o.cacheCap, s.cleanup)
-  else if (o.cleanup === 'adaptive' && local.length) await removeImages(local, s.cleanup)
+  if (o.stop?.stopping) return recordNotStarted(inst, s, ['assemble']), local
+  const final = await o.assembly.assemble(inst, build)
+  // registry assembly leaves nothing local
+  return final !== 'skipped' && final.ok && o.assembly.local ? [...local, fleet.finalImage(inst)] : local
+}
+
+/** The builder is built before any instance: a full disk there gets the same emergency cleanup, without a turn to wait for. */
+function builderEmergency(disk: DiskBudget): BuildOptions['policy']['emergency'] {
+  return async (info) => {
+    const got = await disk.emergency(`${info.phase} hit no space left on device`)
+    return { reclaimed: got.reclaimed, retry: got.reclaimed > 0 }
+  }
 }
 
 /** An instance (or its assembly) the stop kept from starting: `interrupted`, so a rerun or --retry-failed picks it up. */
 function recordNotStarted(inst: Instance, s: Setup, phases: Array<'base' | 'assemble'>): void {
-  const { fleet } = s.build
   for (const phase of phases) {
-    const tag = phase === 'base' ? fleet.baseImage(inst) : fleet.finalImage(inst)
+    const tag = phase === 'base' ? s.fleet.baseImage(inst) : s.fleet.finalImage(inst)
+    const reason = 'not started: the run was stopped'
     s.run.record({
       phase,
       id: inst.id,
       tag,
       status: 'failed',
-      reason: 'not started: the run was stopped',
+      reason,
       attempts: 0,
       started_at: now(),
       finished_at: now(),
@@ -159,13 +189,19 @@ function recordNotStarted(inst: Instance, s: Setup, phases: Array<'base' | 'asse
 }
 
 /** Asks the registry about every tag at once; resolves to the instances that still need work. */
-export async function planFleet(fleet: Fleet, s: Setup): Promise<{ todo: Instance[]; done: Instance[] }> {
+export async function planFleet(s: Setup): Promise<{ todo: Instance[]; done: Instance[] }> {
+  const { fleet } = s
   if (s.build.force) return { todo: fleet.instances, done: [] }
-  await s.prefetch([fleet.builderImage, ...fleet.instances.flatMap((i) => [fleet.baseImage(i), fleet.finalImage(i)])])
+  await prefetchTags(s, [
+    fleet.builderImage,
+    ...fleet.instances.flatMap((i) => [fleet.baseImage(i), fleet.finalImage(i)]),
+  ])
   const done: Instance[] = []
   const todo: Instance[] = []
   for (const inst of fleet.instances) {
-    ;((await s.build.exists(fleet.finalImage(inst)).catch(() => false)) ? done : todo).push(inst)
+    const tag = fleet.finalImage(inst)
+    const there = s.build.known.get(tag) ?? await s.registry.manifestExists(tag).catch(() => false)
+    ;(there ? done : todo).push(inst)
   }
   report.info(`${todo.length} of ${fleet.instances.length} instances to build; ${done.length} already in the registry`)
   return { todo, done }
@@ -173,107 +209,31 @@ export async function planFleet(fleet: Fleet, s: Setup): Promise<{ todo: Instanc
 
 /** An instance whose final image the registry has: nothing to build in either phase. */
 function recordDone(inst: Instance, s: Setup) {
-  const { fleet } = s.build
   const info = (phase: 'base' | 'assemble', tag: string) => ({ phase, id: inst.id, dockerId: inst.dockerId, tag })
-  recordSkip(s.run, info('base', fleet.baseImage(inst)), 'final image in the registry')
-  recordSkip(s.run, info('assemble', fleet.finalImage(inst)), 'registry has it')
+  recordSkip(s.run, info('base', s.fleet.baseImage(inst)), 'final image in the registry')
+  recordSkip(s.run, info('assemble', s.fleet.finalImage(inst)), 'registry has it')
 }
 
-/** Growth assumed for an image whose layers are unknown: 3 × the first upstream's compressed size (blobs + unpacked layers + slack). */
-function priorGrowth(todo: Instance[], layers: Map<string, Layer[]>, o: PipelineOptions): number {
-  if (o.expectGrowth !== undefined) return o.expectGrowth
-  const first = todo.length ? layers.get(todo[0].id) : undefined
-  return first ? 3 * first.reduce((sum, l) => sum + l.size, 0) : 2 * 2 ** 30
-}
-
-/** Each instance's upstream layers (digest, compressed size) from the registry, for the budget's costs. */
-async function upstreamLayers(todo: Instance[], s: Setup): Promise<Map<string, Layer[]>> {
-  const layers = new Map<string, Layer[]>()
-  await pMap(todo, async (inst) => {
-    try {
-      layers.set(inst.id, await imageLayers(s.registry, inst.upstream, s.build.fleet.platform))
-    } catch { /* unknown: costs the prior */ }
-  }, { concurrency: 16 })
-  return layers
-}
-
-/** Every instance, `concurrency` at a time, each admitted by the disk budget (adaptive policy). */
-export async function buildFleet(todo: Instance[], s: Setup, o: PipelineOptions): Promise<DiskBudget | undefined> {
-  const layers = o.cleanup === 'adaptive' && !s.run.dry && s.run.dataRoot ? await upstreamLayers(todo, s) : undefined
-  const budget = layers && new DiskBudget({
-    free: () => s.run.free(),
-    reserve: o.reserve,
-    pending: o.freeDiskStatus ? () => bytesToCome(o.freeDiskStatus!) : undefined,
-    prior: priorGrowth(todo, layers, o),
-    clean: (target, why, stale) => {
-      report.dim(`  cleanup: ${why}`)
-      return cleanUntil(target, s.cleanup, stale)
-    },
-    onEvent: (event) => s.run.sample(`budget ${event}`),
-  })
-  let notStarted = 0
-  await pMap(todo, async (inst) => {
-    if (o.stop?.stopping) return void (notStarted++, recordNotStarted(inst, s, ['base', 'assemble']))
-    const ticket = await budget?.admit(inst.id, layers?.get(inst.id))
-    if (o.stop?.stopping) return void (ticket?.done(), notStarted++, recordNotStarted(inst, s, ['base', 'assemble']))
-    try {
-      await buildInstance(inst, s, o, ticket, budget)
-    } finally {
-      ticket?.done()
-    }
-  }, { concurrency: s.concurrency })
-  if (notStarted) {
-    report.warn(
-      `${notStarted} instances not started (recorded as interrupted): rerun with the same --out to finish them`,
-    )
-  }
-  await budget?.settle()
-  return budget
-}
-
-export async function pipeline(fleet: Fleet, s: Setup, o: PipelineOptions): Promise<number> {
-  s.build.policy.emergency = o.cleanup === 'none' ? undefined : coalesce(() => cleanUntil(Infinity, s.cleanup, 1))
-  report.phase('plan')
-  const { todo, done } = await planFleet(fleet, s)
-  for (const inst of done) recordDone(inst, s)
-  if (!todo.length) return s.finish()
-  report.phase(`builder ${fleet.builderImage}`)
-  const builder = await buildBuilder(s.build)
-  if (builder !== 'skipped' && !builder.ok) {
-    report.error('the builder image failed: nothing can assemble without it; stopping')
-    for (const inst of todo) {
-      recordBlocked(
-        s.run,
-        { phase: 'base', id: inst.id, dockerId: inst.dockerId, tag: fleet.baseImage(inst) },
-        'builder image failed',
-        o.stop?.stopping ? 'interrupted' : undefined,
-      )
-    }
-    return finish(s, o)
-  }
-  report.phase(`instances: ${todo.length} (concurrency ${s.concurrency}, cleanup ${o.cleanup})`)
-  const budget = await buildFleet(todo, s, o)
-  if (budget) {
-    report.info(
-      `disk budget: real/predicted growth ${
-        budget.ratio().toFixed(2)
-      }, peak ${budget.peakInFlight} in flight, ${budget.waits} waits`,
-    )
-  }
-  return finish(s, o)
-}
-
-/** Builds that hit a full disk together share one emergency cleanup instead of queueing one each. */
-function coalesce(clean: () => Promise<number>): () => Promise<number> {
-  let running: Promise<number> | undefined
-  return () => (running ??= clean().finally(() => {
-    running = undefined
-  }))
+/** An instance whose upstream image the registry says is not there: failed in the plan, nothing built or cleaned for it. */
+function recordMissingUpstream(inst: Instance, s: Setup) {
+  const info = (phase: 'base' | 'assemble', tag: string) => ({ phase, id: inst.id, dockerId: inst.dockerId, tag })
+  recordBlocked(
+    s.run,
+    info('base', s.fleet.baseImage(inst)),
+    `upstream image ${inst.upstream} does not exist (the registry answered 404 in the plan)`,
+    'upstream_missing',
+  )
+  recordBlocked(
+    s.run,
+    info('assemble', s.fleet.finalImage(inst)),
+    'its upstream image does not exist',
+    'upstream_missing',
+  )
 }
 
 /** Summary written either way; 130 when a signal stopped the run. */
-function finish(s: Setup, o: PipelineOptions): number {
-  const code = s.finish()
+function finish(s: Setup, o: PipelineOptions, disk?: DiskBudget): number {
+  const code = finishRun(s, disk)
   return o.stop?.stopping ? EXIT.interrupted : code
 }
 
@@ -288,21 +248,51 @@ function onlyFailed(instances: Instance[], out: string): Instance[] {
   return retry
 }
 
-/** --shard I/N: this matrix job's instances (--shard-by bytes reads every upstream image's size from its registry). */
+/**
+ * --shard I/N: this matrix job's instances. `count` groups by the instances file alone (no registry call: a shard
+ * must never see a different fleet than its siblings); `bytes` reads every upstream image's layers — strictly: if one
+ * cannot be read the shard stops, because a shard that fell back would split the fleet differently from the others.
+ */
 async function shardOf(fleet: Fleet, spec: ShardSpec, byBytes: boolean, env: NodeJS.ProcessEnv): Promise<Instance[]> {
-  const registry = byBytes
-    ? new RegistryClient({ dockerConfigDir: env.DOCKER_CONFIG ?? path.join(os.homedir(), '.docker') })
-    : undefined
-  const weights = registry
-    ? await upstreamWeights(fleet.instances, (ref) => compressedImageBytes(registry, ref, fleet.platform))
-    : undefined
-  const mine = shardInstances(fleet.instances, spec, weights && ((i) => weights.get(i.upstream)!))
+  let layers: Upstreams['layers'] | undefined
+  if (byBytes) {
+    const registry = new RegistryClient({ dockerConfigDir: env.DOCKER_CONFIG ?? path.join(os.homedir(), '.docker') })
+    layers = await strictLayers(fleet, registry)
+  }
+  const layersOf = layers && ((i: Instance) => layers!.get(i.id))
+  const weight = layers && ((i: Instance) => Math.max(1, layers!.get(i.id)!.reduce((n, l) => n + l.size, 0)))
+  const plan = planShards(fleet.instances, spec.count, weight, layersOf)
+  const mine = new Set(plan.shards[spec.index - 1].flatMap((p) => p.members))
+  const split = plan.split.map((g) => `${g.key} (${g.instances}) in ${g.pieces}`).join(', ')
+  const extra = plan.split.reduce((n, g) => n + g.pieces - 1, 0)
   report.info(
-    `shard ${spec.index}/${spec.count}: ${mine.length} of ${fleet.instances.length} instances (balanced by ${
+    `shard ${spec.index}/${spec.count}: ${mine.size} of ${fleet.instances.length} instances (balanced by ${
       byBytes ? 'upstream bytes' : 'count'
-    })`,
+    }; fair share ${byBytes ? formatBytes(plan.fair) : plan.fair.toFixed(1)})`,
   )
-  return mine
+  if (plan.split.length) {
+    report.info(`groups bigger than a fair share, cut: ${split} — ${extra} extra environment pulls across the matrix`)
+  }
+  return fleet.instances.filter((i) => mine.has(i))
+}
+
+async function strictLayers(fleet: Fleet, registry: RegistryClient): Promise<Map<string, Layer[]>> {
+  const problems: string[] = []
+  const byRef = new Map<string, Layer[]>()
+  await pMap(new Set(fleet.instances.map((i) => i.upstream)), async (ref) => {
+    try {
+      byRef.set(ref, await imageLayers(registry, ref, fleet.platform))
+    } catch (e) {
+      problems.push(`${ref}: ${(e as Error).message}`)
+    }
+  }, { concurrency: 16 })
+  if (problems.length) {
+    throw new UsageError(
+      `--shard-by bytes: ${problems.length} upstream images could not be read (use --shard-by count)`,
+      problems.slice(0, 10),
+    )
+  }
+  return new Map(fleet.instances.map((i) => [i.id, byRef.get(i.upstream)!]))
 }
 
 /** --merge DIR…: the shards' OUT dirs → one manifest and one summary (and the job summary in Actions). */
@@ -334,18 +324,15 @@ async function main(argv: string[]) {
     graceMs: flags.grace,
     say: (text) => report.warn(text),
     onForce: () => {
-      s.finish()
+      finishRun(s)
       return process.exit(EXIT.interrupted)
     },
   }).install()
   $.spawn = stop.wrapSpawn($.spawn)
   s.build.policy.stop = stop
-  return pipeline(fleet, s, {
-    cleanup: flags.cleanup as PipelineOptions['cleanup'],
-    reserve: flags.reserve,
-    expectGrowth: flags.expectGrowth,
-    cacheCap: flags.cacheCap,
-    freeDiskStatus: flags.freeDiskStatus,
+  return pipeline(s, {
+    disk: flags,
+    order: flags.order as Order,
     stop,
     assembly: prepareAssembly(flags.mode as AssembleMode, s.build, s.registry),
   })

@@ -3,8 +3,9 @@
 // exit code) and logged. One prune at a time (a shared Mutex), every prune with a timeout.
 //   bun run scripts/prune.ts --until-free 20GB        tiers, cheapest first, until 20 GB are free
 //   bun run scripts/prune.ts --tier full --dry-run     what a full prune would run
+import cp from 'node:child_process'
 import { $, type ProcessPromise } from 'zx'
-import { type FlagTable, parseFlags, renderHelp } from '../lib/cli/flags.ts'
+import { type FlagTable, parseFlags, renderHelp, UsageError } from '../lib/cli/flags.ts'
 import { PreflightError, runMain } from '../lib/cli/main.ts'
 import { Mutex } from '../lib/disk/prune-lock.ts'
 import { configureReport, report, seconds, secretValues } from '../lib/cli/report.ts'
@@ -13,34 +14,56 @@ import { dockerSize, formatBytes, parseSize } from '../lib/cli/size.ts'
 import { dryRunSpawn } from '../lib/cli/dry-run.ts'
 import { preflight, printChecks } from './preflight.ts'
 import type { CleanupOptions } from '../lib/engine/options.ts'
+import type { CleanOutcome, CleanRequest, Tier } from '../lib/disk/budget.ts'
 
-/** The tiers, cheapest first. Each keeps as much warm cache as the target allows. */
-export const TIERS = [
-  // records no build has used since the oldest image in flight started: they belong to finished images.
-  // Time-based, because under dockerd's own BuildKit pulled layers are shared with the image store and
-  // count 0 bytes, so a size cap never reaches them (measured: --keep-storage freed 10 MB of 2 GB)
+/** What a tier needs: the stale cutoff (seconds), the bytes still to free, a fixed cache cap (per-image --cache-cap). */
+type TierArgs = { staleSeconds: number; gap: number; cacheCap?: number }
+type TierSpec = { name: Tier; why: string; run: (o: CleanupOptions, a: TierArgs) => Promise<CleanupRecord[]> }
+
+/** The tiers, cheapest first: `cleanUntil` runs them in this order, and each entry's `run` is what it runs. */
+export const TIERS: readonly TierSpec[] = [
+  // records no build has used since the cutoff: the disk budget sets it just before the oldest use of any layer a
+  // waiting image still needs, so finished groups' layers go and the running group's stay (lib/disk/ledger.ts).
+  // Time-based, because under dockerd's own BuildKit pulled layers are shared with the image store and count
+  // 0 bytes, so a size cap never reaches them (measured: --keep-storage freed 10 MB of 2 GB)
   {
     name: 'stale',
-    why: 'build cache that only finished images used (not used since the oldest build in flight started)',
+    why: 'build cache not used since the cutoff (layers of finished images and groups)',
+    run: (o, a) => pruneStaleCache(a.staleSeconds, o),
   },
   // LRU cap on the build cache: drops the oldest records first, so shared builder and environment
   // layers that the next images need (used recently) stay warm
-  { name: 'cache-cap', why: 'cap the build cache at what the target allows, oldest records first' },
+  {
+    name: 'cache-cap',
+    why: 'cap the build cache at what the target allows, oldest records first',
+    run: async (o, a) => {
+      const keep = a.cacheCap ?? Math.max(0, ((await buildCacheBytes()) ?? a.gap) - a.gap)
+      return pruneCacheCapped(keep, o)
+    },
+  },
   // dangling images and stopped containers; also every unused record of the default builder's cache
-  { name: 'system', why: 'dangling images, stopped containers, unused networks and cache' },
+  {
+    name: 'system',
+    why: 'dangling images, stopped containers, unused networks and cache',
+    run: async (o) => [await pruneSystem(o)],
+  },
   // everything BuildKit holds, in the daemon and in the selected buildx builder (docker-container driver)
-  { name: 'full', why: 'all build cache, including the buildx builder that holds it' },
-] as const
-export type Tier = (typeof TIERS)[number]['name']
+  { name: 'full', why: 'all build cache, including the buildx builder that holds it', run: (o) => pruneCacheAll(o) },
+]
+const TIER_NAMES = TIERS.map((t) => t.name)
 
 export const FLAGS = {
   tier: {
     type: 'string',
     arg: 'TIER',
-    choices: TIERS.map((t) => t.name),
-    help: `Run one tier: ${TIERS.map((t) => t.name).join(', ')}`,
+    choices: TIER_NAMES,
+    help: `Run one tier: ${TIER_NAMES.join(', ')}`,
   },
-  'until-free': { type: 'size', help: 'Run tiers cheapest first until this much is free' },
+  'until-free': {
+    type: 'size',
+    help:
+      'Run tiers cheapest first until this much is free; exit 1 (saying what holds the space) when every tier ran and it is not',
+  },
   'cache-cap': {
     type: 'size',
     help: 'With --tier cache-cap: keep this much cache (default: what --until-free allows, else 0)',
@@ -103,51 +126,65 @@ export async function pruneCacheAll(o: CleanupOptions): Promise<CleanupRecord[]>
   return records
 }
 
-/** Bytes in the daemon's build cache (docker system df), or undefined when it cannot be read. */
-export async function buildCacheBytes(): Promise<number | undefined> {
-  const out = await $`docker system df --format ${'{{json .}}'}`.nothrow().quiet().timeout('60s')
-  for (const line of out.stdout.split('\n')) {
+/** Reads run for real even in a dry run (its spawn only prints): what `docker system df` says decides the cap. */
+const read = () => $({ spawn: cp.spawn, nothrow: true, quiet: true, timeout: '60s' })
+
+/** `docker system df` as rows: type (Images, Containers, Local Volumes, Build Cache), size and reclaimable bytes. */
+export async function diskUsage(): Promise<Array<{ type: string; size: number; reclaimable: number }>> {
+  const out = await read()`docker system df --format ${'{{json .}}'}`
+  return out.stdout.split('\n').flatMap((line) => {
     try {
       const row = JSON.parse(line)
-      if (row.Type === 'Build Cache') return parseSize(String(row.Size).replace(/B$/, 'B'))
-    } catch { /* not a JSON line */ }
+      const bytes = (text: unknown) => parseSize(String(text).split(' ')[0])
+      return [{ type: String(row.Type), size: bytes(row.Size), reclaimable: bytes(row.Reclaimable) }]
+    } catch {
+      return [] // not a JSON line, or a size this parser does not know
+    }
+  })
+}
+
+/** Bytes in the daemon's build cache (docker system df), or undefined when it cannot be read. */
+export async function buildCacheBytes(): Promise<number | undefined> {
+  return (await diskUsage()).find((r) => r.type === 'Build Cache')?.size
+}
+
+/**
+ * Runs a cleanup the disk budget asked for (lib/disk/budget.ts CleanRequest): docker rmi of the images first, then
+ * the asked tiers in TIERS order until `targetFree` bytes are free. Resolves to what the engine reported removed
+ * (statfs around a command that reports nothing) and the tiers that ran.
+ */
+export async function cleanUntil(request: CleanRequest, o: CleanupOptions): Promise<CleanOutcome> {
+  const records = request.images.length ? [await removeImages(request.images, o)] : []
+  const ran: Tier[] = []
+  for (const tier of TIERS.filter((t) => request.tiers.includes(t.name))) {
+    const free = o.run.free()
+    if (free >= request.targetFree) break
+    records.push(
+      ...await tier.run(o, {
+        staleSeconds: request.staleSeconds,
+        gap: request.targetFree - free,
+        cacheCap: request.cacheCap,
+      }),
+    )
+    ran.push(tier.name)
+  }
+  return { reclaimed: records.reduce((sum, r) => sum + Math.max(0, r.reclaimed), 0), ran }
+}
+
+/** What the command itself says it removed: `Total reclaimed space: 1.2GB` (docker), `Total: 1.2GB` (buildx). */
+export function reportedBytes(output: string): number | undefined {
+  const m = /^Total(?: reclaimed space)?:\s*([\d.]+\s*[a-zA-Z]*)\s*$/m.exec(output)
+  try {
+    return m ? parseSize(m[1]) : undefined
+  } catch {
+    return undefined
   }
 }
 
 /**
- * Runs tiers cheapest first until `targetFree` bytes are free; stops as soon as they are.
- * Resolves to the bytes reclaimed in all (signed).
+ * Runs one cleanup command under the lock and the timeout; records what it reclaimed — the larger of the engine's own
+ * total (where it reports one) and the statfs difference around it — seconds and exit code.
  */
-export async function cleanUntil(
-  targetFree: number,
-  o: CleanupOptions,
-  staleSeconds?: number,
-  tiers: readonly Tier[] = TIERS.map((t) => t.name),
-): Promise<number> {
-  const start = o.run.free()
-  for (const tier of tiers) {
-    const free = o.run.free()
-    if (free >= targetFree) break
-    if (tier === 'stale' && staleSeconds !== undefined) await pruneStaleCache(staleSeconds, o)
-    if (tier === 'cache-cap') {
-      const cache = (await buildCacheBytes()) ?? 0
-      if (cache > 0) await pruneCacheCapped(Math.max(0, cache - (targetFree - free)), o)
-    }
-    if (tier === 'system') await pruneSystem(o)
-    if (tier === 'full') await pruneCacheAll(o)
-  }
-  return o.run.free() - start
-}
-
-/** The field's policy after every image: rmi, system prune, builder prune (capped when --cache-cap). */
-export async function perImageCleanup(tags: string[], cap: number | undefined, o: CleanupOptions): Promise<void> {
-  await removeImages(tags, o)
-  await pruneSystem(o)
-  if (cap !== undefined && o.pruneFlags.keep) await pruneCacheCapped(cap, o)
-  else await pruneCacheAll(o)
-}
-
-/** Runs one cleanup command under the lock and the timeout; records bytes reclaimed, seconds, exit code. */
 async function measure(
   o: CleanupOptions,
   tier: string,
@@ -160,10 +197,14 @@ async function measure(
     const p = start()
     const out = await p.nothrow().quiet().timeout(o.timeout)
     const freeAfter = o.run.sample(`cleanup end ${tier}`)
+    const reported = o.run.dry ? undefined : reportedBytes(out.stdout)
     const rec: CleanupRecord = {
       command: p.cmd,
       tier,
-      reclaimed: freeAfter - freeBefore,
+      // both are lower bounds: dockerd 20.10 reports 0 B for pulled layers it shares with its image store (measured:
+      // "Total reclaimed space: 20MB" for 132 MB statfs gave back), and builds writing meanwhile shrink the statfs gain
+      reclaimed: Math.max(reported ?? -Infinity, freeAfter - freeBefore),
+      ...(reported !== undefined ? { reported } : {}),
       seconds: (Date.now() - t0) / 1000,
       exitCode: out.exitCode,
       freeBefore,
@@ -178,11 +219,13 @@ async function measure(
   return exclusive ? o.lock.run(body) : body()
 }
 
+/** One line per cleanup; a dry run says nothing (its command was printed, nothing was measured). */
 function explain(rec: CleanupRecord, output: string, o: CleanupOptions) {
+  if (o.run.dry) return
   const line = `${rec.command}: ${formatBytes(rec.reclaimed)} in ${seconds(rec.seconds * 1000)}`
   if (rec.timedOut) report.warn(`${rec.command} timed out after ${seconds(o.timeout)} and was killed; the run goes on`)
   else if (rec.exitCode !== 0) report.warn(`${rec.command} exited ${rec.exitCode}: ${output.trim().split('\n').pop()}`)
-  else if (rec.reclaimed <= 0 && rec.freeBefore < o.lowWater && !o.run.dry) {
+  else if (rec.reclaimed <= 0 && rec.freeAfter <= rec.freeBefore && rec.freeBefore < o.lowWater) {
     report.warn(
       `${rec.command} reclaimed nothing while only ${
         formatBytes(rec.freeBefore)
@@ -191,28 +234,41 @@ function explain(rec: CleanupRecord, output: string, o: CleanupOptions) {
   } else report.dim(`  cleanup ${line}`)
 }
 
-export function printCleanups(records: CleanupRecord[]) {
-  for (const r of records) {
-    report.info(
-      `  ${r.exitCode === 0 ? '✓' : '✗'} ${r.command}  ${formatBytes(r.reclaimed)}  ${
-        seconds(r.seconds * 1000)
-      }  rc=${r.exitCode}`,
-    )
+/** What holds the disk, from `docker system df`, with what to do about each kind (for a target not reached). */
+async function explainHolders(): Promise<string[]> {
+  const hint: Record<string, string> = {
+    Images: 'tagged images no tier removes: `docker image prune -af`, or --images TAG',
+    Containers: 'stopped containers: `docker container prune -f`',
+    'Local Volumes': 'volumes: `docker volume prune -f` (data in them is lost)',
+    'Build Cache': 'build cache in use by a running build, or in another builder (--builder NAME)',
   }
+  return (await diskUsage()).filter((r) => r.size > 0)
+    .map((r) =>
+      `${r.type}: ${formatBytes(r.size)} (${formatBytes(r.reclaimable)} reclaimable)${
+        r.reclaimable > 0 && hint[r.type] ? ` — ${hint[r.type]}` : ''
+      }`
+    )
 }
 
 async function main(argv: string[]) {
-  const { flags } = parseFlags(FLAGS, argv, process.env)
+  const { flags, positionals } = parseFlags(FLAGS, argv, process.env)
   if (flags.help) {
     return void console.log(
       renderHelp(
         'bun run scripts/prune.ts [--until-free SIZE | --tier TIER] [flags]',
-        'Measured Docker cleanups: rmi, capped build-cache prune, system prune, full prune (daemon and buildx builder).',
+        'Measured Docker cleanups: rmi, stale and capped build-cache prunes, system prune, full prune (daemon and buildx builder).\nExit codes: 0 done · 1 a cleanup failed, or --until-free was not reached · 2 bad usage · 3 no daemon.',
         FLAGS,
       ),
     )
   }
-  configureReport({ github: process.env.GITHUB_ACTIONS === 'true', secrets: secretValues(process.env) })
+  if (positionals.length) {
+    throw new UsageError(`unexpected argument(s) ${positionals.join(' ')}: prune takes flags only (see --help)`)
+  }
+  configureReport({
+    github: process.env.GITHUB_ACTIONS === 'true',
+    secrets: secretValues(process.env),
+    comments: flags.dryRun,
+  })
   const pre = await preflight({ minFree: 0, dataRoot: flags.dataRoot, builder: flags.builder })
   printChecks(pre)
   if (!pre.server) throw new PreflightError(['the Docker daemon does not answer'])
@@ -227,18 +283,44 @@ async function main(argv: string[]) {
   }
   if (flags.dryRun) $.spawn = dryRunSpawn((c) => console.log(c), $.prefix)
   report.phase('prune')
+  const tier = TIERS.find((t) => t.name === flags.tier)
+  const args = {
+    staleSeconds: flags.staleAfter / 1000,
+    gap: 0,
+    cacheCap: flags.cacheCap ?? (flags.tier ? 0 : undefined),
+  }
   if (flags.images.length) await removeImages(flags.images, o)
-  if (flags.tier === 'cache-cap') await pruneCacheCapped(flags.cacheCap ?? 0, o)
-  else if (flags.tier === 'stale') await pruneStaleCache((flags.staleAfter ?? 600_000) / 1000, o)
-  else if (flags.tier === 'system') await pruneSystem(o)
-  else if (flags.tier === 'full') await pruneCacheAll(o)
-  else if (flags.untilFree !== undefined) await cleanUntil(flags.untilFree, o, flags.staleAfter / 1000)
-  else if (!flags.images.length) {
+  if (tier) await tier.run(o, args)
+  else if (flags.untilFree !== undefined) {
+    report.info(
+      `tiers cheapest first until ${formatBytes(flags.untilFree)} is free: ${TIER_NAMES.join(', ')}${
+        flags.dryRun ? ' (a real run stops at the first tier that gets there)' : ''
+      }`,
+    )
+    await cleanUntil({
+      why: '--until-free',
+      images: [],
+      tiers: TIER_NAMES,
+      staleSeconds: args.staleSeconds,
+      targetFree: flags.untilFree,
+    }, o)
+  } else if (!flags.images.length) {
     report.info('nothing asked: give --until-free SIZE, --tier TIER or --images TAG (see --help)')
   }
-  const total = run.cleanups.reduce((s, r) => s + r.reclaimed, 0)
+  if (flags.dryRun) return 0
+  const total = run.cleanups.reduce((s, r) => s + Math.max(0, r.reclaimed), 0)
   report.info(`${run.cleanups.length} cleanups, ${formatBytes(total)} reclaimed, ${formatBytes(run.free())} free`)
-  return run.cleanups.some((r) => r.exitCode !== 0) ? 1 : 0
+  const short = flags.untilFree !== undefined && run.free() < flags.untilFree
+  if (short) {
+    report.error(
+      `--until-free ${formatBytes(flags.untilFree!)} not reached: ${
+        formatBytes(run.free())
+      } free after every tier. What holds the disk (docker system df):\n${
+        (await explainHolders()).map((l) => `  ${l}`).join('\n')
+      }`,
+    )
+  }
+  return short || run.cleanups.some((r) => r.exitCode !== 0) ? 1 : 0
 }
 
 if (import.meta.main) runMain(() => main(process.argv.slice(2)))

@@ -5,7 +5,7 @@ import { describe, expect, test } from 'bun:test'
 import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
-import { CONTEXT, registryFixture, ROOT } from './helpers/fixture.ts'
+import { CONTEXT, instancesFile, registryFixture, ROOT } from './helpers/fixture.ts'
 import { fakeDocker } from './helpers/fake-docker.ts'
 import { appendStepSummary, diskChart, writeOutputs } from '../lib/run/github.ts'
 
@@ -20,8 +20,7 @@ const FAIL = {
 async function run(args: string[], name: string) {
   const fake = fakeDocker({ fail: FAIL })
   const files = { summary: path.join(fx.work, `${name}.md`), output: path.join(fx.work, `${name}.out`) }
-  const instances = path.join(fx.work, 'instances.txt')
-  fs.writeFileSync(instances, IDS.join('\n') + '\n')
+  const instances = await instancesFile(fx, IDS)
   // IMAGEFLEET_MODE=docker: assemble with docker build + push, which the fake records (registry assembly: assemble.test.ts)
   const env = {
     ...process.env,

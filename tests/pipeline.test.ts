@@ -4,16 +4,12 @@ import { describe, expect, test } from 'bun:test'
 import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
-import { CONTEXT, registryFixture, ROOT } from './helpers/fixture.ts'
+import { CONTEXT, instancesFile as writeInstances, registryFixture, ROOT } from './helpers/fixture.ts'
 import { type FakeDocker, fakeDocker, mutatingCalls } from './helpers/fake-docker.ts'
 
 const fx = registryFixture('pipeline-test')
 
-function instancesFile(lines: string[]): string {
-  const file = path.join(fx.work, `instances-${Math.random().toString(36).slice(2)}.txt`)
-  fs.writeFileSync(file, lines.join('\n') + '\n')
-  return file
-}
+const instancesFile = (lines: string[]) => writeInstances(fx, lines)
 
 /** Docker-mode command shapes (--mode docker); registry assembly is tested in assemble.test.ts. */
 async function pipeline(fake: FakeDocker, args: string[]) {
@@ -33,7 +29,7 @@ const verbs = (calls: string[][]) => calls.map((c) => c.slice(0, 2).join(' '))
 describe('pipeline with a recording fake docker', () => {
   test('without buildx: docker build then docker push, then rmi; prunes use --keep-storage', async () => {
     const fake = fakeDocker()
-    const r = await pipeline(fake, ['--instances', instancesFile(['a__b-1']), '--key', 'k1'])
+    const r = await pipeline(fake, ['--instances', await instancesFile(['a__b-1']), '--key', 'k1'])
     expect(r.code).toBe(0)
     const m = mutatingCalls(r.calls)
     expect(verbs(m)).toEqual(
@@ -59,7 +55,14 @@ describe('pipeline with a recording fake docker', () => {
 
   test('with buildx: bases use buildx build --push --provenance=false on the named builder', async () => {
     const fake = fakeDocker({ buildx: true })
-    const r = await pipeline(fake, ['--instances', instancesFile(['a__b-2']), '--key', 'k2', '--builder', 'fleet'])
+    const r = await pipeline(fake, [
+      '--instances',
+      await instancesFile(['a__b-2']),
+      '--key',
+      'k2',
+      '--builder',
+      'fleet',
+    ])
     expect(r.code).toBe(0)
     const builds = mutatingCalls(r.calls).filter((c) => c[0] === 'buildx' && c[1] === 'build')
     expect(builds.length).toBe(2) // builder + base; the assembly is a local docker build
@@ -85,7 +88,13 @@ describe('pipeline with a recording fake docker', () => {
 
   test('--dry-run prints every command and runs none that changes state', async () => {
     const fake = fakeDocker()
-    const r = await pipeline(fake, ['--instances', instancesFile(['a__b-3', 'c__d-4']), '--key', 'k3', '--dry-run'])
+    const r = await pipeline(fake, [
+      '--instances',
+      await instancesFile(['a__b-3', 'c__d-4']),
+      '--key',
+      'k3',
+      '--dry-run',
+    ])
     expect(r.code).toBe(0)
     expect(mutatingCalls(r.calls)).toEqual([])
     const printed = r.stdout.split('\n').filter((l) => l.startsWith('docker '))
@@ -98,7 +107,14 @@ describe('pipeline with a recording fake docker', () => {
   test('every value reaches docker as one argument, however hostile', async () => {
     const fake = fakeDocker()
     const hostile = 'X=a b;$(touch /tmp/pwned) `id` | cat'
-    const r = await pipeline(fake, ['--instances', instancesFile(['a__b-5']), '--key', 'k5', '--build-arg', hostile])
+    const r = await pipeline(fake, [
+      '--instances',
+      await instancesFile(['a__b-5']),
+      '--key',
+      'k5',
+      '--build-arg',
+      hostile,
+    ])
     expect(r.code).toBe(0)
     const builds = mutatingCalls(r.calls).filter((c) => c[0] === 'build')
     expect(builds.length).toBe(3)
@@ -113,7 +129,7 @@ describe('pipeline with a recording fake docker', () => {
         stderr: 'ERROR: failed to solve: process "/bin/sh -c make" did not complete successfully: exit code: 2',
       },
     })
-    const r = await pipeline(fake, ['--instances', instancesFile(['a__b-6', 'a__b-7']), '--key', 'k6'])
+    const r = await pipeline(fake, ['--instances', await instancesFile(['a__b-6', 'a__b-7']), '--key', 'k6'])
     expect(r.code).toBe(1)
     expect(mutatingCalls(r.calls).filter((c) => c[0] === 'build')).toHaveLength(1)
     const manifest = fs.readFileSync(path.join(r.out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) =>
@@ -133,7 +149,7 @@ describe('pipeline with a recording fake docker', () => {
     })
     const r = await pipeline(fake, [
       '--instances',
-      instancesFile(['bad__one-1', 'good__one-2']),
+      await instancesFile(['bad__one-1', 'good__one-2']),
       '--key',
       'k7',
       '--concurrency',
@@ -154,7 +170,7 @@ describe('pipeline with a recording fake docker', () => {
 
   test('bad input is refused with exit 2 before any docker command, every problem named with its line', async () => {
     const fake = fakeDocker()
-    const file = instancesFile([
+    const file = await instancesFile([
       'ok__fine-1',
       'evil$(reboot)',
       '{"id": "x", ',
@@ -186,7 +202,7 @@ describe('pipeline with a recording fake docker', () => {
         layers: [[{ path: 'marker', type: 'file', mode: 0o644, uid: 0, gid: 0, data: new TextEncoder().encode(ref) }]],
       })
     }
-    const r = await pipeline(fake, ['--instances', instancesFile(['a__b-8']), '--key', 'k8'])
+    const r = await pipeline(fake, ['--instances', await instancesFile(['a__b-8']), '--key', 'k8'])
     expect(r.code).toBe(0)
     expect(mutatingCalls(r.calls)).toEqual([])
     const summary = JSON.parse(fs.readFileSync(path.join(r.out, 'summary.json'), 'utf8'))

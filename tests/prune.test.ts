@@ -41,7 +41,43 @@ describe('prune', () => {
       'builder prune -af',
       'buildx prune -af --builder fleet',
     ])
+    fake.cleanup()
+  })
+
+  test('--until-free that every tier cannot reach exits 1 and says what holds the disk (docker system df)', async () => {
+    const fake = fakeDocker()
+    const env = { ...process.env, ...fake.env, CI: '', NO_COLOR: '1' }
+    const r = await $({
+      env,
+      nothrow: true,
+      quiet: true,
+      cwd: ROOT,
+    })`${process.execPath} scripts/prune.ts --until-free 1000TB`
+    expect(r.exitCode).toBe(1)
+    expect(r.stderr).toContain('--until-free 909.5 TiB not reached')
+    expect(r.stderr).toMatch(/Build Cache: 1\.4 GiB \(1\.4 GiB reclaimable\)/)
+    fake.cleanup()
+  })
+
+  test('--dry-run lists every tier the real run may take, runs no prune and prints no measurement', async () => {
+    const fake = fakeDocker()
+    const env = { ...process.env, ...fake.env, CI: '', NO_COLOR: '1' }
+    const r = await $({
+      env,
+      nothrow: true,
+      quiet: true,
+      cwd: ROOT,
+    })`${process.execPath} scripts/prune.ts --until-free 1000TB --dry-run`
     expect(r.exitCode).toBe(0)
+    const commands = r.stdout.split('\n').filter((l) => l.startsWith('docker '))
+    expect(commands).toEqual([
+      'docker builder prune -af --filter until=600s',
+      'docker builder prune -af --keep-storage 0mb',
+      'docker system prune -f',
+      'docker builder prune -af',
+    ])
+    expect(r.stdout + r.stderr).not.toMatch(/\d B in \d/)
+    expect(fake.calls().filter((c) => c.includes('prune') && !c.includes('--help'))).toEqual([])
     fake.cleanup()
   })
 

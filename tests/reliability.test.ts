@@ -7,18 +7,14 @@ import cp from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
-import { CONTEXT, registryFixture, ROOT } from './helpers/fixture.ts'
+import { CONTEXT, instancesFile as writeInstances, registryFixture, ROOT } from './helpers/fixture.ts'
 import { type FakeDocker, fakeDocker, mutatingCalls } from './helpers/fake-docker.ts'
 import { FLAGS } from '../scripts/pipeline.ts'
 
 const fx = registryFixture('reliability-test')
 
 const tmpName = (prefix: string) => path.join(fx.work, `${prefix}-${Math.random().toString(36).slice(2)}`)
-function instancesFile(lines: string[]): string {
-  const file = tmpName('instances')
-  fs.writeFileSync(file, lines.join('\n') + '\n')
-  return file
-}
+const instancesFile = (lines: string[]) => writeInstances(fx, lines)
 
 /** Assemble with docker build (the fake pushes nothing, so the registry has no builder image to assemble from). */
 const DOCKER_MODE = 'mode' in FLAGS ? ['--mode', 'docker'] : []
@@ -97,7 +93,7 @@ describe('bad input is refused before anything runs', () => {
       problems.push(...needles)
     }
     const out = tmpName('out')
-    await refuse([...usual(out), '--instances', instancesFile(lines)], [
+    await refuse([...usual(out), '--instances', await instancesFile(lines)], [
       'line 2:',
       'line 3:',
       'line 4:',
@@ -120,7 +116,7 @@ describe('bad input is refused before anything runs', () => {
       'line 21:',
       'line 22:',
     ])
-    const file = instancesFile(['ok__fine-1'])
+    const file = await instancesFile(['ok__fine-1'])
     await refuse([
       ...usual(out),
       '--instances',
@@ -183,7 +179,9 @@ describe('bad input is refused before anything runs', () => {
       out,
     ], ['/nonexistent/ctx: not a directory', 'Dockerfile /nonexistent/ctx/Dockerfile: not found'])
     await refuse([...usual(out), '--instances', fx.work], ['instances file']) // unreadable: a directory (root reads any file)
-    await refuse([...usual(out), '--instances', instancesFile(['# only a comment', ''])], ['no instances to build'])
+    await refuse([...usual(out), '--instances', await instancesFile(['# only a comment', ''])], [
+      'no instances to build',
+    ])
     await refuse([...usual(tmpName('empty-out')), '--instances', file, '--retry-failed'], [
       '--retry-failed: no manifest.jsonl',
     ])
@@ -206,7 +204,7 @@ describe('no injection', () => {
     }
     const r = await run(fake, [
       '--instances',
-      instancesFile(['a__b-1']),
+      await instancesFile(['a__b-1']),
       '--key',
       'inj',
       '--network',
@@ -248,7 +246,7 @@ describe('secrets', () => {
     })
     const r = await run(fake, [
       '--instances',
-      instancesFile(['a__b-2']),
+      await instancesFile(['a__b-2']),
       '--key',
       'sec',
       '--registry-user',
@@ -294,7 +292,7 @@ describe('secrets', () => {
     const fake = fakeDocker()
     const r = await run(fake, [
       '--instances',
-      instancesFile(['a__b-3']),
+      await instancesFile(['a__b-3']),
       '--key',
       'gha',
       '--registry-user',
@@ -319,7 +317,7 @@ describe('transient failures, timeouts and reruns', () => {
       },
     })
     const out = tmpName('out')
-    const file = instancesFile(['good__one-1', 'bad__one-2'])
+    const file = await instancesFile(['good__one-1', 'bad__one-2'])
     const t0 = Date.now()
     const r = await pipeline(fake, [
       ...usual(out),
@@ -363,7 +361,7 @@ describe('transient failures, timeouts and reruns', () => {
     const t0 = Date.now()
     const r = await run(fake, [
       '--instances',
-      instancesFile(['a__b-4', 'c__d-5']),
+      await instancesFile(['a__b-4', 'c__d-5']),
       '--key',
       'hang',
       '--cleanup',
@@ -437,7 +435,7 @@ describe('graceful stop', () => {
       fake,
       [
         '--instances',
-        instancesFile(['a__s-1', 'a__s-2', 'a__s-3', 'a__s-4']),
+        await instancesFile(['a__s-1', 'a__s-2', 'a__s-3', 'a__s-4']),
         '--key',
         'int',
         '--concurrency',
@@ -469,7 +467,16 @@ describe('graceful stop', () => {
     const fake = fakeDocker({ hang: 'BASE_IMAGE=\\S*/up/' })
     const r = await interrupt(
       fake,
-      ['--instances', instancesFile(['b__s-1', 'b__s-2']), '--key', 'int2', '--concurrency', '2', '--grace', '10m'],
+      [
+        '--instances',
+        await instancesFile(['b__s-1', 'b__s-2']),
+        '--key',
+        'int2',
+        '--concurrency',
+        '2',
+        '--grace',
+        '10m',
+      ],
       [{ after: 0, signal: 'SIGTERM' }, { after: 300, signal: 'SIGTERM' }],
       2,
     )

@@ -1,35 +1,14 @@
-// --shard I/N: environments stay together, shards are disjoint and cover the fleet, the split ignores
-// the order of the list, shards are balanced, and bad specs are usage errors.
+// --shard I/N: groups stay together unless bigger than a fair share, shards are disjoint and cover the fleet, the
+// split ignores the order of the list, shards are balanced, and bad specs are usage errors.
 import { describe, expect, test } from 'bun:test'
 import { UsageError } from '../lib/cli/flags.ts'
-import { parseInstances } from '../lib/fleet/instances.ts'
-import { environmentOf, groupInstances, parseShard, shardInstances } from '../lib/fleet/shard.ts'
+import { environmentOf } from '../lib/fleet/groups.ts'
+import { type Instance, parseInstances } from '../lib/fleet/instances.ts'
+import { parseShard, planShards, shardInstances } from '../lib/fleet/shard.ts'
+import { shuffled, VERIFIED_REPOS, verifiedInstances } from './helpers/swe-bench.ts'
 
-const REPOS = [
-  'django__django',
-  'sympy__sympy',
-  'astropy__astropy',
-  'pytest-dev__pytest',
-  'psf__requests',
-  'pallets__flask',
-  'sphinx-doc__sphinx',
-  'matplotlib__matplotlib',
-]
-/** A SWE-bench-shaped list: uneven repository sizes, as in the real dataset. */
-function fleet(n = 500) {
-  const ids = Array.from({ length: n }, (_, i) => `${REPOS[(i * i + 3 * i) % REPOS.length]}-${10000 + i}`)
-  return parseInstances(ids.join('\n'), 'reg.example/up/sweb.eval.x86_64.{docker_id}:latest').instances
-}
-const shuffle = <T>(xs: T[], seed: number) => {
-  const out = [...xs]
-  let s = seed
-  for (let i = out.length - 1; i > 0; i--) {
-    s = (s * 1103515245 + 12345) % 2 ** 31
-    const j = s % (i + 1)
-    ;[out[i], out[j]] = [out[j], out[i]]
-  }
-  return out
-}
+const shardsOf = (all: Instance[], n: number, weight?: (i: Instance) => number) =>
+  Array.from({ length: n }, (_, i) => shardInstances(all, { index: i + 1, count: n }, weight))
 
 describe('shards', () => {
   test('the environment of a SWE-bench id is its org__repo', () => {
@@ -38,49 +17,48 @@ describe('shards', () => {
     expect(environmentOf({ id: 'plain-id' })).toBeUndefined()
   })
 
-  for (const n of [1, 2, 3, 4, 7]) {
-    test(`${n} shards are disjoint, cover the fleet and keep each environment in one shard`, () => {
-      const all = fleet()
-      const shards = Array.from({ length: n }, (_, i) => shardInstances(all, { index: i + 1, count: n }))
+  for (const n of [1, 2, 3, 4, 7, 8]) {
+    test(`${n} shards of SWE-bench Verified are disjoint, cover the fleet, and cut only groups bigger than a fair share`, () => {
+      const all = verifiedInstances()
+      const shards = shardsOf(all, n)
       const ids = shards.flat().map((i) => i.id)
       expect(new Set(ids).size).toBe(ids.length)
       expect(ids.sort()).toEqual(all.map((i) => i.id).sort())
-      for (const repo of REPOS) {
-        expect(shards.filter((s) => s.some((i) => environmentOf(i) === repo)).length).toBeLessThanOrEqual(1)
+      for (const [repo, count] of Object.entries(VERIFIED_REPOS)) {
+        const holding = shards.filter((s) => s.some((i) => environmentOf(i) === repo)).length
+        if (count <= all.length / n) expect(holding).toBe(1)
+        else expect(holding).toBe(Math.ceil(count / (all.length / n)))
       }
     })
   }
 
+  test('8 shards of SWE-bench Verified (ids only): no shard above 1.15 × the mean; the cut groups are named', () => {
+    const all = verifiedInstances()
+    const plan = planShards(all, 8)
+    const sizes = plan.shards.map((s) => s.reduce((n, p) => n + p.members.length, 0))
+    expect(Math.max(...sizes) / (all.length / 8)).toBeLessThanOrEqual(1.15)
+    expect(plan.split).toEqual([
+      { key: 'env:django__django', instances: 231, pieces: 4 },
+      { key: 'env:sympy__sympy', instances: 75, pieces: 2 },
+    ])
+  })
+
   test('the split is the same however the list is ordered', () => {
-    const all = fleet()
+    const all = verifiedInstances()
     for (const seed of [1, 2, 3]) {
-      for (let k = 1; k <= 3; k++) {
-        const a = shardInstances(all, { index: k, count: 3 }).map((i) => i.id).sort()
-        const b = shardInstances(shuffle(all, seed), { index: k, count: 3 }).map((i) => i.id).sort()
+      for (let k = 1; k <= 8; k++) {
+        const a = shardInstances(all, { index: k, count: 8 }).map((i) => i.id).sort()
+        const b = shardInstances(shuffled(all, seed), { index: k, count: 8 }).map((i) => i.id).sort()
         expect(b).toEqual(a)
       }
     }
-  })
-
-  test('instances sharing an upstream image stay together even across repositories', () => {
-    const text = [
-      '{"id": "a__x-1", "upstream": "r/shared:1"}',
-      '{"id": "b__y-1", "upstream": "r/shared:1"}',
-      '{"id": "b__y-2", "upstream": "r/other:1"}',
-      '{"id": "c__z-1", "upstream": "r/c:1"}',
-    ].join('\n')
-    const all = parseInstances(text, 'r/{docker_id}').instances
-    const groups = groupInstances(all)
-    expect(groups.map((g) => g.members.map((i) => i.id).sort())).toContainEqual(['a__x-1', 'b__y-1', 'b__y-2'])
   })
 
   test('shards are balanced by weight: with many small groups no shard is far from the mean', () => {
     const ids = Array.from({ length: 400 }, (_, i) => `org${i % 40}__repo${i % 40}-${i}`)
     const all = parseInstances(ids.join('\n'), 'r/{docker_id}').instances
     const weight = (i: { id: string }) => (Number(i.id.split('-')[1]) % 7) + 1
-    const loads = [1, 2, 3, 4].map((k) =>
-      shardInstances(all, { index: k, count: 4 }, weight).reduce((s, i) => s + weight(i), 0)
-    )
+    const loads = shardsOf(all, 4, weight).map((s) => s.reduce((n, i) => n + weight(i), 0))
     const mean = loads.reduce((a, b) => a + b) / 4
     for (const l of loads) expect(Math.abs(l - mean) / mean).toBeLessThan(0.1)
   })

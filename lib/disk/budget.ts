@@ -1,212 +1,400 @@
-// The disk budget: admit a new build only when free space covers the expected growth of everything in
-// flight plus a reserve; otherwise clean up (tiered, in the background) or wait for in-flight work.
+// The disk budget: the one owner of the data root's space during a run. It admits an image when the disk can take
+// it, decides when a cleanup can help and which, runs every cleanup through one `clean` (serialized, measured by
+// the caller in scripts/prune.ts), shares one emergency cleanup among the builds that hit a full disk, and runs the
+// cleanup policy after every image. No docker commands here.
 //
-//   free ────────────────────────────────────────────────────────► admit when
+//   free ──────────────────────────────────────────────────────► admit when
 //          │ reserve │ in flight (what they still need) │ new │     free ≥ reserve + Σ remaining + cost(new)
 //
-// What an image costs: its upstream layers that are not warm (pulled compressed, then unpacked: 2× their
-// compressed size) plus a per-image overhead, times a ratio learned from the run (bytes the disk really
-// lost, plus bytes cleanups gave back, over the costs predicted for the images done). A layer is warm once
-// an image that used it has finished, until a cleanup may have evicted it; a layer an image in flight is
-// pulling costs the next image nothing (the daemon pulls a blob once). Without layer facts, every image
-// costs the prior (`--expect-growth`) times the learned ratio.
-//
-// No docker commands here: `clean` is the caller's tiered cleanup.
+// cost(image) = r × (its cold layers: not on disk, not pulled by an image in flight) + k, with r and k learned from
+// the run (lib/disk/growth.ts). What is on disk, in use and still needed is the ledger's (lib/disk/ledger.ts).
+// When an image does not fit: a stale prune that keeps every layer still needed, run only when what it evicts closes
+// the gap; otherwise wait for images in flight (what they hold cannot be cleaned); with nothing in flight, deeper
+// tiers. Images whose layers a running cleanup does not touch are admitted while it runs.
+import type { Layer } from '../fleet/groups.ts'
 import { formatBytes } from '../cli/size.ts'
+import { GrowthModel } from './growth.ts'
+import { LayerLedger } from './ledger.ts'
 
-export type Layer = { digest: string; size: number }
+export type Policy = 'adaptive' | 'per-image' | 'none'
+/** Cleanup tiers, cheapest first (scripts/prune.ts TIERS says what each runs). */
+export type Tier = 'stale' | 'cache-cap' | 'system' | 'full'
+/** `images`: docker rmi these first; then `tiers` in order until `targetFree` bytes are free. */
+export type CleanRequest = {
+  why: string
+  images: string[]
+  tiers: Tier[]
+  staleSeconds: number
+  targetFree: number
+  /** cache-cap tier: keep this much (per-image --cache-cap); else what the target allows */
+  cacheCap?: number
+  /** what the budget expects it to reclaim (planned stale prunes), to measure the approximation */
+  predicted?: number
+}
+/** `reclaimed`: what the engine reported removed (statfs around the command where it reports nothing). */
+export type CleanOutcome = { reclaimed: number; ran: Tier[] }
 
 export type BudgetOptions = {
+  policy: Policy
   /** free bytes on the data root's filesystem now (statfs) */
   free: () => number
   /** bytes always left free */
   reserve: number
-  /** bytes a background deleter (free-disk --background) has still to give back: worth waiting for, not cleaning for */
+  /** bytes a background free-disk still has to give back: worth waiting for, not cleaning for */
   pending?: () => number
-  /** resolves when the tiers ran (or stopped because enough was free); resolves to bytes reclaimed.
-   *  `staleSeconds`: how long ago the oldest image in flight started (cache unused since then is only finished images') */
-  clean: (targetFree: number, why: string, staleSeconds: number) => Promise<number>
-  /** cost of an image whose layers are unknown; also the overhead added to every layer-based cost */
-  prior: number
-  overhead?: number
-  /** called with a short line for every decision (disk.jsonl events, logs) */
+  /** bytes that background free-disk has given back so far (they are not negative growth of the images) */
+  givenBack?: () => number
+  clean: (request: CleanRequest) => Promise<CleanOutcome>
+  /** per-image policy: what runs after every image (the field's fix: system prune, then the whole build cache) */
+  perImageTiers?: Tier[]
+  /** per-image policy with a cache cap: keep this much */
+  cacheCap?: number
+  model?: GrowthModel
+  /** a short line for every decision (disk.jsonl events, logs) */
   onEvent?: (event: string) => void
+  now?: () => number
 }
 
-/** `progress(f)`: the image has done fraction f of its growth (e.g. 0.9 once its base is built).
- *  `readmit()`: after a full disk, step out of flight and wait to be admitted again (its layers are cold now). */
-export type Ticket = { done: () => void; progress: (fraction: number) => void; readmit: () => Promise<void> }
-type Flight = { cost: number; layers: Layer[]; progress: number; at: number }
+/** What the disk did during a run (summary.json `disk`, summary.md). */
+export type DiskSummary = {
+  policy: Policy
+  images: number
+  /** compressed bytes the budget counted as pulled (cold layers at admission) */
+  pulledBytes: number
+  /** compressed bytes of the distinct upstream layers of the images the run built */
+  uniqueBytes: number
+  /** pulled ÷ unique: 1 when every layer was pulled once */
+  repullFactor: number | null
+  cleanups: number
+  cleanupsPerImage: number | null
+  waits: number
+  waitSeconds: number
+  peakInFlight: number
+  overBudget: number
+  /** free at the start minus the reserve: what the budget could use */
+  usableBytes: number
+  /** free at the start minus the lowest free seen */
+  peakConsumed: number
+  /** peakConsumed ÷ usableBytes */
+  utilisation: number | null
+  /** the learned growth model: disk bytes per compressed byte pulled, bytes per image besides */
+  model: { r: number; k: number }
+  /** planned stale prunes: what the ledger predicted they evict against what the engine reported */
+  stalePrunes: { predicted: number; reported: number }
+}
 
-const clamp = (x: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, x))
+/** For one image: `based()` once its base is built, `done(local)` when finished (its local tags go to cleanup). */
+export type Ticket = {
+  based(): void
+  done(localImages: string[]): Promise<void>
+  /** after a full disk: step out of flight and wait to be admitted again */
+  readmit(): Promise<void>
+}
+type Flight = { label: string; layers: Layer[]; coldBytes: number; cost: number; based: boolean; at: number }
+
+/** Free space also grows without an event (a background free-disk, another process): look again this often. */
+const POLL_MS = 1000
+/** Seconds between our admission time and BuildKit's own record times that a cutoff leaves for clock skew. */
+const CUTOFF_MARGIN_MS = 2000
+const IDLE: Tier[] = ['stale', 'cache-cap', 'system', 'full']
 
 export class DiskBudget {
+  readonly ledger = new LayerLedger()
+  readonly model: GrowthModel
   private readonly flights = new Set<Flight>()
-  private readonly warm = new Set<string>()
-  private completed = 0
-  private predictedDone = 0
-  private reclaimed = 0
-  private readonly startFree: number
-  private cleaning?: Promise<number>
+  private readonly queued: string[] = []
+  private cleaning?: { done: Promise<CleanOutcome>; evicting: (digest: string) => boolean }
+  private emergencyRun?: Promise<CleanOutcome>
   private waiters: Array<() => void> = []
-  /** completions counted when the last cleanup ran: cleaning again before anything finished frees nothing new */
-  private completedAtLastClean = 0
-  /** whether a cleanup ran while nothing was in flight (stale cache from before this run) */
-  private cleanedIdle = false
-  peakInFlight = 0
-  waits = 0
-
-  constructor(private readonly o: BudgetOptions) {
-    this.startFree = o.free()
+  private readonly startFree: number
+  private readonly startGivenBack: number
+  private reclaimed = 0
+  private doneImages = 0
+  private doneLayerBytes = 0
+  private idleTriedAt = -1
+  readonly stats = {
+    admitted: 0,
+    waits: 0,
+    waitSeconds: 0,
+    peakInFlight: 0,
+    pulledBytes: 0,
+    cleanups: 0,
+    overBudget: 0,
+    /** planned stale prunes: what the ledger predicted they evict (× r) against what the engine reported */
+    stalePredicted: 0,
+    staleReported: 0,
   }
 
+  constructor(private readonly o: BudgetOptions) {
+    this.model = o.model ?? new GrowthModel()
+    this.startFree = o.free()
+    this.startGivenBack = o.givenBack?.() ?? 0
+  }
+
+  private now = () => this.o.now?.() ?? Date.now()
+  private say = (event: string) => this.o.onEvent?.(event)
   get inFlight(): number {
     return this.flights.size
   }
 
-  /**
-   * Predicted raw growth of an image: cold layers twice (blob + unpacked) plus overhead; prior when unknown.
-   * A layer is free when warm, or when an image in flight already pays for it (the daemon pulls a blob once).
-   */
-  cost(layers?: Layer[]): number {
-    if (!layers?.length) return this.o.prior
-    const paid = new Set([...this.flights].flatMap((f) => f.layers.map((l) => l.digest)))
-    const cold = layers.filter((l) => !this.warm.has(l.digest) && !paid.has(l.digest)).reduce((s, l) => s + l.size, 0)
-    return 2 * cold + this.overhead()
+  /** The images the run will build (in schedule order): their layers are needed until they are done. */
+  expect(images: Layer[][]): void {
+    this.ledger.expect(images)
   }
 
-  private overhead(): number {
-    return this.o.overhead ?? 64 * 2 ** 20
-  }
-
-  /** Real growth over predicted growth, learned from the images done so far (1 until then, never less). */
-  ratio(): number {
-    const inFlight = [...this.flights].reduce((s, f) => s + f.cost * f.progress, 0)
-    const predicted = this.predictedDone + inFlight
-    if (this.completed === 0 || predicted <= 0) return 1
-    const consumed = this.startFree - this.o.free() + this.reclaimed
-    // never below 1: a cold layer needs its blob and its unpacked copy at once, even if the blob goes later
-    return clamp(consumed / predicted, 1, 4)
-  }
-
-  /** Expected growth of one more image with these layers. */
-  estimate(layers?: Layer[]): number {
-    return this.ratio() * this.cost(layers)
+  /** Bytes of an image's layers it would pull now (a running cleanup's victims count as cold). */
+  coldBytes(layers: Layer[]): number {
+    return this.ledger.cold(layers, this.cleaning?.evicting).reduce((s, l) => s + l.size, 0)
   }
 
   /** Bytes that must be free to start an image with these layers now. */
-  need(layers?: Layer[]): number {
-    const r = this.ratio()
-    const remaining = [...this.flights].reduce((s, f) => s + f.cost * (1 - f.progress), 0)
-    return this.o.reserve + r * (remaining + this.cost(layers))
+  need(layers: Layer[]): number {
+    const remaining = [...this.flights].reduce((s, f) => s + f.cost * (f.based ? 0.1 : 1), 0)
+    return this.o.reserve + remaining + this.model.predict(this.coldBytes(layers))
   }
 
-  /** Waits until the disk can take one more image; the ticket's done() must be called when it finishes. */
-  async admit(label = '', layers?: Layer[]): Promise<Ticket> {
-    const flight: Flight = { cost: 0, layers: layers ?? [], progress: 0, at: 0 }
-    await this.waitForRoom(label, flight)
+  /** Waits until the disk can take the image (adaptive policy; the others admit at once). */
+  async admit(label: string, layers: Layer[] = []): Promise<Ticket> {
+    const flight: Flight = { label, layers, coldBytes: 0, cost: 0, based: false, at: 0 }
+    await this.waitForRoom(flight)
     return {
-      progress: (fraction) => {
-        flight.progress = clamp(fraction, 0, 1)
+      based: () => {
+        flight.based = true
+        this.ledger.pulled(layers, this.now())
+        this.observe()
       },
+      done: (local) => this.finish(flight, local),
       readmit: async () => {
         if (!this.flights.delete(flight)) return
-        for (const wake of this.waiters.splice(0)) wake()
-        await this.waitForRoom(`${label} (again)`, flight)
-      },
-      done: () => {
-        if (!this.flights.delete(flight)) return
-        this.completed++
-        this.predictedDone += flight.cost
-        for (const l of flight.layers) this.warm.add(l.digest)
-        for (const wake of this.waiters.splice(0)) wake()
+        this.ledger.release(layers, false)
+        this.wake()
+        await this.waitForRoom(flight)
       },
     }
   }
 
-  private async waitForRoom(label: string, flight: Flight): Promise<void> {
-    const layers = flight.layers
-    while (true) {
-      // a cleanup under way may evict warm layers: decide after it
-      if (this.cleaning) {
-        await this.cleaning
-        continue
-      }
-      const need = this.need(layers)
+  private async waitForRoom(flight: Flight): Promise<void> {
+    const started = this.now()
+    let waited = false
+    while (this.o.policy === 'adaptive') {
       const free = this.o.free()
+      const need = this.need(flight.layers)
       if (free >= need) break
       const coming = this.o.pending?.() ?? 0
       if (coming > 0 && free + coming >= need) {
-        this.waits++
-        this.o.onEvent?.(`wait ${label}: ${formatBytes(coming)} still to come from free-disk`)
-        await Promise.race([new Promise((r) => setTimeout(r, 1000)), this.nextDone()])
-        continue
+        this.say(`wait ${flight.label}: ${formatBytes(coming)} still to come from free-disk`)
+      } else if (!this.cleaning) {
+        const request = this.planCleanup(need - free, flight.label)
+        if (request) this.startCleaning(request)
+        else if (this.inFlight === 0) {
+          this.stats.overBudget++
+          this.say(
+            `admit ${flight.label} over budget: ${formatBytes(free)} free < ${
+              formatBytes(need)
+            }, nothing left to clean or wait for`,
+          )
+          break
+        } else {this.say(
+            `wait ${flight.label}: ${formatBytes(free)} free < ${
+              formatBytes(need)
+            }; ${this.inFlight} in flight hold the rest`,
+          )}
       }
-      const idle = this.inFlight === 0 && !this.cleanedIdle
-      if (!this.cleaning && (this.completed > this.completedAtLastClean || idle)) {
-        if (idle) this.cleanedIdle = true
-        this.startCleaning(need, `${label}: ${formatBytes(free)} free < ${formatBytes(need)} needed`)
-      }
-      if (!this.cleaning && this.inFlight === 0) {
-        this.o.onEvent?.(`admit ${label} over budget: nothing left to clean or wait for`)
-        break
-      }
-      this.waits++
-      this.o.onEvent?.(`wait ${label}: free ${formatBytes(free)} < need ${formatBytes(need)}`)
-      await Promise.race([this.cleaning ?? new Promise(() => {}), this.nextDone()])
+      waited = true
+      await this.nextEvent(POLL_MS) // or sooner: an image done, a cleanup started or ended
     }
-
-    Object.assign(flight, { cost: this.cost(layers), progress: 0, at: Date.now() })
+    if (waited) {
+      this.stats.waits++
+      this.stats.waitSeconds += (this.now() - started) / 1000
+    }
+    flight.coldBytes = this.coldBytes(flight.layers)
+    flight.cost = this.model.predict(flight.coldBytes)
+    flight.based = false
+    flight.at = this.now()
+    this.ledger.use(flight.layers, flight.at)
     this.flights.add(flight)
-    this.peakInFlight = Math.max(this.peakInFlight, this.inFlight)
-    this.o.onEvent?.(`admit ${label} cost ${formatBytes(flight.cost)}`)
-  }
-
-  /** A build hit a full disk: clean everything that can go (one cleanup for all who ask at once). */
-  emergency(why: string): Promise<number> {
-    if (!this.cleaning) this.startCleaning(Infinity, why)
-    return this.cleaning!
-  }
-
-  /** Waits for a cleanup still running (at the end of a run, so nothing is left behind). */
-  async settle(): Promise<void> {
-    await this.cleaning
-  }
-
-  /** Seconds since the oldest image in flight was admitted (1 when none is: all unused cache is stale then). */
-  staleSeconds(): number {
-    const oldest = Math.min(...[...this.flights].map((f) => f.at))
-    return Number.isFinite(oldest) ? (Date.now() - oldest) / 1000 + 1 : 1
-  }
-
-  private startCleaning(targetFree: number, why: string) {
-    this.completedAtLastClean = this.completed
-    this.cleaning = this.o.clean(targetFree, why, this.staleSeconds())
-      .then((bytes) => {
-        this.reclaimed += bytes
-        this.coolDown()
-        return bytes
-      })
-      .catch(() => 0)
-      .finally(() => {
-        this.cleaning = undefined
-        for (const wake of this.waiters.splice(0)) wake()
-      })
+    this.stats.admitted++
+    this.stats.pulledBytes += flight.coldBytes
+    this.stats.peakInFlight = Math.max(this.stats.peakInFlight, this.inFlight)
+    this.say(`admit ${flight.label}: pulls ${formatBytes(flight.coldBytes)}, cost ${formatBytes(flight.cost)}`)
   }
 
   /**
-   * After a cleanup only the layers of images past their pull are surely still there (in use, so kept);
-   * images still before it may have lost layers they counted as warm: they pay for all of theirs again.
+   * What to clean to close `gap` bytes, or undefined to wait. A stale prune that keeps every needed layer, when what
+   * it surely evicts closes the gap; with nothing in flight (nothing to wait for), every tier once per finished image.
    */
-  private coolDown() {
-    this.warm.clear()
-    for (const f of this.flights) {
-      if (f.progress >= 0.9) { for (const l of f.layers) this.warm.add(l.digest) }
-      else if (f.layers.length) f.cost = 2 * f.layers.reduce((s, l) => s + l.size, 0) + this.overhead()
+  private planCleanup(gap: number, label: string): CleanRequest | undefined {
+    const now = this.now()
+    const cutoff = this.ledger.keepNeededCutoff(now) - CUTOFF_MARGIN_MS
+    const evictable = this.ledger.evictable(cutoff, true).reduce((s, l) => s + l.size, 0) * this.model.r
+    const why = `${label}: needs ${formatBytes(gap)} more`
+    if (evictable >= gap) {
+      return {
+        why: `${why}; a stale prune frees ~${formatBytes(evictable)} no waiting image needs`,
+        images: this.take(),
+        tiers: ['stale'],
+        staleSeconds: (now - cutoff) / 1000,
+        targetFree: Infinity,
+      }
+    }
+    if (this.inFlight > 0 || this.idleTriedAt === this.doneImages) return undefined
+    this.idleTriedAt = this.doneImages
+    return {
+      why: `${why}; nothing in flight: every tier until it fits`,
+      images: this.take(),
+      tiers: IDLE,
+      staleSeconds: 1,
+      targetFree: this.o.free() + gap,
     }
   }
 
-  private nextDone(): Promise<void> {
-    return new Promise((resolve) => this.waiters.push(resolve))
+  /** Finished: its layers are released; per-image cleans now, adaptive keeps its local tags for the next cleanup. */
+  private async finish(flight: Flight, local: string[]): Promise<void> {
+    if (!this.flights.delete(flight)) return
+    this.ledger.release(flight.layers, true)
+    this.doneImages++
+    this.doneLayerBytes += flight.coldBytes
+    this.observe()
+    this.wake()
+    if (this.o.policy === 'per-image') {
+      const tiers = this.o.perImageTiers ?? ['system', 'full']
+      await this.run({
+        why: 'per-image policy',
+        images: local,
+        tiers,
+        staleSeconds: 1,
+        targetFree: Infinity,
+        cacheCap: this.o.cacheCap,
+      })
+    } else if (this.o.policy === 'adaptive') this.queued.push(...local)
+  }
+
+  /**
+   * A build hit a full disk: one cleanup for every build that hits it meanwhile (finished images' tags, cache not
+   * used since the oldest image in flight was admitted, then everything not in use). Resolves to whether a retry can
+   * fit: false when the image's predicted growth exceeds what this disk can ever give it.
+   */
+  async emergency(why: string, layers: Layer[] = []): Promise<{ reclaimed: number; fits: boolean; need: number }> {
+    const need = this.model.predict(layers.reduce((s, l) => s + l.size, 0))
+    if (this.o.policy === 'none') return { reclaimed: 0, fits: false, need } // no cleanup, no recovery
+    const oldest = Math.min(this.now(), ...[...this.flights].map((f) => f.at))
+    this.emergencyRun ??= this.run({
+      why: `emergency: ${why}`,
+      images: this.take(),
+      tiers: ['stale', 'full'],
+      staleSeconds: (this.now() - oldest) / 1000 + 1,
+      targetFree: Infinity,
+    })
+      .finally(() => this.emergencyRun = undefined)
+    const { reclaimed } = await this.emergencyRun
+    return { reclaimed, fits: this.o.free() + this.heldByOthers() >= need + this.o.reserve / 2, need }
+  }
+
+  /** End of the run: the local tags still queued are removed (measured like every cleanup); running cleanups settle. */
+  async settle(): Promise<void> {
+    while (this.cleaning) await this.cleaning.done
+    if (this.queued.length) {
+      await this.run({
+        why: 'end of run: remove local images',
+        images: this.take(),
+        tiers: [],
+        staleSeconds: 1,
+        targetFree: Infinity,
+      })
+    }
+  }
+
+  /** Bytes of pulls per unique byte the run needed: 1 when every layer was pulled once. */
+  repullFactor(): number | undefined {
+    const unique = this.ledger.uniqueBytes()
+    return unique > 0 ? this.stats.pulledBytes / unique : undefined
+  }
+
+  /** What the run's disk did, for the summary: pulls, re-pull factor, cleanups, waits, how much of the disk it used. */
+  summary(facts: { minFree: number; cleanupRecords: number }): DiskSummary {
+    const usable = this.startFree - this.o.reserve
+    const peak = Number.isFinite(facts.minFree) ? this.startFree - facts.minFree : 0
+    return {
+      policy: this.o.policy,
+      images: this.doneImages,
+      pulledBytes: this.stats.pulledBytes,
+      uniqueBytes: this.ledger.uniqueBytes(),
+      repullFactor: this.repullFactor() ?? null,
+      cleanups: facts.cleanupRecords,
+      cleanupsPerImage: this.doneImages ? facts.cleanupRecords / this.doneImages : null,
+      waits: this.stats.waits,
+      waitSeconds: Number(this.stats.waitSeconds.toFixed(1)),
+      peakInFlight: this.stats.peakInFlight,
+      overBudget: this.stats.overBudget,
+      usableBytes: usable,
+      peakConsumed: peak,
+      utilisation: usable > 0 ? peak / usable : null,
+      model: { r: Number(this.model.r.toFixed(3)), k: Math.round(this.model.k) },
+      stalePrunes: { predicted: this.stats.stalePredicted, reported: this.stats.staleReported },
+    }
+  }
+
+  private take(): string[] {
+    return this.queued.splice(0)
+  }
+
+  private heldByOthers(): number {
+    return [...this.flights].reduce((s, f) => s + f.cost, 0)
+  }
+
+  private startCleaning(request: CleanRequest): void {
+    const cutoff = this.now() - request.staleSeconds * 1000
+    const deep = request.tiers.some((t) => t !== 'stale')
+    const victims = new Set(this.ledger.evictable(deep ? Infinity : cutoff, false).map((l) => l.digest))
+    const done = this.run(request).finally(() => {
+      this.cleaning = undefined
+      this.wake()
+    })
+    this.cleaning = { done, evicting: (digest) => victims.has(digest) }
+    this.wake() // waiting images whose layers it does not touch may start now
+  }
+
+  /** Every cleanup goes through here: one at a time (the caller's lock), its evictions written into the ledger. */
+  private async run(request: CleanRequest): Promise<CleanOutcome> {
+    this.stats.cleanups++
+    this.say(`cleanup: ${request.why}`)
+    const cutoff = this.now() - request.staleSeconds * 1000
+    const outcome = await this.o.clean(request).catch((): CleanOutcome => ({ reclaimed: 0, ran: [] }))
+    this.reclaimed += Math.max(0, outcome.reclaimed)
+    if (request.predicted !== undefined) {
+      this.stats.stalePredicted += request.predicted
+      this.stats.staleReported += Math.max(0, outcome.reclaimed)
+      this.say(
+        `cleanup done: predicted ${formatBytes(request.predicted)}, the engine reported ${
+          formatBytes(outcome.reclaimed)
+        }`,
+      )
+    }
+    this.ledger.evict(outcome.ran.some((t) => t !== 'stale') ? Infinity : outcome.ran.length ? cutoff : -Infinity)
+    return outcome
+  }
+
+  /** Teaches the growth model: cold bytes and images so far against the disk they consumed, net of cleanups. */
+  private observe(): void {
+    let layerBytes = this.doneLayerBytes
+    let images = this.doneImages
+    for (const f of this.flights) {
+      layerBytes += f.based ? f.coldBytes : f.coldBytes / 2 // half-way through its pull, on average
+      images += f.based ? 1 : 0.5
+    }
+    const givenBack = (this.o.givenBack?.() ?? 0) - this.startGivenBack
+    const consumed = this.startFree - this.o.free() + this.reclaimed + givenBack
+    this.model.observe({ layerBytes, images, consumed })
+  }
+
+  private wake(): void {
+    for (const wake of this.waiters.splice(0)) wake()
+  }
+
+  private nextEvent(timeoutMs?: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.waiters.push(resolve)
+      if (timeoutMs) setTimeout(resolve, timeoutMs)
+    })
   }
 }

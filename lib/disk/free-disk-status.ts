@@ -57,6 +57,12 @@ export function pendingBytes(status: FreeDiskStatus | undefined): number {
 /** For a disk budget: bytes a background free-disk (status file `file`) has yet to give back; 0 if none. */
 export const bytesToCome = (file: string) => pendingBytes(readFreeDiskStatus(file))
 
+/** For a disk budget: bytes the background deleter has given back so far (measured items it deleted); 0 if none. */
+export function bytesGivenBack(file: string): number {
+  const status = readFreeDiskStatus(file)
+  return status ? status.items.filter((i) => i.done && i.measured).reduce((sum, i) => sum + i.bytes, 0) : 0
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0)

@@ -7,6 +7,7 @@ import type { Run } from '../run/records.ts'
 import type { StepPolicy } from '../run/step.ts'
 import type { Mutex } from '../disk/prune-lock.ts'
 import type { PruneFlags } from './facts.ts'
+import type { RegistryClient } from '../registry/client.ts'
 
 /** Flags of every script that builds, besides the fleet's. */
 export const RUN_FLAGS = {
@@ -66,6 +67,42 @@ export const RUN_FLAGS = {
   },
 } as const satisfies FlagTable
 
+/** How a building script keeps the disk (lib/disk/budget.ts) and in which order it takes the instances. */
+export const DISK_FLAGS = {
+  cleanup: {
+    type: 'string',
+    arg: 'POLICY',
+    default: 'adaptive',
+    choices: ['adaptive', 'per-image', 'none'],
+    help:
+      "adaptive: disk budget + a stale prune when it frees what the next image needs; per-image: rmi + system prune + builder prune after every image (the field's fix); none: no cleanup",
+  },
+  reserve: { type: 'size', default: '1GB', help: 'Free space the disk budget always keeps' },
+  order: {
+    type: 'string',
+    arg: 'ORDER',
+    default: 'groups',
+    choices: ['groups', 'input'],
+    help:
+      'groups: instances that share upstream layers run together, a group at a time (each environment pulled once); input: the order of the instances file',
+  },
+  'expect-growth': {
+    type: 'size',
+    help:
+      'Disk growth assumed for an image whose upstream layers the registry does not tell (default: 2 × the mean upstream image)',
+  },
+  'cache-cap': {
+    type: 'size',
+    help: 'per-image policy: keep this much build cache (the detected --reserved-space/--keep-storage flag)',
+  },
+  'free-disk-status': {
+    type: 'string',
+    arg: 'FILE',
+    help:
+      'Status file of a background `free-disk --background`: the disk budget waits for the bytes it still has to give back instead of pruning',
+  },
+} as const satisfies FlagTable
+
 type RunFlagValues = { out: string; registryUser?: string; passwordEnv?: string }
 
 /** Problems with run flags that need the environment or the file system; checked with the fleet, before any docker command. */
@@ -96,8 +133,9 @@ export type BuildOptions = {
   /** milliseconds per docker command */
   timeout: number
   force: boolean
-  /** does the registry have this tag? */
-  exists: (ref: string) => Promise<boolean>
+  /** the run's one registry client, and what it already answered about tags (the plan asks about all at once) */
+  registry: RegistryClient
+  known: Map<string, boolean>
 }
 
 export type CleanupOptions = {

@@ -11,6 +11,9 @@ export type Instance = {
   /** the image the base builds FROM */
   upstream: string
   line: number
+  /** A SWE-bench row's `repo` and `version`: the dataset's environment key (lib/fleet/groups.ts) */
+  repo?: string
+  version?: string
 }
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,114}$/
@@ -54,7 +57,7 @@ export function templateProblems(template: string): string[] {
 export const fillTemplate = (template: string, id: string) =>
   template.replace(/\{id\}/g, id).replace(/\{docker_id\}/g, dockerIdOf(id))
 
-type Entry = { id?: unknown; upstream?: unknown; problem?: string }
+type Entry = { id?: unknown; upstream?: unknown; repo?: unknown; version?: unknown; problem?: string }
 
 function parseLine(text: string): Entry {
   if (!text.startsWith('{')) return { id: text }
@@ -67,7 +70,7 @@ function parseLine(text: string): Entry {
   if (!row || typeof row !== 'object' || Array.isArray(row)) return { problem: 'JSON line must be an object' }
   const id = row.id ?? row.instance_id
   if (id === undefined) return { problem: 'JSON object has neither "id" nor "instance_id"' }
-  return { id, upstream: row.upstream }
+  return { id, upstream: row.upstream, repo: row.repo, version: row.version }
 }
 
 /**
@@ -94,7 +97,13 @@ export function parseInstances(text: string, upstreamTemplate: string): { instan
     if (entry.upstream !== undefined && typeof entry.upstream !== 'string') return say('"upstream" must be a string')
     const upstream = entry.upstream ?? fillTemplate(upstreamTemplate, entry.id)
     if (!isImageReference(upstream)) return say(`upstream ${JSON.stringify(upstream)} is not a valid image reference`)
-    instances.push({ id: entry.id, dockerId, upstream, line })
+    const env = {
+      ...(typeof entry.repo === 'string' && entry.repo ? { repo: entry.repo } : {}),
+      ...(typeof entry.version === 'string' || typeof entry.version === 'number'
+        ? { version: String(entry.version) }
+        : {}),
+    }
+    instances.push({ id: entry.id, dockerId, upstream, line, ...env })
   })
   return { instances, problems }
 }

@@ -1,9 +1,12 @@
-// --shard I/N: one CI matrix job's part of the fleet. Instances that share an upstream environment stay
-// in one shard (its layers are pulled once per runner, not once per shard); shards are balanced by expected
-// bytes. The split depends only on the set of instances and their weights — never on their order — so every
-// matrix job computes the same split: the union of shards is the fleet and no two shards overlap.
+// --shard I/N: one CI matrix job's part of the fleet. Instances of one group (lib/fleet/groups.ts: they share an
+// environment) stay in one shard, so its layers are pulled once per runner — unless the group alone is bigger than
+// a fair share (total ÷ N): then it is cut into as few pieces as make the shards even, because one more pull of a
+// shared environment costs far less than a runner doing several times the work while the matrix waits for it.
+// The split depends only on the set of instances and their weights — never on their order — so every matrix job
+// computes the same split: the union of shards is the fleet and no two shards overlap.
 import pMap from 'p-map'
 import { UsageError } from '../cli/flags.ts'
+import { type Group, groupInstances, type Layer } from './groups.ts'
 import type { Instance } from './instances.ts'
 
 export type ShardSpec = { index: number; count: number }
@@ -21,67 +24,79 @@ export function parseShard(text: string): ShardSpec {
   return { index, count }
 }
 
-/**
- * The environment an instance belongs to. SWE-bench ids are `org__repo-NUMBER`: every task of one repository
- * builds on that repository's environment images, so the repository is the group.
- */
-export function environmentOf(inst: Pick<Instance, 'id'>): string | undefined {
-  const m = /^(.+__.+)-\d+$/.exec(inst.id)
-  return m ? m[1].toLowerCase() : undefined
+/** A group, or a piece of one too big for a fair share, with its weight. */
+export type Piece = { key: string; members: Instance[]; weight: number }
+export type ShardPlan = {
+  /** Per shard, its pieces. */
+  shards: Piece[][]
+  /** Groups cut into pieces, with how many: each piece past the first pulls that environment once more. */
+  split: Array<{ key: string; instances: number; pieces: number }>
+  /** The fair share: total weight ÷ shards. */
+  fair: number
 }
 
-export type Group = { key: string; members: Instance[]; weight: number }
+const byKey = (a: { key: string }, b: { key: string }) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)
 
-/** Groups instances that share an environment or an upstream image (transitively). */
-export function groupInstances(instances: Instance[], weight: (i: Instance) => number = () => 1): Group[] {
-  const parent = new Map<string, string>()
-  const find = (k: string): string => {
-    let root = k
-    while (parent.get(root) !== root) root = parent.get(root)!
-    parent.set(k, root)
-    return root
+/** Cuts a group heavier than `fair` into ⌈weight ÷ fair⌉ pieces of near-equal weight, members in id order. */
+function cut(group: Group, weight: (i: Instance) => number, fair: number): Piece[] {
+  const total = group.members.reduce((s, i) => s + weight(i), 0)
+  const count = total > fair ? Math.ceil(total / fair - 1e-9) : 1
+  if (count === 1) return [{ key: group.key, members: group.members, weight: total }]
+  const members = [...group.members].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+  const pieces: Piece[] = Array.from(
+    { length: count },
+    (_, k) => ({ key: `${group.key}#${k + 1}`, members: [], weight: 0 }),
+  )
+  // each member goes to the piece its weight's midpoint falls in: contiguous pieces of near-equal weight
+  let before = 0
+  for (const inst of members) {
+    const k = Math.min(count - 1, Math.floor((before + weight(inst) / 2) / (total / count)))
+    pieces[k].members.push(inst)
+    pieces[k].weight += weight(inst)
+    before += weight(inst)
   }
-  const union = (a: string, b: string) => {
-    const [ra, rb] = [find(a), find(b)]
-    if (ra !== rb) parent.set(ra < rb ? rb : ra, ra < rb ? ra : rb) // the smaller key is the root: order-independent
-  }
-  for (const inst of instances) {
-    const keys = [`upstream:${inst.upstream}`, ...(environmentOf(inst) ? [`env:${environmentOf(inst)}`] : [])]
-    for (const k of keys) if (!parent.has(k)) parent.set(k, k)
-    if (keys.length > 1) union(keys[0], keys[1])
-  }
-  const groups = new Map<string, Group>()
-  for (const inst of instances) {
-    const key = find(`upstream:${inst.upstream}`)
-    const g = groups.get(key) ?? { key, members: [], weight: 0 }
-    g.members.push(inst)
-    g.weight += weight(inst)
-    groups.set(key, g)
-  }
-  return [...groups.values()]
+  return pieces.filter((p) => p.members.length)
 }
 
 /**
- * Assigns groups to `count` shards, heaviest group first, each to the lightest shard so far (ties: lower
- * shard, then group key) — the greedy longest-processing-time split, within 4/3 of the best balance.
- * Returns, per shard, its groups.
+ * Splits the fleet into `count` shards: groups heavier than a fair share are cut, then pieces go heaviest first to
+ * the lightest shard so far (ties: lower shard; pieces of equal weight by key) — the greedy longest-processing-time
+ * split, within 4/3 of the best balance.
  */
-export function splitGroups(groups: Group[], count: number): Group[][] {
-  const shards = Array.from({ length: count }, () => ({ load: 0, groups: [] as Group[] }))
-  const order = [...groups].sort((a, b) => b.weight - a.weight || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
-  for (const g of order) {
+export function planShards(
+  instances: Instance[],
+  count: number,
+  weight: (i: Instance) => number = () => 1,
+  layersOf?: (i: Instance) => Layer[] | undefined,
+): ShardPlan {
+  const groups = groupInstances(instances, layersOf)
+  const fair = instances.reduce((s, i) => s + weight(i), 0) / count
+  const pieces = groups.flatMap((g) => cut(g, weight, fair))
+  const split = groups.map((g) => ({
+    key: g.key,
+    instances: g.members.length,
+    pieces: pieces.filter((p) => p.key.startsWith(`${g.key}#`)).length,
+  }))
+    .filter((g) => g.pieces > 1)
+  const shards = Array.from({ length: count }, () => ({ load: 0, pieces: [] as Piece[] }))
+  for (const p of [...pieces].sort((a, b) => b.weight - a.weight || byKey(a, b))) {
     let best = shards[0]
     for (const s of shards) if (s.load < best.load) best = s
-    best.groups.push(g)
-    best.load += g.weight
+    best.pieces.push(p)
+    best.load += p.weight
   }
-  return shards.map((s) => s.groups)
+  return { shards: shards.map((s) => s.pieces), split, fair }
 }
 
 /** The instances of shard `spec`, in the order of the input list. */
-export function shardInstances(instances: Instance[], spec: ShardSpec, weight?: (i: Instance) => number): Instance[] {
+export function shardInstances(
+  instances: Instance[],
+  spec: ShardSpec,
+  weight?: (i: Instance) => number,
+  layersOf?: (i: Instance) => Layer[] | undefined,
+): Instance[] {
   const mine = new Set(
-    splitGroups(groupInstances(instances, weight), spec.count)[spec.index - 1].flatMap((g) => g.members),
+    planShards(instances, spec.count, weight, layersOf).shards[spec.index - 1].flatMap((p) => p.members),
   )
   return instances.filter((i) => mine.has(i))
 }

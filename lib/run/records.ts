@@ -6,6 +6,7 @@ import path from 'node:path'
 import type { ErrorClass } from './errors.ts'
 import { sampleDisk } from '../disk/statfs.ts'
 import { mask } from '../cli/report.ts'
+import type { DiskSummary } from '../disk/budget.ts'
 
 export type Phase = 'builder' | 'base' | 'assemble'
 export type Status = 'built' | 'skipped' | 'failed'
@@ -36,7 +37,9 @@ export type RegistryTally = {
 export type CleanupRecord = {
   command: string
   tier: string
+  /** the larger of what the command reported removing (`reported`) and the statfs difference around it (signed) */
   reclaimed: number
+  reported?: number
   seconds: number
   exitCode: number | null
   freeBefore: number
@@ -50,6 +53,8 @@ export type DiskEvent = { t: number; free: number; used: number; event: string }
 export class Run {
   readonly records: ManifestRecord[] = []
   readonly cleanups: CleanupRecord[] = []
+  /** what the disk budget did (set at the end of a run that had one) */
+  disk?: DiskSummary
   readonly started = Date.now()
   peakUsed = 0
   minFree = Infinity

@@ -14,16 +14,16 @@ export type StepPolicy = {
   retries: number
   /** first backoff; doubles each retry */
   backoffMs: number
-  /** frees disk after `no space left on device`; resolves to bytes reclaimed. Undefined: no recovery. */
-  emergency?: (need: string) => Promise<number>
+  /**
+   * After `no space left on device`: the run's one emergency cleanup (lib/disk/budget.ts), shared by every step that
+   * hits a full disk. `retry`: whether a free retry can help; `detail`: how much the step needed against what was
+   * free, for the record when it cannot. Undefined: no recovery.
+   */
+  emergency?: (info: StepInfo) => Promise<{ reclaimed: number; retry: boolean; detail?: string }>
   /** how many times a full disk may be retried for free */
   noSpaceRetries: number
   /** the run's graceful stop: no retries once stopping; failures after its kill are `interrupted` */
   stop?: StopGuard
-  /** after an emergency cleanup: false when the FROM image still cannot fit, so a free retry cannot help */
-  fits?: (info: StepInfo) => Promise<boolean>
-  /** for a final no_space failure: how much the step needed and how much was free */
-  noSpaceDetail?: (info: StepInfo) => Promise<string | undefined>
 }
 
 export const DEFAULT_POLICY: StepPolicy = { retries: 3, backoffMs: 2000, noSpaceRetries: 2 }
@@ -46,6 +46,7 @@ export async function runStep(
   const startedAt = now()
   let attempts = 0
   let noSpace = 0
+  let detail: string | undefined
   let error: CommandError | undefined
   fs.appendFileSync(log, `# ${startedAt} ${info.phase} ${info.id} → ${info.tag}\n`)
   run.sample(`start ${info.phase} ${info.id}`)
@@ -64,11 +65,12 @@ export async function runStep(
     if (error.errorClass === 'no_space' && policy.emergency && noSpace < policy.noSpaceRetries) {
       noSpace++
       attempts-- // a full disk is ours to fix, not the image's fault: the retry is free
-      const freed = await policy.emergency(`${info.phase} ${info.id} hit no space left on device`)
-      if (policy.fits && !(await policy.fits(info).catch(() => true))) break
+      const cleaned = await policy.emergency(info)
+      detail = cleaned.detail
+      if (!cleaned.retry) break
       report.warn(
         `${info.phase} ${info.id}: no space left on device; emergency cleanup reclaimed ${
-          formatBytes(freed)
+          formatBytes(cleaned.reclaimed)
         }, retrying`,
       )
       continue
@@ -86,9 +88,7 @@ export async function runStep(
     break
   }
   leave?.()
-  const detail = error?.errorClass === 'no_space'
-    ? await policy.noSpaceDetail?.(info).catch(() => undefined)
-    : undefined
+  if (error?.errorClass !== 'no_space') detail = undefined
   const secs = (Date.now() - started) / 1000
   run.sample(`${error ? 'failed' : 'done'} ${info.phase} ${info.id}`)
   run.record({

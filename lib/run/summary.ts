@@ -17,6 +17,7 @@ import {
 import { mask, report } from '../cli/report.ts'
 import type { CleanupRecord, ManifestRecord, Phase, Run, Status } from './records.ts'
 import { formatBytes } from '../cli/size.ts'
+import type { DiskSummary } from '../disk/budget.ts'
 
 export const PHASES: Phase[] = ['builder', 'base', 'assemble']
 const STATUSES: Status[] = ['built', 'skipped', 'failed']
@@ -46,6 +47,8 @@ export type Summary = {
     present: number
     notes: string[]
   }
+  /** What the disk budget did: pulls and the re-pull factor, cleanups per image, waits, how much disk it used */
+  disk?: DiskSummary
 }
 
 /** What a summary is made of: a live Run, or the files of one or more finished runs (--merge). */
@@ -58,6 +61,7 @@ export type RunFacts = {
   minFree: number | null
   instances: number
   key?: string
+  disk?: DiskSummary
 }
 
 export function summarizeFacts(f: RunFacts): Summary {
@@ -99,7 +103,22 @@ export function summarizeFacts(f: RunFacts): Summary {
     ).slice(0, SLOWEST)
       .map((r) => ({ phase: r.phase, id: r.id, seconds: r.seconds, log: r.log })),
     ...registryTotals(f.records),
+    ...(f.disk ? { disk: f.disk } : {}),
   }
+}
+
+/** The disk budget in one line: what it pulled against what was unique, cleanups per image, waits, disk used. */
+export function diskLine(d: DiskSummary): string {
+  const pct = (x: number | null) => (x === null ? 'n/a' : `${Math.round(x * 100)}%`)
+  return `Disk (${d.policy}): pulled ${formatBytes(d.pulledBytes)} for ${
+    formatBytes(d.uniqueBytes)
+  } of unique upstream layers ` +
+    `(re-pull factor ${d.repullFactor === null ? 'n/a' : d.repullFactor.toFixed(2)}), ${d.cleanups} cleanups ` +
+    `(${
+      d.cleanupsPerImage === null ? 'n/a' : d.cleanupsPerImage.toFixed(2)
+    } per image), ${d.waits} images waited ${d.waitSeconds}s for room, ` +
+    `peak use ${formatBytes(d.peakConsumed)} of ${formatBytes(d.usableBytes)} usable (${pct(d.utilisation)}); ` +
+    `learned ${d.model.r.toFixed(2)} disk bytes per pulled byte + ${formatBytes(d.model.k)} per image`
 }
 
 function registryTotals(records: ManifestRecord[]): Pick<Summary, 'registry'> {
@@ -136,6 +155,7 @@ export function summarize(run: Run, fleet?: Fleet): Summary {
     minFree: Number.isFinite(run.minFree) ? run.minFree : null,
     instances: fleet?.instances.length ?? 0,
     key: fleet?.key,
+    disk: run.disk,
   })
 }
 
@@ -193,6 +213,7 @@ export function summaryMarkdown(
       '',
     )
   }
+  if (s.disk) lines.push(diskLine(s.disk), '')
   if (s.registry) {
     lines.push(
       registryLine(s.registry),
@@ -262,6 +283,7 @@ export function writeSummary(run: Run, o: { out: string; fleet?: Fleet; github?:
 /** The closing lines; a dry run leaves out what varies (seconds, disk) so its plan is the same every time. */
 export function printTotals(s: Summary, file?: string, dry = false): void {
   if (s.registry) report.info(registryLine(s.registry))
+  if (s.disk && !dry) report.info(diskLine(s.disk))
   report.info(
     `\n${
       PHASES.map((p) =>

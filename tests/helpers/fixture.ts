@@ -4,7 +4,9 @@ import { afterAll, beforeAll } from 'bun:test'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { type RegistryServer, startRegistry } from './registry-server.ts'
+import { pushTestImage, type RegistryServer, startRegistry } from './registry-server.ts'
+import { parseInstances } from '../../lib/fleet/instances.ts'
+import { RegistryClient } from '../../lib/registry/client.ts'
 
 export const ROOT = path.resolve(import.meta.dir, '../..')
 export const CONTEXT = path.join(ROOT, 'examples/synthetic-fleet/context')
@@ -23,4 +25,37 @@ export function registryFixture(prefix: string): Fixture {
     if (fx.work) fs.rmSync(fx.work, { recursive: true, force: true })
   })
   return fx
+}
+
+/**
+ * Writes an instances file in the fixture's work dir and pushes a small upstream image for each instance the file
+ * names validly (a shared "environment" layer and one of its own) where the tests' --upstream points:
+ * `REGISTRY/up/{docker_id}:latest`. The pipeline's plan reads every upstream manifest and refuses missing ones,
+ * so a logic test with a fake docker still needs them in the real registry.
+ */
+export async function instancesFile(fx: Fixture, lines: string[]): Promise<string> {
+  const file = path.join(fx.work, `instances-${Math.random().toString(36).slice(2)}.txt`)
+  fs.writeFileSync(file, lines.join('\n') + '\n')
+  const { instances } = parseInstances(lines.join('\n'), `${fx.registry.address}/up/{docker_id}:latest`)
+  const client = new RegistryClient()
+  const env = [{
+    path: 'env/python',
+    type: 'file' as const,
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    data: new TextEncoder().encode('env'),
+  }]
+  for (const inst of instances.filter((i) => i.upstream.startsWith(`${fx.registry.address}/up/`))) {
+    const own = [{
+      path: 'instance/id',
+      type: 'file' as const,
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      data: new TextEncoder().encode(inst.id),
+    }]
+    await pushTestImage(client, inst.upstream, { layers: [env, own] })
+  }
+  return file
 }
