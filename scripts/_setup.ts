@@ -40,6 +40,7 @@ type SetupFlags = {
   registryUser?: string
   passwordEnv?: string
   heartbeat: number
+  insecureRegistry: string[]
 }
 
 export type Setup = {
@@ -73,6 +74,7 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
     dataRoot: flags.dataRoot,
     builder: flags.builder,
     out: flags.dryRun ? undefined : flags.out,
+    insecureRegistry: flags.insecureRegistry,
   })
   printChecks(pre)
   if (!pre.ok && !flags.dryRun) {
@@ -89,7 +91,10 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
   }).start()
   if (flags.dryRun) $.spawn = dryRunSpawn((c) => console.log(c), $.prefix, $.postfix)
   if (flags.registryUser && password) await login(fleet, flags.registryUser, password)
-  const registry = new RegistryClient({ dockerConfigDir: env.DOCKER_CONFIG ?? path.join(os.homedir(), '.docker') })
+  const registry = new RegistryClient({
+    dockerConfigDir: env.DOCKER_CONFIG ?? path.join(os.homedir(), '.docker'),
+    insecure: pre.insecure ?? { names: flags.insecureRegistry }, // plain HTTP where the daemon speaks it too
+  })
   const cleanup: CleanupOptions = {
     run,
     lock: new Mutex(),
