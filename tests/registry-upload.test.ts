@@ -93,6 +93,41 @@ describe('uploads: whole where the registry takes it, chunks of at most 4 MiB wh
   })
 })
 
+test('an upload Location on another host is sent no Authorization of the registry (fake registry and upload host)', async () => {
+  const seen: Array<string | null> = []
+  const uploads = Bun.serve({
+    port: 0,
+    hostname: '127.0.0.1',
+    async fetch(req) {
+      seen.push(req.headers.get('authorization'))
+      await req.arrayBuffer()
+      return new Response(null, { status: 201 })
+    },
+  })
+  const registry = Bun.serve({
+    port: 0,
+    hostname: '127.0.0.1',
+    fetch(req) {
+      if (req.headers.get('authorization') !== 'Basic ZmxlZXQ6czNjcmV0') {
+        return new Response(null, { status: 401, headers: { 'www-authenticate': 'Basic realm="fake"' } })
+      }
+      const location = `http://127.0.0.1:${uploads.port}/upload/1?state=x`
+      return new Response(null, { status: req.method === 'POST' ? 202 : 404, headers: { location } })
+    },
+  })
+  try {
+    const blob = bytes('to another host')
+    expect(await uploadBlob(newClient(), at(`127.0.0.1:${registry.port}`, 'far/away'), blob)).toEqual({
+      digest: sha256(blob),
+      uploaded: true,
+    })
+    expect(seen).toEqual([null])
+  } finally {
+    uploads.stop(true)
+    registry.stop(true)
+  }
+})
+
 describe('mounts: refusals fall back to an upload, and what the target has is never copied again', () => {
   for (const policy of ['unauthorized', 'bad-request'] as const) {
     test(`a mount answered ${policy === 'unauthorized' ? 401 : 400} (Harbor) falls back to a plain upload`, async () => {

@@ -151,13 +151,13 @@ export async function copyBlob(
   const open = async (): Promise<Source> => {
     const res = await openBlob(client, from, digest)
     const length = res.headers.get('content-length')
-    return { stream: verified(client, res.body!, digest, from), size: length ? Number(length) : undefined }
+    return { ...verified(client, res.body!, digest, from), size: length ? Number(length) : undefined }
   }
   await sendBlob(client, to, digest, location, open, options)
 }
 
-/** A blob to send: in memory, or a stream (read once; `open` again for a second attempt). */
-type Source = { bytes?: Uint8Array; stream?: ReadableStream<Uint8Array>; size?: number }
+/** A blob to send: in memory, or a stream (read once; `open` again for a second attempt; `release` what is left). */
+type Source = { bytes?: Uint8Array; stream?: ReadableStream<Uint8Array>; size?: number; release?: () => Promise<void> }
 
 async function sendBlob(
   client: RegistryClient,
@@ -167,8 +167,8 @@ async function sendBlob(
   open: () => Promise<Source>,
   options: CopyOptions = {},
 ): Promise<void> {
-  const chunked = wantsChunks.get(client) ?? new Map<string, string>()
-  wantsChunks.set(client, chunked)
+  let chunked = wantsChunks.get(client)
+  if (!chunked) wantsChunks.set(client, chunked = new Map())
   if (!chunked.has(to.registry)) {
     const source = await open()
     const res = await client.send(to, 'pull,push', '', {
@@ -185,11 +185,16 @@ async function sendBlob(
       return void (await res.body?.cancel())
     }
     const refusal = await client.statusError(res, `upload of ${digest} to ${to.repository}`)
+    await source.release?.() // the registry answered before reading it all: the source download goes
     if (res.status !== 413 && res.status !== 416) throw refusal
     chunked.set(to.registry, refusal.message)
     location = await startUpload(client, to)
   }
-  await sendChunks(client, to, digest, location, await open(), options.chunkBytes ?? MAX_CHUNK)
+  const source = await open()
+  await sendChunks(client, to, digest, location, source, options.chunkBytes ?? MAX_CHUNK).catch(async (e) => {
+    await source.release?.()
+    throw e
+  })
 }
 
 /** PATCH chunks of exactly `chunkBytes` while more follows; the rest (never empty, unless the blob is) closes the PUT. */
@@ -243,7 +248,8 @@ async function sendChunks(
 function verified(client: RegistryClient, body: ReadableStream<Uint8Array>, digest: string, from: Repo) {
   const reader = body.getReader()
   const hash = createHash('sha256')
-  return new ReadableStream<Uint8Array>({
+  const release = () => reader.cancel().catch(() => {})
+  const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
       const { done, value } = await reader.read()
       if (!done) {
@@ -261,6 +267,7 @@ function verified(client: RegistryClient, body: ReadableStream<Uint8Array>, dige
     },
     cancel: (reason) => reader.cancel(reason),
   }, { highWaterMark: 0 })
+  return { stream, release }
 }
 
 function concat(parts: Uint8Array[], size: number): Uint8Array {

@@ -181,12 +181,15 @@ export class RegistryClient {
     const scope = [`repository:${repo.repository}:${access}`, ...(init.scopes ?? [])].join(' ')
     const replayable = !(init.body instanceof ReadableStream)
     const retries = replayable ? this.options.retries ?? 2 : 0
+    // an upload Location on another host gets none of this registry's credentials (containerd's pusher drops its
+    // authorizer there too, core/remotes/docker/pusher.go)
+    const foreign = new URL(url).host !== new URL(await this.baseUrl(repo.registry)).host
     let reauthenticated = false
     for (let attempt = 0;; attempt++) {
       let auth: Auth | undefined
       let res: Response
       try {
-        auth = await this.authorization(repo.registry, scope)
+        auth = foreign ? undefined : await this.authorization(repo.registry, scope)
         res = await this.fetchOnce(url, init, auth?.header)
       } catch (e) {
         if (!transient(e) || attempt >= retries) throw e
@@ -194,7 +197,7 @@ export class RegistryClient {
         continue
       }
       const challenge = res.status === 401 ? pickChallenge(res.headers.get('www-authenticate') ?? '') : undefined
-      if (challenge && replayable && !reauthenticated) {
+      if (challenge && replayable && !reauthenticated && !foreign) {
         reauthenticated = true
         this.forget(repo.registry, challenge, auth)
         await res.body?.cancel()
