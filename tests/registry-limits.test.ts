@@ -2,6 +2,7 @@
 // that each play one behaviour (a slow reader, a stalled body, a token server that fails or hangs, a rate
 // limiter). Fakes for logic only: what the client decides (wait, retry, give up, and with which class and words).
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import net from 'node:net'
 import { copyBlob, getBlob, sha256, uploadBlob } from '../lib/registry/blobs.ts'
 import { RegistryClient, type RegistryError } from '../lib/registry/client.ts'
 import { classify, toCommandError, TRANSIENT } from '../lib/run/errors.ts'
@@ -58,6 +59,23 @@ describe('timeouts: an answer limit until the headers, an idle limit while bytes
     const client = new RegistryClient({ timeoutSeconds: 3, idleSeconds: 2, retries: 0 })
     const location = `http://${repo.registry}/v2/${repo.repository}/blobs/uploads/1`
     expect(await settle(uploadBlob(client, repo, data, location))).toEqual({ digest: sha256(data), uploaded: true })
+  })
+
+  test('an upload the registry stops reading fails as timeout within the idle limit, not the answer limit', async () => {
+    const silent = net.createServer((socket) => socket.pause()) // accepts, never reads, never answers
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r))
+    const registry = `127.0.0.1:${(silent.address() as net.AddressInfo).port}`
+    try {
+      const client = new RegistryClient({ idleSeconds: 0.5, retries: 0 }) // the answer limit stays 30 s
+      const location = `http://${registry}/v2/stalled/up/blobs/uploads/1`
+      const error = await settle(
+        uploadBlob(client, { registry, repository: 'stalled/up' }, new Uint8Array(32 * MiB), location),
+      )
+      expect([(error as RegistryError).errorClass, /stalled: no byte sent for 0.5s/.test((error as Error).message)])
+        .toEqual(['timeout', true])
+    } finally {
+      silent.close()
+    }
   })
 
   test('a blob download that stalls fails as timeout within the idle limit, never hangs (getBlob)', async () => {
