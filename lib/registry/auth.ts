@@ -202,8 +202,12 @@ async function readToken(res: Response, realm: string, scopes: string[]) {
       res.status,
     )
   }
-  const body = (await res.json().catch(() => ({}))) as { token?: string; access_token?: string; expires_in?: number }
-  const token = body.token ?? body.access_token
+  const text = await res.text() // a body that stalls fails as timeout (transient), not as a missing token
+  let body: { token?: string; access_token?: string; expires_in?: number } = {}
+  try {
+    body = JSON.parse(text)
+  } catch { /* not JSON: no token */ }
+  const token = body?.token ?? body?.access_token
   if (!token) throw new TokenError(`token server ${realm} returned no token`)
   return { token, expiresInSeconds: body.expires_in ?? 60 }
 }
