@@ -53,6 +53,7 @@ export type SetupFlags = {
   registryUser?: string
   passwordEnv?: string
   heartbeat: number
+  insecureRegistry: string[]
 }
 /** The disk flags (lib/engine/options.ts DISK_FLAGS) as values. */
 export type DiskFlags = {
@@ -102,6 +103,7 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
     dataRoot: flags.dataRoot,
     builder: flags.builder,
     out: flags.dryRun ? undefined : flags.out,
+    insecureRegistry: flags.insecureRegistry,
   })
   printChecks(pre)
   const failed = pre.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}${c.fix ? ` → ${c.fix}` : ''}`)
@@ -115,7 +117,10 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
   }).start()
   if (flags.dryRun) $.spawn = dryRunSpawn((c) => console.log(c), $.prefix, $.postfix)
   if (flags.registryUser && password) await login(fleet, flags.registryUser, password)
-  const registry = new RegistryClient({ dockerConfigDir: env.DOCKER_CONFIG ?? path.join(os.homedir(), '.docker') })
+  const registry = new RegistryClient({
+    dockerConfigDir: env.DOCKER_CONFIG ?? path.join(os.homedir(), '.docker'),
+    insecure: pre.insecure ?? { names: flags.insecureRegistry }, // plain HTTP where the daemon speaks it too
+  })
   const cleanup: CleanupOptions = {
     run,
     lock: new Mutex(),

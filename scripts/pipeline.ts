@@ -93,8 +93,10 @@ export async function pipeline(s: Setup, o: PipelineOptions): Promise<number> {
   const { todo, done } = await planFleet(s)
   for (const inst of done) recordDone(inst, s)
   const upstreams = await readUpstreams(s, todo)
-  for (const inst of upstreams.missing) recordMissingUpstream(inst, s)
-  const buildable = todo.filter((i) => !upstreams.missing.includes(i))
+  // an upstream matters only where the base is still to build (--force: everywhere)
+  const missing = upstreams.missing.filter((i) => s.build.force || !s.build.known.get(fleet.baseImage(i)))
+  for (const inst of missing) recordMissingUpstream(inst, s)
+  const buildable = todo.filter((i) => !missing.includes(i))
   const schedule = scheduleFleet(buildable, (i) => upstreams.layers.get(i.id), o.order)
   if (buildable.length) { for (const line of describeSchedule(schedule)) report.info(line) }
   if (!buildable.length) return finish(s, o)

@@ -24,9 +24,23 @@ export const FLAGS = {
   },
   builder: { type: 'string', arg: 'NAME', help: 'buildx builder to inspect (default: the selected one)' },
   out: { type: 'string', arg: 'DIR', default: 'builds', help: 'Writes DIR/preflight.json' },
+  'insecure-registry': {
+    type: 'list',
+    arg: 'HOST',
+    help:
+      "Plain HTTP for registry HOST[:PORT], besides the daemon's insecure-registries (from docker info) and loopback",
+  },
 } as const satisfies FlagTable
 
-export type PreflightOptions = { registry?: string; minFree: number; dataRoot?: string; builder?: string; out?: string }
+export type PreflightOptions = {
+  registry?: string
+  minFree: number
+  dataRoot?: string
+  builder?: string
+  out?: string
+  /** Registries spoken to over plain HTTP besides the daemon's own insecure ones (--insecure-registry). */
+  insecureRegistry?: string[]
+}
 
 /** Runs every check; never throws for a failed check (the caller decides). */
 export async function preflight(o: PreflightOptions): Promise<Preflight> {
@@ -36,6 +50,7 @@ export async function preflight(o: PreflightOptions): Promise<Preflight> {
   if (result.server) await checkDataRoot(result, o)
   await checkBuildx(result, o.builder)
   if (result.server) await detectPruneFlags(result)
+  await readInsecureRegistries(result, o.insecureRegistry ?? [])
   if (o.registry) await checkRegistry(result, o.registry)
   result.ok = checks.every((c) => c.ok)
   if (o.out) writeResult(o.out, result)
@@ -133,14 +148,31 @@ async function detectPruneFlags(r: Preflight) {
   })
 }
 
+/**
+ * The registries the daemon speaks plain HTTP to (its insecure-registries: by name in IndexConfigs with Secure
+ * false, or by CIDR), plus --insecure-registry: the registry client follows the same rule as docker (ping.ts).
+ */
+async function readInsecureRegistries(r: Preflight, extra: string[]) {
+  const out = r.server
+    ? await $`docker info --format ${'{{json .RegistryConfig}}'}`.nothrow().quiet().timeout('30s')
+    : undefined
+  const config = safeJson(out?.stdout ?? '') as {
+    IndexConfigs?: Record<string, { Name?: string; Secure?: boolean }>
+    InsecureRegistryCIDRs?: string[]
+  } | undefined
+  const daemon = config && typeof config === 'object' ? config : {}
+  const named = Object.values(daemon.IndexConfigs ?? {}).filter((i) => i.Secure === false && i.Name)
+  r.insecure = { names: [...named.map((i) => i.Name!), ...extra], cidrs: daemon.InsecureRegistryCIDRs ?? [] }
+}
+
 async function checkRegistry(r: Preflight, registry: string) {
   const host = registryHost(registry)
-  const answer = await registryAnswers(host)
+  const answer = await registryAnswers(host, { insecure: r.insecure })
   r.checks.push(
-    answer.ok ? { name: 'registry', ok: true, detail: `${host} answers (${answer.status})` } : {
+    answer.ok ? { name: 'registry', ok: true, detail: `${host} answers at ${answer.url} (${answer.status})` } : {
       name: 'registry',
       ok: false,
-      detail: `${host}: ${answer.error}`,
+      detail: `${host}: ${answer.url}: ${answer.error}`,
       fix: 'check --registry, that the registry is up, and the network from this runner',
     },
   )

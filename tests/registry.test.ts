@@ -70,12 +70,13 @@ describe('parseImageRef', () => {
       expect(() => parseImageRef(bad)).toThrow('invalid image reference'))
   }
 
-  test('loopback registries are plain HTTP, others https', () => {
+  test('loopback registries are plain HTTP, others https', async () => {
     expect(['127.0.0.1:5000', 'localhost', '127.3.2.1:1', '[::1]:5000'].every(isLoopback)).toBe(true)
     expect(['ghcr.io', '10.0.0.1:5000', 'localhost.example.com'].some(isLoopback)).toBe(false)
-    const client = new RegistryClient({ insecureRegistries: ['10.0.0.1:5000'] })
-    expect([client.baseUrl('127.0.0.1:5000'), client.baseUrl('ghcr.io'), client.baseUrl('10.0.0.1:5000')])
-      .toEqual(['http://127.0.0.1:5000', 'https://ghcr.io', 'http://10.0.0.1:5000'])
+    const client = new RegistryClient({ insecure: { names: ['10.0.0.1:5000'] } })
+    expect(
+      await Promise.all([client.baseUrl('127.0.0.1:5000'), client.baseUrl('ghcr.io'), client.baseUrl('10.0.0.1:5000')]),
+    ).toEqual(['http://127.0.0.1:5000', 'https://ghcr.io', 'http://10.0.0.1:5000'])
   })
 })
 

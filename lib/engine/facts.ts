@@ -16,6 +16,11 @@ export type Preflight = {
   buildx?: { version: string; builder: string; driver: string; buildkit?: string }
   /** Flags accepted by the prune command imagefleet will use (buildx prune when buildx exists). */
   pruneFlags: PruneFlags
+  /**
+   * Registries the daemon speaks plain HTTP to (`docker info` RegistryConfig: insecure-registries by name, and
+   * InsecureRegistryCIDRs); the registry client follows the same rule (lib/registry/ping.ts).
+   */
+  insecure?: { names: string[]; cidrs: string[] }
 }
 
 /** `0.18.2` ≥ `0.17`? Missing parts count as 0; pre-release suffixes are ignored. */

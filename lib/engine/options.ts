@@ -65,6 +65,12 @@ export const RUN_FLAGS = {
     arg: 'NAME',
     help: 'Environment variable holding the registry password or token (sent on stdin, masked in every log)',
   },
+  'insecure-registry': {
+    type: 'list',
+    arg: 'HOST',
+    help:
+      "Plain HTTP for registry HOST[:PORT], besides the daemon's insecure-registries (from docker info) and loopback",
+  },
 } as const satisfies FlagTable
 
 /** How a building script keeps the disk (lib/disk/budget.ts) and in which order it takes the instances. */

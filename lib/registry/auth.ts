@@ -102,37 +102,67 @@ export function runCredentialHelper(
   })
 }
 
-/** A parsed `WWW-Authenticate` header: scheme plus its parameters (realm, service, scope, …). */
+/** One challenge of a `WWW-Authenticate` header: scheme (lowercase) plus its parameters (realm, service, scope, …). */
 export type Challenge = { scheme: string; params: Record<string, string> }
 
-export function parseChallenge(header: string): Challenge {
-  const space = header.indexOf(' ')
-  const scheme = (space < 0 ? header : header.slice(0, space)).toLowerCase()
-  const params: Record<string, string> = {}
-  const re = /([a-zA-Z_]+)=(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))/g
-  for (const m of header.slice(space + 1).matchAll(re)) params[m[1].toLowerCase()] = m[2] ?? m[3]
-  return { scheme, params }
+/** A token (RFC 9110 §5.6.2), optionally `= token / quoted-string`: either a scheme or one of its parameters. */
+const ITEM = /[\s,]*([!#$%&'*+\-.^_`|~0-9A-Za-z]+)(?:\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*)))?/y
+
+/**
+ * Every challenge in a `WWW-Authenticate` value. RFC 9110 §11.6.1 allows several in one header, and fetch's
+ * `Headers.get` joins repeated headers with ", ", so `Basic realm="a", Bearer realm="b",service="s"` is two
+ * challenges: a bare token starts a challenge, `name=value` belongs to the one before it. (token68 challenges,
+ * which registries do not send, are not read.)
+ */
+export function parseChallenges(header: string): Challenge[] {
+  const challenges: Challenge[] = []
+  ITEM.lastIndex = 0
+  for (let m = ITEM.exec(header); m && m[0]; m = ITEM.exec(header)) {
+    const [, name, quoted, bare] = m
+    if (quoted === undefined && bare === undefined) challenges.push({ scheme: name.toLowerCase(), params: {} })
+    else if (challenges.length) challenges.at(-1)!.params[name.toLowerCase()] = quoted?.replace(/\\(.)/g, '$1') ?? bare
+  }
+  return challenges
+}
+
+/** The challenge to answer: Bearer when offered (its realm is the token server), else Basic, else the first. */
+export function pickChallenge(header: string): Challenge | undefined {
+  const all = parseChallenges(header)
+  return all.find((c) => c.scheme === 'bearer') ?? all.find((c) => c.scheme === 'basic') ?? all[0]
 }
 
 export const basicHeader = (c: Credentials) =>
   `Basic ${Buffer.from(`${c.username ?? ''}:${c.password ?? ''}`).toString('base64')}`
 
+/** How the client sends one request (its limits and error classes apply to the token server too). */
+export type Send = (
+  url: string,
+  init: { method: string; headers: Record<string, string>; body?: Uint8Array },
+) => Promise<Response>
+
+/** A failed token request, with the token server's status for the caller to class. */
+export class TokenError extends Error {
+  constructor(message: string, readonly status?: number) {
+    super(message)
+  }
+}
+
 /**
  * Fetches a bearer token from the challenge's realm for scopes like `repository:NAME:pull,push`.
- * With an identity token: the OAuth2 refresh-token grant (POST); otherwise GET with basic auth or anonymously.
- * Returns the token and how long it may be reused.
+ * With an identity token: the OAuth2 refresh-token grant (POST); a token server without OAuth2 answers that
+ * with 404, and then the GET below is used, as distribution's docs/spec/auth/oauth.md says ("If the request to
+ * the endpoint returns 404 using the HTTP POST method, refer to Token Documentation for using the HTTP GET
+ * method supported by all token servers"). Otherwise GET with basic auth, or anonymously.
  */
 export async function fetchToken(
   challenge: Challenge,
   scopes: string[],
   creds: Credentials | undefined,
-  fetchFn: typeof fetch,
-  signal?: AbortSignal,
+  send: Send,
 ): Promise<{ token: string; expiresInSeconds: number }> {
   const realm = challenge.params.realm
-  if (!realm) throw new Error('registry sent a Bearer challenge without a realm')
+  if (!realm) throw new TokenError('registry sent a Bearer challenge without a realm')
   const service = challenge.params.service
-  let response: Response
   if (creds?.identityToken) {
     const form = new URLSearchParams({
       grant_type: 'refresh_token',
@@ -141,23 +171,43 @@ export async function fetchToken(
     })
     if (service) form.set('service', service)
     if (scopes.length) form.set('scope', scopes.join(' '))
-    response = await fetchFn(realm, { method: 'POST', body: form, signal })
-  } else {
-    const url = new URL(realm)
-    if (service) url.searchParams.set('service', service)
-    for (const scope of scopes) url.searchParams.append('scope', scope)
-    const headers: Record<string, string> = creds?.username ? { authorization: basicHeader(creds) } : {}
-    response = await fetchFn(url, { headers, signal })
-  }
-  if (!response.ok) {
-    const status = response.status
-    await response.body?.cancel()
-    throw Object.assign(new Error(`token server ${realm} answered ${status} for ${scopes.join(' ') || 'no scope'}`), {
-      status,
+    const res = await send(realm, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new TextEncoder().encode(form.toString()),
     })
+    if (res.status !== 404) return readToken(res, realm, scopes)
+    await res.body?.cancel()
   }
-  const body = (await response.json()) as { token?: string; access_token?: string; expires_in?: number }
-  const token = body.token ?? body.access_token
-  if (!token) throw new Error(`token server ${realm} returned no token`)
+  const url = new URL(realm)
+  if (service) url.searchParams.set('service', service)
+  for (const scope of scopes) url.searchParams.append('scope', scope)
+  // an identity token on GET goes as the password, under docker's "<token>" user name when none is known
+  const basic = creds?.identityToken
+    ? { username: creds.username ?? '<token>', password: creds.identityToken }
+    : creds?.username
+    ? creds
+    : undefined
+  const res = await send(url.toString(), { method: 'GET', headers: basic ? { authorization: basicHeader(basic) } : {} })
+  return readToken(res, realm, scopes)
+}
+
+async function readToken(res: Response, realm: string, scopes: string[]) {
+  if (!res.ok) {
+    const detail = (await res.text().catch(() => '')).replace(/\s+/g, ' ').trim().slice(0, 200)
+    throw new TokenError(
+      `token server ${realm} answered ${res.status} for ${scopes.join(' ') || 'no scope'}${
+        detail ? `: ${detail}` : ''
+      }`,
+      res.status,
+    )
+  }
+  const text = await res.text() // a body that stalls fails as timeout (transient), not as a missing token
+  let body: { token?: string; access_token?: string; expires_in?: number } = {}
+  try {
+    body = JSON.parse(text)
+  } catch { /* not JSON: no token */ }
+  const token = body?.token ?? body?.access_token
+  if (!token) throw new TokenError(`token server ${realm} returned no token`)
   return { token, expiresInSeconds: body.expires_in ?? 60 }
 }

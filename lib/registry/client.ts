@@ -1,6 +1,8 @@
 // A Docker Registry HTTP API v2 client: existence checks, manifests, blobs, mounts, uploads.
 // Pure HTTP (global fetch): no docker CLI, no daemon. Works under Bun, Deno and Node.
-// Credentials come from docker's config.json in the directory the caller names; loopback registries use plain HTTP.
+// Credentials come from docker's config.json in the directory the caller names, and are read again after the
+// registry refuses them or once they are `credentialSeconds` old (ECR passwords expire after 12 h). Plain HTTP
+// for the registries docker itself treats as insecure (ping.ts), HTTPS for the rest.
 import pMap from 'p-map'
 import {
   basicHeader,
@@ -9,36 +11,41 @@ import {
   type Credentials,
   fetchToken,
   findCredentials,
-  parseChallenge,
+  pickChallenge,
+  TokenError,
 } from './auth.ts'
-import { type ImageRef, isLoopback, refReference, toRef } from './ref.ts'
+import {
+  errorBody,
+  type ErrorClass,
+  type HttpInit,
+  type Limits,
+  RegistryError,
+  retryAfterMs,
+  timedFetch,
+} from './http.ts'
+import { imageManifestType, MANIFEST_ACCEPT } from './media.ts'
+import { type InsecureRegistries, registryBaseUrl } from './ping.ts'
+import { type ImageRef, refReference, toRef } from './ref.ts'
 
+export { ERROR_CLASSES, type ErrorClass, RegistryError } from './http.ts'
+export { MANIFEST_ACCEPT, MEDIA } from './media.ts'
 export { formatImageRef, type ImageRef, ImageRefError, parseImageRef } from './ref.ts'
 
-/** Why a registry call failed — the pipeline records this class per image. */
-export const ERROR_CLASSES = {
-  auth: 'credentials missing or refused (401/403, token server refused)',
-  network: 'connection refused, DNS failure, reset, or the registry answered 5xx/429',
-  timeout: 'no answer within the request timeout',
-  protocol: 'the registry answered something this client does not understand (other 4xx, bad JSON)',
-} as const
-export type ErrorClass = keyof typeof ERROR_CLASSES
-
-export class RegistryError extends Error {
-  constructor(message: string, readonly errorClass: ErrorClass, readonly status?: number) {
-    super(message)
-  }
-}
-
 export type RegistryClientOptions = CredentialOptions & {
-  /** Extra attempts for transient failures (network, timeout, 5xx, 429). Default 2. */
+  /** Extra attempts for transient failures (network, timeout, 5xx, 429, token server). Default 2. */
   retries?: number
   /** First backoff in ms; doubles each retry. Default 100. */
   retryDelayMs?: number
-  /** Seconds to wait for response headers. Default 30. */
+  /** The answer limit: seconds from a request sent (its body handed over whole) to its response headers. Default 30. */
   timeoutSeconds?: number
-  /** Registries (host:port) spoken to over plain HTTP besides loopback ones. */
-  insecureRegistries?: string[]
+  /** Seconds a transfer may move no byte, sending or reading a body. Default 60. */
+  idleSeconds?: number
+  /** The longest Retry-After a 429 is waited for (a longer one is cut to this). Default 60. */
+  maxRetryAfterSeconds?: number
+  /** Seconds credentials read from docker's config (or `credentials`) are used before being read again. Default 600. */
+  credentialSeconds?: number
+  /** Registries spoken to over plain HTTP besides loopback (docker's insecure-registries rule, ping.ts). */
+  insecure?: InsecureRegistries
   /** Replaces docker config lookup (tests, or a caller with its own secrets). */
   credentials?: (registry: string) => Promise<Credentials | undefined>
   fetch?: typeof fetch
@@ -49,30 +56,30 @@ export type RegistryCounters = { requests: number; retries: number; bytesUploade
 /** A repository on a registry (an ImageRef without tag/digest will do). */
 export type Repo = Pick<ImageRef, 'registry' | 'repository'>
 type Access = 'pull' | 'pull,push'
-type SendInit = {
+export type SendInit = {
   method?: string
   headers?: Record<string, string>
+  /** A stream is sent once: no retry, no second authentication round (the caller starts over). */
   body?: Uint8Array | ReadableStream<Uint8Array> | null
   /** An absolute URL (an upload location) instead of `path`. */
   url?: string
   /** More token scopes, e.g. pull on the source repository of a mount. */
   scopes?: string[]
 }
-
-export const MEDIA = {
-  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
-  dockerList: 'application/vnd.docker.distribution.manifest.list.v2+json',
-  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
-  ociIndex: 'application/vnd.oci.image.index.v1+json',
-  dockerConfig: 'application/vnd.docker.container.image.v1+json',
-  ociConfig: 'application/vnd.oci.image.config.v1+json',
-  dockerLayer: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
-  ociLayer: 'application/vnd.oci.image.layer.v1.tar+gzip',
-} as const
-export const MANIFEST_ACCEPT = [MEDIA.dockerManifest, MEDIA.dockerList, MEDIA.ociManifest, MEDIA.ociIndex].join(', ')
+/** An Authorization header, where it is cached, and until when it may be reused. */
+type Auth = { header: string; key: string; until: number }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-const transient = (status: number) => status >= 500 || status === 429
+const TRANSIENT_CLASSES: ReadonlySet<ErrorClass> = new Set(['network', 'timeout', 'rate_limited'])
+const transient = (e: unknown) => e instanceof RegistryError && TRANSIENT_CLASSES.has(e.errorClass)
+const statusClass = (status?: number): ErrorClass =>
+  status === 401 || status === 403
+    ? 'auth'
+    : status === 429
+    ? 'rate_limited'
+    : status && status >= 500
+    ? 'network'
+    : 'protocol'
 
 /**
  * One client per run, shared by every task (it caches credentials and tokens per registry and scope).
@@ -80,24 +87,28 @@ const transient = (status: number) => status >= 500 || status === 429
  *   const client = new RegistryClient({ dockerConfigDir: flags.dockerConfig })
  *   const found = await client.checkMany(tags, 64)        // Map<tag, boolean | RegistryError>
  *   client.counters                                       // requests, retries, bytes up/down
- * Blob operations (mount, upload, copy) are in registry-blobs.ts and take the client as first argument.
+ * Blob operations (mount, upload, copy) are in blobs.ts and take the client as first argument.
  */
 export class RegistryClient {
   readonly counters: RegistryCounters = { requests: 0, retries: 0, bytesUploaded: 0, bytesDownloaded: 0 }
+  readonly limits: Limits
   private readonly fetch: typeof fetch
-  private readonly challenges = new Map<string, Challenge | null>()
-  private readonly authCache = new Map<string, { header: string; until: number }>()
-  private readonly pending = new Map<string, Promise<string | undefined>>()
-  private readonly creds = new Map<string, Promise<Credentials | undefined>>()
+  private readonly challenges = new Map<string, Challenge>()
+  private readonly authCache = new Map<string, Auth>()
+  private readonly pending = new Map<string, Promise<Auth>>()
+  private readonly creds = new Map<string, { value: Promise<Credentials | undefined>; until: number }>()
+  private readonly bases = new Map<string, Promise<string>>()
 
   constructor(readonly options: RegistryClientOptions = {}) {
     this.fetch = options.fetch ?? globalThis.fetch.bind(globalThis)
+    this.limits = { answerMs: (options.timeoutSeconds ?? 30) * 1000, idleMs: (options.idleSeconds ?? 60) * 1000 }
   }
 
-  /** `http://` for loopback and listed insecure registries, `https://` otherwise. */
-  baseUrl(registry: string): string {
-    const plain = isLoopback(registry) || (this.options.insecureRegistries ?? []).includes(registry)
-    return `${plain ? 'http' : 'https'}://${registry}`
+  /** `http://` for loopback and insecure registries (docker's rule), `https://` otherwise; decided once per registry. */
+  baseUrl(registry: string): Promise<string> {
+    let base = this.bases.get(registry)
+    if (!base) this.bases.set(registry, base = registryBaseUrl(registry, this.options.insecure))
+    return base
   }
 
   /**
@@ -114,7 +125,7 @@ export class RegistryClient {
     await res.body?.cancel()
     if (res.status === 200) return true
     if (res.status === 404) return false
-    throw this.statusError(res, `HEAD manifest ${r.repository}:${refReference(r)}`)
+    throw await this.statusError(res, `HEAD manifest ${r.repository}:${refReference(r)}`)
   }
 
   /** Checks many references in parallel; each maps to true/false or the RegistryError it met (never throws). */
@@ -130,20 +141,23 @@ export class RegistryClient {
     return results
   }
 
-  /** GETs a manifest or index as bytes plus its media type and digest (from the registry header, else computed by the caller). */
+  /**
+   * GETs an index or an image manifest as bytes plus its media type and digest (from the registry header, else
+   * computed by the caller). A schema 1 manifest or an artifact that is not an image throws class `unsupported`.
+   */
   async getManifest(ref: string | ImageRef): Promise<{ bytes: Uint8Array; mediaType: string; digest?: string }> {
     const r = toRef(ref)
     const res = await this.send(r, 'pull', `/v2/${r.repository}/manifests/${refReference(r)}`, {
       headers: { accept: MANIFEST_ACCEPT },
     })
-    if (res.status !== 200) throw this.statusError(res, `GET manifest ${r.repository}:${refReference(r)}`)
+    if (res.status !== 200) throw await this.statusError(res, `GET manifest ${r.repository}:${refReference(r)}`)
     const bytes = await this.readBody(res)
-    const mediaType = (res.headers.get('content-type') ?? '').split(';')[0] ||
-      JSON.parse(new TextDecoder().decode(bytes)).mediaType
+    const contentType = (res.headers.get('content-type') ?? '').split(';')[0].trim()
+    const mediaType = imageManifestType(bytes, contentType, `${r.registry}/${r.repository}:${refReference(r)}`)
     return { bytes, mediaType, digest: res.headers.get('docker-content-digest') ?? undefined }
   }
 
-  /** PUTs a manifest under a tag or digest; returns the digest the registry reports. */
+  /** PUTs a manifest under a tag or digest, with Content-Type its mediaType; returns the digest the registry reports. */
   async putManifest(ref: string | ImageRef, bytes: Uint8Array, mediaType: string): Promise<string> {
     const r = toRef(ref)
     const res = await this.send(r, 'pull,push', `/v2/${r.repository}/manifests/${refReference(r)}`, {
@@ -151,169 +165,147 @@ export class RegistryClient {
       headers: { 'content-type': mediaType },
       body: bytes,
     })
+    if (res.status !== 201) throw await this.statusError(res, `PUT manifest ${r.repository}:${refReference(r)}`)
     await res.body?.cancel()
-    if (res.status !== 201) throw this.statusError(res, `PUT manifest ${r.repository}:${refReference(r)}`)
     return res.headers.get('docker-content-digest') ?? ''
   }
 
   /**
-   * Sends one request with auth, timeout and retries. `path` is relative to the registry (`/v2/...`), or
-   * `init.url` an absolute upload location. 401 triggers one authentication round; transient failures retry.
+   * Sends one request with auth, limits and retries. `path` is relative to the registry (`/v2/...`), or `init.url`
+   * an absolute upload location. A 401 starts one new authentication round (the header it carried and the
+   * credentials behind it are dropped); token requests, network failures, timeouts, 5xx and 429 (after its
+   * Retry-After) are retried with backoff.
    */
   async send(repo: Repo, access: Access, path: string, init: SendInit = {}): Promise<Response> {
-    const url = init.url ?? `${this.baseUrl(repo.registry)}${path}`
+    const url = init.url ?? `${await this.baseUrl(repo.registry)}${path}`
     const scope = [`repository:${repo.repository}:${access}`, ...(init.scopes ?? [])].join(' ')
-    const retryable = !(init.body instanceof ReadableStream)
-    const retries = retryable ? this.options.retries ?? 2 : 0
-    let authTried = false
+    const replayable = !(init.body instanceof ReadableStream)
+    const retries = replayable ? this.options.retries ?? 2 : 0
+    // an upload Location on another host gets none of this registry's credentials (containerd's pusher drops its
+    // authorizer there too, core/remotes/docker/pusher.go)
+    const foreign = new URL(url).host !== new URL(await this.baseUrl(repo.registry)).host
+    let reauthenticated = false
     for (let attempt = 0;; attempt++) {
-      const auth = await this.authorization(repo.registry, scope)
+      let auth: Auth | undefined
       let res: Response
       try {
-        res = await this.fetchOnce(url, init, auth)
+        auth = foreign ? undefined : await this.authorization(repo.registry, scope)
+        res = await this.fetchOnce(url, init, auth?.header)
       } catch (e) {
-        if (attempt < retries) {
-          await this.backoff(attempt)
-          continue
-        }
-        throw e
+        if (!transient(e) || attempt >= retries) throw e
+        await this.backoff(attempt)
+        continue
       }
-      if (res.status === 401 && !authTried && res.headers.get('www-authenticate')) {
-        authTried = true
-        this.challenges.set(repo.registry, parseChallenge(res.headers.get('www-authenticate')!))
-        this.authCache.delete(`${repo.registry} ${scope}`)
+      const challenge = res.status === 401 ? pickChallenge(res.headers.get('www-authenticate') ?? '') : undefined
+      if (challenge && replayable && !reauthenticated && !foreign) {
+        reauthenticated = true
+        this.forget(repo.registry, challenge, auth)
         await res.body?.cancel()
         attempt--
         continue
       }
-      if (transient(res.status) && attempt < retries) {
+      if ((res.status === 429 || res.status >= 500) && attempt < retries) {
         await res.body?.cancel()
-        await this.backoff(attempt)
+        await this.backoff(attempt, res.status === 429 ? retryAfterMs(res.headers.get('retry-after')) : undefined)
         continue
       }
       return res
     }
   }
 
-  private async fetchOnce(url: string, init: SendInit, auth: string | undefined): Promise<Response> {
-    const controller = new AbortController()
-    const seconds = this.options.timeoutSeconds ?? 30
-    const timer = setTimeout(() => controller.abort(), seconds * 1000)
+  /** Sends a request as it is (no auth round, no retry): the answer and idle limits apply, the bytes are counted. */
+  private fetchOnce(url: string, init: SendInit, auth?: string): Promise<Response> {
     const headers = { ...init.headers, ...(auth ? { authorization: auth } : {}) }
     this.counters.requests++
-    try {
-      const body = init.body ?? undefined
-      const res = await this.fetch(
-        url,
-        {
-          method: init.method ?? 'GET',
-          headers,
-          body,
-          signal: controller.signal,
-          redirect: 'follow',
-          ...(body instanceof ReadableStream ? { duplex: 'half' } : {}),
-        } as RequestInit,
-      )
-      if (body instanceof Uint8Array) this.counters.bytesUploaded += body.byteLength
-      return res
-    } catch (e) {
-      if (controller.signal.aborted) {
-        throw new RegistryError(`${init.method ?? 'GET'} ${url}: no answer within ${seconds}s`, 'timeout')
-      }
-      throw new RegistryError(`${init.method ?? 'GET'} ${url}: ${describeFetchError(e)}`, 'network')
-    } finally {
-      clearTimeout(timer)
-    }
+    if (init.body instanceof Uint8Array) this.counters.bytesUploaded += init.body.byteLength
+    const request: HttpInit = { method: init.method ?? 'GET', headers, body: init.body ?? undefined }
+    return timedFetch(this.fetch, url, request, this.limits)
   }
 
-  private async backoff(attempt: number) {
+  /** Waits before a retry: what a 429's Retry-After asked (at most maxRetryAfterSeconds), else exponential backoff. */
+  private async backoff(attempt: number, askedMs?: number) {
     this.counters.retries++
-    await sleep((this.options.retryDelayMs ?? 100) * 2 ** attempt)
+    const cap = (this.options.maxRetryAfterSeconds ?? 60) * 1000
+    await sleep(askedMs !== undefined ? Math.min(askedMs, cap) : (this.options.retryDelayMs ?? 100) * 2 ** attempt)
   }
 
-  /** The Authorization header for a registry and scope, fetching (once, shared) a token when the registry asked for one. */
-  private async authorization(registry: string, scope: string): Promise<string | undefined> {
+  /** After a 401: answer the new challenge from now on; the refused header and the credentials behind it go. */
+  private forget(registry: string, challenge: Challenge, used?: Auth) {
+    this.challenges.set(registry, challenge)
+    if (used) this.authCache.delete(used.key)
+    this.creds.delete(registry)
+  }
+
+  /** The Authorization header for a registry and scope, fetched once (shared) when the registry asked for one. */
+  private async authorization(registry: string, scope: string): Promise<Auth | undefined> {
     const challenge = this.challenges.get(registry)
     if (!challenge) return undefined
     const key = challenge.scheme === 'basic' ? registry : `${registry} ${scope}`
     const cached = this.authCache.get(key)
-    if (cached && cached.until > Date.now()) return cached.header
+    if (cached && cached.until > Date.now()) return cached
     let inflight = this.pending.get(key)
     if (!inflight) {
-      inflight = this.authenticate(registry, challenge, scope, key).finally(() => this.pending.delete(key))
+      inflight = this.authenticate(registry, challenge, scope, key)
+        .then((auth) => (this.authCache.set(key, auth), auth))
+        .finally(() => this.pending.delete(key))
       this.pending.set(key, inflight)
     }
     return inflight
   }
 
-  private async authenticate(
-    registry: string,
-    challenge: Challenge,
-    scope: string,
-    key: string,
-  ): Promise<string | undefined> {
-    const creds = await this.credentialsFor(registry).catch((e: Error) => {
-      throw new RegistryError(`credentials for ${registry}: ${e.message}`, 'auth')
-    })
+  private async authenticate(registry: string, challenge: Challenge, scope: string, key: string): Promise<Auth> {
+    const creds = await this.credentialsFor(registry)
+    const credentialsUntil = Date.now() + (this.options.credentialSeconds ?? 600) * 1000
     if (challenge.scheme === 'basic') {
       if (!creds?.username) {
         throw new RegistryError(`${registry} wants a login and no credentials were found for it`, 'auth', 401)
       }
-      const header = basicHeader(creds)
-      this.authCache.set(key, { header, until: Infinity })
-      return header
+      return { header: basicHeader(creds), key, until: credentialsUntil }
     }
     if (challenge.scheme !== 'bearer') {
       throw new RegistryError(`${registry} asks for unsupported auth scheme '${challenge.scheme}'`, 'auth', 401)
     }
     try {
-      const { token, expiresInSeconds } = await fetchToken(challenge, scope.split(' '), creds, this.fetch)
-      const header = `Bearer ${token}`
-      this.authCache.set(key, { header, until: Date.now() + Math.max(10, expiresInSeconds - 10) * 1000 })
-      return header
+      const send = (url: string, init: HttpInit) => this.fetchOnce(url, init)
+      const { token, expiresInSeconds } = await fetchToken(challenge, scope.split(' '), creds, send)
+      const until = Math.min(credentialsUntil, Date.now() + Math.max(10, expiresInSeconds - 10) * 1000)
+      return { header: `Bearer ${token}`, key, until }
     } catch (e) {
-      const status = (e as { status?: number }).status
-      throw new RegistryError(
-        `${registry}: ${(e as Error).message}`,
-        status && !transient(status) ? 'auth' : 'network',
-        status,
-      )
+      if (!(e instanceof TokenError)) throw e // RegistryError: the token server timed out or could not be reached
+      throw new RegistryError(`${registry}: ${e.message}`, e.status ? statusClass(e.status) : 'auth', e.status)
     }
   }
 
+  /** Credentials for a registry, read again once they are credentialSeconds old (or after a 401, see forget). */
   private credentialsFor(registry: string): Promise<Credentials | undefined> {
-    let found = this.creds.get(registry)
-    if (!found) {
-      found = this.options.credentials ? this.options.credentials(registry) : findCredentials(registry, this.options)
-      this.creds.set(registry, found)
-    }
-    return found
+    const cached = this.creds.get(registry)
+    if (cached && cached.until > Date.now()) return cached.value
+    const read = this.options.credentials ? this.options.credentials(registry) : findCredentials(registry, this.options)
+    const value = read.catch((e: Error) => {
+      this.creds.delete(registry)
+      throw new RegistryError(`credentials for ${registry}: ${e.message}`, 'auth')
+    })
+    this.creds.set(registry, { value, until: Date.now() + (this.options.credentialSeconds ?? 600) * 1000 })
+    return value
   }
 
-  /** Reads a whole body, counting the bytes as downloaded. */
+  /** Reads a whole body (under the idle limit), counting the bytes as downloaded. */
   async readBody(res: Response): Promise<Uint8Array> {
     const bytes = new Uint8Array(await res.arrayBuffer())
     this.counters.bytesDownloaded += bytes.byteLength
     return bytes
   }
 
-  /** A RegistryError for an unexpected status, with the registry's own error text when it sent one. */
-  statusError(res: Response, what: string): RegistryError {
-    const status = res.status
-    const errorClass: ErrorClass = status === 401 || status === 403
-      ? 'auth'
-      : transient(status)
-      ? 'network'
-      : 'protocol'
-    res.body?.cancel().catch(() => {})
-    return new RegistryError(`${what}: registry answered ${status} ${res.statusText}`.trim(), errorClass, status)
+  /**
+   * A RegistryError for an unexpected answer, with the registry's own code and message (`DENIED: …`,
+   * `TOOMANYREQUESTS: …`, `MANIFEST_BLOB_UNKNOWN: …`) and, for a 429, what Retry-After asked.
+   */
+  async statusError(res: Response, what: string): Promise<RegistryError> {
+    const { code, text } = await errorBody(res)
+    const errorClass = code === 'TOOMANYREQUESTS' ? 'rate_limited' : statusClass(res.status)
+    const retryAfter = res.status === 429 ? res.headers.get('retry-after') : null
+    const message = `${what}: registry answered ${res.status} ${res.statusText}`.trim() +
+      (text ? ` — ${text}` : '') + (retryAfter ? ` (Retry-After: ${retryAfter})` : '')
+    return new RegistryError(message, errorClass, res.status, code)
   }
-}
-
-/** Bun, Deno and Node word refused connections and DNS failures differently; this names the cause. */
-function describeFetchError(e: unknown): string {
-  const err = e as { message?: string; code?: string; cause?: { code?: string; message?: string } }
-  const code = err.code ?? err.cause?.code
-  const message = err.cause?.message ?? err.message ?? String(e)
-  return code && !message.includes(code) ? `${code}: ${message}` : message
 }

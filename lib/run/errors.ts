@@ -6,6 +6,8 @@ export type ErrorClass =
   | 'no_space'
   | 'upstream_missing'
   | 'auth'
+  | 'rate_limited'
+  | 'unsupported_image'
   | 'network'
   | 'timeout'
   | 'build_error'
@@ -19,6 +21,13 @@ const CATALOGUE: Array<[ErrorClass, RegExp, string]> = [
     'upstream_missing',
     /manifest unknown|not found: manifest|failed to resolve source metadata .*not found|pull access denied.*repository does not exist|no such manifest|: not found$/im,
     'the image to build FROM does not exist',
+  ],
+  // Docker Hub's pull limit, GHCR's and ECR's throttling: transient, never the image's own fault. Before `auth`:
+  // Docker Hub words it "toomanyrequests: You have reached your unauthenticated pull rate limit"
+  [
+    'rate_limited',
+    /toomanyrequests|429 Too Many Requests|rate limit(ed| exceeded)|reached your (unauthenticated )?pull rate limit/i,
+    'the registry rate-limited us (429); retried after the wait it asked for',
   ],
   [
     'auth',
@@ -40,7 +49,7 @@ const CATALOGUE: Array<[ErrorClass, RegExp, string]> = [
 ]
 
 /** Classes worth retrying with backoff: the same command may pass a little later. */
-export const TRANSIENT: ReadonlySet<ErrorClass> = new Set(['network', 'timeout'])
+export const TRANSIENT: ReadonlySet<ErrorClass> = new Set(['network', 'timeout', 'rate_limited'])
 
 export function classify(output: string, signal?: string | null): ErrorClass {
   if (signal === 'SIGTERM' || signal === 'SIGKILL') return 'timeout'
@@ -48,9 +57,15 @@ export function classify(output: string, signal?: string | null): ErrorClass {
   return 'build_error'
 }
 
+/** Classes no command output is matched to: only the registry client (or the run itself) gives them. */
+const OTHER_WORDS: Partial<Record<ErrorClass, string>> = {
+  interrupted: 'the run was interrupted',
+  // a schema 1 manifest (no image config) or an OCI artifact: nothing to assemble; the message names which
+  unsupported_image: 'the image is not one this tool can read (Docker schema 1 manifest, or not a container image)',
+}
+
 export function explain(cls: ErrorClass): string {
-  return CATALOGUE.find(([c]) => c === cls)?.[2] ??
-    (cls === 'interrupted' ? 'the run was interrupted' : 'the build failed')
+  return CATALOGUE.find(([c]) => c === cls)?.[2] ?? OTHER_WORDS[cls] ?? 'the build failed'
 }
 
 /** A failed docker command with the class of its failure and the last lines of its output. */
@@ -70,6 +85,8 @@ const REGISTRY_CLASSES: Record<RegistryError['errorClass'], ErrorClass> = {
   auth: 'auth',
   network: 'network',
   timeout: 'timeout',
+  rate_limited: 'rate_limited',
+  unsupported: 'unsupported_image',
   protocol: 'build_error',
 }
 
