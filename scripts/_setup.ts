@@ -9,6 +9,7 @@ import type { Fleet } from '../lib/fleet/fleet.ts'
 import { Mutex } from '../lib/disk/prune-lock.ts'
 import { RegistryClient } from '../lib/registry/client.ts'
 import { registryHost } from '../lib/registry/ping.ts'
+import { checkTags } from '../lib/registry/tags.ts'
 import { configureReport, report, secretValues } from '../lib/cli/report.ts'
 import { Run } from '../lib/run/records.ts'
 import { sampleDisk } from '../lib/disk/statfs.ts'
@@ -126,7 +127,7 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
     removeImages: (tags) => removeImages(tags, cleanup),
     prefetch: async (tags) => {
       const t0 = Date.now()
-      const answers = await registry.checkMany(tags)
+      const answers = await checkTags(registry, tags)
       const errors = [...answers.values()].filter((a) => typeof a !== 'boolean')
       for (const [tag, a] of answers) if (typeof a === 'boolean') known.set(tag, a)
       if (errors.length) {
