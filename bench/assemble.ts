@@ -135,13 +135,11 @@ async function main(argv: string[]) {
   try {
     const fleet = await generateFleet({
       registry: sb.registry,
-      seed: sb.seedImage,
       groups: flags.groups,
       perGroup: flags.perGroup,
       envSize: flags.envSize,
       instanceSize: flags.instanceSize,
       out: path.join(dir, 'instances.txt'),
-      env: sb.env,
     })
     const args = [
       '--instances',

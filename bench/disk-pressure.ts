@@ -146,31 +146,15 @@ async function main(argv: string[]) {
   fs.mkdirSync(dir, { recursive: true })
   fs.mkdirSync(path.join(dir, 'registry'), { recursive: true })
   const registry = await startRegistry({ dir: path.join(dir, 'registry') })
-  const seedSandbox = await sandboxUp({
-    dir: path.join(dir, 'sandbox-generate'),
-    disk: 3 * 2 ** 30,
-    baseEnv: process.env,
+  // the fleet is made straight in the shared registry (no engine); its base image is the builder stage's seed
+  const fleet = await generateFleet({
+    registry: registry.address,
+    groups: flags.groups,
+    perGroup: flags.perGroup,
+    envSize: flags.envSize,
+    instanceSize: flags.instanceSize,
+    out: path.join(dir, 'instances.txt'),
   })
-  let fleet
-  try {
-    // the seed image lives in the generating sandbox's registry: copy it into the shared one
-    const seed = `${registry.address}/imagefleet/busybox:latest`
-    await $({ env: seedSandbox.env })`docker pull ${seedSandbox.seedImage}`
-    await $({ env: seedSandbox.env })`docker tag ${seedSandbox.seedImage} ${seed}`
-    await $({ env: seedSandbox.env })`docker push ${seed}`
-    fleet = await generateFleet({
-      registry: registry.address,
-      seed,
-      groups: flags.groups,
-      perGroup: flags.perGroup,
-      envSize: flags.envSize,
-      instanceSize: flags.instanceSize,
-      out: path.join(dir, 'instances.txt'),
-      env: seedSandbox.env,
-    })
-  } finally {
-    await sandboxDown({ dir: seedSandbox.dir })
-  }
   // fleet bytes: what the final images add up to (each counts its shared layers), ≈ upstream + agent (20 MB each)
   const fleetBytes = fleet.upstreamBytes + fleet.instances * 20e6
   const small = flags.smallDisk ?? Math.floor(fleetBytes / 4 / 2 ** 26) * 2 ** 26

@@ -27,6 +27,7 @@ import type { Instance } from '../lib/fleet/instances.ts'
 import { RegistryClient, RegistryError } from '../lib/registry/client.ts'
 import { imageLayers } from '../lib/registry/image.ts'
 import { registryHost } from '../lib/registry/ping.ts'
+import { checkTags } from '../lib/registry/tags.ts'
 import { githubFromEnv, type GitHubOptions } from '../lib/run/github.ts'
 import { Progress } from '../lib/run/progress.ts'
 import { Run } from '../lib/run/records.ts'
@@ -146,7 +147,7 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
 /** Asks the registry about many tags at once (in parallel); later existence checks answer from `build.known`. */
 export async function prefetchTags(s: Setup, tags: string[]): Promise<void> {
   const t0 = Date.now()
-  const answers = await s.registry.checkMany(tags)
+  const answers = await checkTags(s.registry, tags)
   const errors = [...answers.values()].filter((a) => typeof a !== 'boolean')
   for (const [tag, a] of answers) if (typeof a === 'boolean') s.build.known.set(tag, a)
   if (errors.length) {

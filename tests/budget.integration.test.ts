@@ -22,13 +22,11 @@ describeIntegration('disk budget on a real engine', () => {
     sb = await sandboxUp({ dir: path.join(work, 'sandbox'), disk: 768 * 2 ** 20, baseEnv: process.env })
     fleet = await generateFleet({
       registry: sb.registry,
-      seed: sb.seedImage,
       groups: 2,
       perGroup: 2,
       envSize: 120e6,
       instanceSize: 40e6,
       out: path.join(work, 'instances.txt'),
-      env: sb.env,
     })
   })
   afterAll(async () => {

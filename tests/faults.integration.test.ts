@@ -37,13 +37,11 @@ describeIntegration('faults on the real sandbox', () => {
     instances = path.join(tmp, 'fleet', 'instances.txt')
     fleet = await generateFleet({
       registry: sb.registry,
-      seed: sb.seedImage,
       groups: 2,
       perGroup: 2,
       envSize: 3e6,
       instanceSize: 2e6,
       out: instances,
-      env: sb.env,
     })
     wrapDir = path.join(tmp, 'wrap')
     fs.mkdirSync(wrapDir)

@@ -27,13 +27,11 @@ describeIntegration('pipeline on a real engine whose disk is a third of the flee
     // 8 images of ~305 MB (2 environments of 220 MB, 85 MB unique each): 2.4 GB of images, 1.1 GB unique, on 768 MiB
     fleet = await generateFleet({
       registry: sb.registry,
-      seed: sb.seedImage,
       groups: 2,
       perGroup: 4,
       envSize: 220e6,
       instanceSize: 85e6,
       out: instances,
-      env: sb.env,
     })
   })
   afterAll(async () => {

@@ -42,13 +42,11 @@ describeIntegration('the pipeline through fronts that behave like hosted registr
     // 6 instances in 2 environments: layers of 40 MB and 12 MB, over the 4 MiB chunk cap and the 16 MiB body limit
     fleet = await generateFleet({
       registry: sb.registry,
-      seed: sb.seedImage,
       groups: 2,
       perGroup: 3,
       envSize: 40e6,
       instanceSize: 12e6,
       out: instances,
-      env: sb.env,
     })
     const users = { [USER.name]: USER.password }
     ghcr = startHostedRegistry({

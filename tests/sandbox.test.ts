@@ -3,7 +3,6 @@ import { $ } from 'zx'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { type Fleet, generateFleet } from '../examples/synthetic-fleet/generate.ts'
 import { sampleDisk } from '../lib/disk/statfs.ts'
 import { type Sandbox, sandboxDown, sandboxState, sandboxUp } from '../scripts/sandbox.ts'
 import { describeIntegration } from './helpers/integration.ts'
@@ -83,43 +82,6 @@ describeIntegration('sandbox', () => {
       cwd: repoRoot,
     })`node_modules/.bin/deno run -A scripts/sandbox.ts status --dir ${dir}`
     expect(deno.stdout).toContain(`registry: ${sandbox.registry}`)
-  })
-
-  test('generate.ts pushes a small SWE-bench-shaped fleet, writes instances.txt and fleet.json, and skips it on a rerun', async () => {
-    const out = path.join(tmp, 'fleet', 'instances.txt')
-    const opts = {
-      registry: sandbox.registry,
-      seed: sandbox.seedImage,
-      groups: 2,
-      perGroup: 2,
-      envSize: 5e6,
-      instanceSize: 5e6,
-      out,
-      env: sandbox.env,
-    }
-    const t = Date.now()
-    const fleet = await generateFleet(opts)
-    console.log(`generated 2×2 × 5MB in ${((Date.now() - t) / 1000).toFixed(1)}s`)
-    expect(fleet.ids).toEqual(['org0__proj0-101', 'org0__proj0-102', 'org1__proj1-101', 'org1__proj1-102'])
-    expect(fs.readFileSync(out, 'utf8').split('\n').filter((l) => l && !l.startsWith('#'))).toEqual(fleet.ids)
-    expect(JSON.parse(fs.readFileSync(path.join(tmp, 'fleet', 'fleet.json'), 'utf8')) as Fleet).toEqual(fleet)
-    expect(fleet.upstreamBytes).toBeGreaterThan(4 * 10e6)
-    for (const id of fleet.ids) {
-      const repo = `sweb.eval.x86_64.${id.replace('__', '_1776_')}`
-      const head = await fetch(`http://${sandbox.registry}/v2/${repo}/manifests/latest`, {
-        method: 'HEAD',
-        headers: { Accept: 'application/vnd.docker.distribution.manifest.v2+json' },
-      })
-      expect(head.status).toBe(200)
-    }
-    const image = fleet.upstream.replace('{docker_id}', 'org1_1776_proj1-102')
-    const run = await $({ quiet: true, env: sandbox.env })`docker run --rm --network none ${image} cat /instance/id`
-    expect(run.stdout.trim()).toBe('org1__proj1-102')
-    await $({ quiet: true, env: sandbox.env })`docker rmi ${image}`
-
-    const rerun = Date.now()
-    expect(await generateFleet(opts)).toEqual(fleet)
-    expect(Date.now() - rerun).toBeLessThan(5000)
   })
 
   test('down stops every process, unmounts, detaches the loop device and removes the directory', async () => {

@@ -1,16 +1,29 @@
-// A SWE-bench-shaped fleet of upstream images in a registry, generated on a disk much smaller than the fleet:
-// groups of instances share an "environment" layer, each instance adds its own id and a unique layer.
-//   eval "$(bun run scripts/sandbox.ts env)" && bun run examples/synthetic-fleet/generate.ts --groups 4 --per-group 6
-import { $ } from 'zx'
+// A SWE-bench-shaped fleet of upstream images made straight in a registry (no daemon, no local disk): one base
+// layer under all (a static busybox and its applet links, so the images run `sh`, `cat`, `head` …), one layer of
+// incompressible bytes per environment, shared by its instances, and one small layer per instance (its id in
+// /instance/id, plus its own bytes). What the registry already holds in this shape is kept; see README.md.
+//   eval "$(npx bun scripts/sandbox.ts env)" && npx bun examples/synthetic-fleet/generate.ts --groups 4 --per-group 6
 import fs from 'node:fs'
 import path from 'node:path'
+import pMap from 'p-map'
 import { type FlagTable, parseFlags, renderHelp, UsageError } from '../../lib/cli/flags.ts'
 import { runMain } from '../../lib/cli/main.ts'
 import { configureReport, report, seconds, secretValues } from '../../lib/cli/report.ts'
-import { formatBytes } from '../../lib/cli/size.ts'
-import { dockerIdOf } from '../../lib/fleet/instances.ts'
-import { compressedImageBytes } from '../../lib/registry/image.ts'
+import { formatBytes, parseSize } from '../../lib/cli/size.ts'
 import { RegistryClient } from '../../lib/registry/client.ts'
+import { repoOf } from '../../lib/registry/image.ts'
+import { parseImageRef } from '../../lib/registry/ref.ts'
+import {
+  busyboxFiles,
+  layerSize,
+  type LayerSpec,
+  type PushedLayer,
+  pushImage,
+  pushLayer,
+  readImage,
+  textFile,
+} from './push.ts'
+import { type FleetPlan, ORDERS, orderSketch, planFleet, type ShapeOptions, upstreamTemplate } from './shape.ts'
 
 export const FLAGS = {
   registry: {
@@ -18,20 +31,34 @@ export const FLAGS = {
     arg: 'HOST:PORT',
     help: 'Registry that receives the upstream images (default: $IMAGEFLEET_SANDBOX_REGISTRY)',
   },
-  seed: {
+  groups: { type: 'int', default: 4, min: 1, help: 'Environments (instances of one share its layer)' },
+  'per-group': { type: 'string', arg: 'N[,N…]', default: '6', help: 'Instances per environment, cycled over them' },
+  'env-size': {
     type: 'string',
-    arg: 'IMAGE',
-    help: 'Image the environments build FROM; needs sh and head (default: $IMAGEFLEET_SANDBOX_SEED)',
+    arg: 'SIZE[,SIZE…]',
+    default: '300MB',
+    help: 'Incompressible bytes in each environment layer, cycled over them (300MB,120MB: different sizes)',
   },
-  groups: {
-    type: 'int',
-    default: 4,
-    min: 1,
-    help: 'Environment groups (instances of a group share its environment layer)',
-  },
-  'per-group': { type: 'int', default: 6, min: 1, help: 'Instances per group' },
-  'env-size': { type: 'size', default: '300MB', help: 'Incompressible bytes in each environment layer' },
   'instance-size': { type: 'size', default: '100MB', help: 'Incompressible bytes in each instance layer' },
+  'base-size': {
+    type: 'size',
+    default: '0',
+    help: 'Incompressible bytes in the base layer under all, besides busybox',
+  },
+  'envs-per-repo': {
+    type: 'int',
+    default: 1,
+    min: 1,
+    help: 'Environments per repository name (org0__proj0): its instance numbers interleave them, like versions',
+  },
+  order: {
+    type: 'string',
+    default: 'id',
+    choices: ORDERS,
+    help: 'Instance list order: id (repository by repository, by number), or grouped (environment by environment)',
+  },
+  busybox: { type: 'string', arg: 'FILE', default: '/bin/busybox', help: 'Static busybox for the base layer' },
+  concurrency: { type: 'int', default: 3, min: 1, help: 'Layers streamed into the registry at once' },
   out: {
     type: 'string',
     default: 'instances.txt',
@@ -40,148 +67,145 @@ export const FLAGS = {
   },
 } as const satisfies FlagTable
 
-export type FleetOptions = {
+/** What generateFleet takes: where, and the shape (every shape field defaults to its flag's default). */
+export type FleetOptions = Partial<Omit<ShapeOptions, 'perGroup' | 'envSizes'>> & {
   registry: string
-  seed: string
-  groups: number
-  perGroup: number
-  envSize: number
-  instanceSize: number
   out: string
-  env: Record<string, string | undefined> // the environment docker runs with (DOCKER_HOST, PATH, …)
+  perGroup?: number | number[]
+  envSize?: number | number[]
+  busybox?: string
+  concurrency?: number
 }
 export type Fleet = {
   instances: number
+  /** In the order of the instances file. */
   ids: string[]
   groups: number
+  environments: Array<{ image: string; bytes: number; ids: string[] }>
+  /** Σ over instances of their layers' sizes (what pulling every image would move, shared layers counted each time). */
   upstreamBytes: number
+  /** Σ over the distinct layers of the fleet. */
+  uniqueBytes: number
   registry: string
+  /** The base image (busybox): a SEED_IMAGE for the synthetic context's builder stage. */
   seed: string
-  upstream: string // the pipeline's --upstream template for these images
+  /** The pipeline's --upstream template for these images. */
+  upstream: string
 }
-type Instance = { id: string; image: string }
-type Group = { index: number; envImage: string; instances: Instance[] }
 
-// Each Dockerfile is one RUN so each image adds exactly one layer; urandom makes it incompressible.
-const ENV_DOCKERFILE = `ARG SEED
-FROM \${SEED}
-ARG GROUP
-ARG BYTES
-RUN mkdir -p /env && echo "\${GROUP}" > /env/group && head -c "\${BYTES}" /dev/urandom > /env/blob
-`
-const INSTANCE_DOCKERFILE = `ARG ENV_IMAGE
-FROM \${ENV_IMAGE}
-ARG INSTANCE_ID
-ARG BYTES
-RUN mkdir -p /instance && echo "\${INSTANCE_ID}" > /instance/id && head -c "\${BYTES}" /dev/urandom > /instance/blob
-`
+const DEFAULTS = parseFlags(FLAGS, []).flags
 // The sandbox registry is on 127.0.0.1: plain HTTP, no credentials
 const registry = new RegistryClient()
-const upstreamTemplate = (registry: string) => `${registry}/sweb.eval.x86_64.{docker_id}:latest`
+const asList = (v: number | number[] | undefined, fallback: number[]) => v === undefined ? fallback : [v].flat()
 
-/** Builds and pushes what the registry lacks, then writes the instances file and fleet.json. */
-export async function generateFleet(o: FleetOptions): Promise<Fleet> {
+/** Makes what the registry lacks (or holds in another shape), then writes the instances file and fleet.json. */
+export async function generateFleet(options: FleetOptions): Promise<Fleet> {
   const started = Date.now()
-  const plan = planFleet(o)
+  const o = {
+    groups: options.groups ?? DEFAULTS.groups,
+    perGroup: asList(options.perGroup, parseList(DEFAULTS.perGroup, Number)),
+    envSizes: asList(options.envSize, parseList(DEFAULTS.envSize, parseSize)),
+    instanceSize: options.instanceSize ?? DEFAULTS.instanceSize,
+    baseSize: options.baseSize ?? DEFAULTS.baseSize,
+    envsPerRepo: options.envsPerRepo ?? DEFAULTS.envsPerRepo,
+    order: options.order ?? 'id',
+    busybox: options.busybox ?? DEFAULTS.busybox,
+    concurrency: options.concurrency ?? DEFAULTS.concurrency,
+  }
+  const plan = planFleet(o, options.registry)
   report.info(
-    `fleet: ${o.groups} groups × ${o.perGroup} instances, env ${formatBytes(o.envSize)}, instance ${
-      formatBytes(o.instanceSize)
-    } → ${o.registry}`,
-  )
-  let built = 0
-  for (const group of plan) built += await generateGroup(group, o)
-  const fleet = await describeFleet(plan, o)
-  writeFleetFiles(fleet, o.out)
-  const total = fleet.ids.length
-  report.ok(
-    `${built} built, ${total - built} already in the registry; fleet ${formatBytes(fleet.upstreamBytes)} in ${
-      seconds(Date.now() - started)
+    `fleet: ${plan.instances.length} instances in ${o.groups} environments (${
+      o.envSizes.map(formatBytes).join(', ')
+    }), instance layers ${formatBytes(o.instanceSize)} → ${options.registry}; list order ${o.order}: ${
+      orderSketch(plan)
     }`,
+  )
+  const tally: Tally = { images: 0, bytes: 0, stale: 0 }
+  const images = await makeFleet(plan, o, tally)
+  const fleet = describeFleet(plan, images, options.registry)
+  writeFleetFiles(fleet, options.out)
+  const secs = (Date.now() - started) / 1000
+  report.ok(
+    `${tally.images} images pushed (${formatBytes(tally.bytes)}, ${formatBytes(tally.bytes / secs)}/s)${
+      tally.stale ? `, ${tally.stale} of them made before in another shape` : ''
+    }; fleet ${formatBytes(fleet.upstreamBytes)} in ${seconds(Date.now() - started)}`,
   )
   return fleet
 }
 
-function planFleet(o: FleetOptions): Group[] {
-  return Array.from({ length: o.groups }, (_, g) => ({
-    index: g,
-    envImage: `${o.registry}/imagefleet/synthetic-env:g${g}`,
-    instances: Array.from({ length: o.perGroup }, (_, i) => {
-      const id = `org${g}__proj${g}-${101 + i}`
-      return { id, image: upstreamTemplate(o.registry).replace('{docker_id}', dockerIdOf(id)) }
-    }),
-  }))
-}
+type Shape = ShapeOptions & { busybox: string; concurrency: number }
+type Tally = { images: number; bytes: number; stale: number }
+/** Each image of the fleet and its layers, bottom first. */
+type Images = Map<string, PushedLayer[]>
 
-/** One group: its environment (reused from the registry when there), then each missing instance. Returns how many were built. */
-async function generateGroup(group: Group, o: FleetOptions): Promise<number> {
-  const missing: Instance[] = []
-  for (const instance of group.instances) if (!(await registry.manifestExists(instance.image))) missing.push(instance)
-  if (!missing.length) {
-    report.skip(`group ${group.index}: all ${group.instances.length} instances already in the registry`)
-    return 0
+/**
+ * Base, then environments, then instances, `concurrency` layers streaming at once. An image is kept when the
+ * registry has it on the very layers below it with a top layer of the planned size; otherwise it is made (again).
+ */
+async function makeFleet(plan: FleetPlan, o: Shape, tally: Tally): Promise<Images> {
+  const busybox = await busyboxFiles(o.busybox)
+  const refs = [plan.baseImage, ...plan.environments.map((e) => e.image), ...plan.instances.map((i) => i.image)]
+  const found = new Map(
+    await pMap(refs, async (ref) => [ref, await readImage(registry, ref)] as const, { concurrency: 16 }),
+  )
+  const images: Images = new Map()
+  const make = async (ref: string, below: PushedLayer[], spec: LayerSpec) => {
+    const have = found.get(ref)?.layers
+    const same = have?.length === below.length + 1 && below.every((l, i) => l.digest === have[i].digest)
+    if (same && have.at(-1)!.size === layerSize(spec)) return images.set(ref, have).get(ref)!
+    const top = await pushLayer(registry, repoOf(parseImageRef(ref)), spec)
+    const layers = [...below, top]
+    await pushImage(registry, ref, layers, {
+      architecture: busybox.architecture,
+      history: HISTORY.slice(0, layers.length),
+    })
+    Object.assign(tally, {
+      images: tally.images + 1,
+      bytes: tally.bytes + top.size,
+      stale: tally.stale + (have ? 1 : 0),
+    })
+    return images.set(ref, layers).get(ref)!
   }
-  report.phase(`group ${group.index}: ${missing.length} to build`)
-  if (await registry.manifestExists(group.envImage)) report.skip(`${group.envImage} already in the registry`)
-  else await buildEnvironment(group, o)
-  for (const instance of missing) {
-    await buildInstance(instance, group, o)
-    await pruneBuildCache(o)
-  }
-  await removeLocal(group.envImage, o)
-  await pruneBuildCache(o)
-  return missing.length
+  const payload = (dir: string, bytes: number) => (bytes ? { dir, bytes } : undefined)
+  const base = await make(plan.baseImage, [], { files: busybox.files, payload: payload('opt/base', o.baseSize) })
+  await pMap(plan.environments, (env) =>
+    make(env.image, base, {
+      files: [textFile('env/group', `${env.index}\n`)],
+      payload: payload('env/data', env.bytes),
+    }), { concurrency: o.concurrency })
+  await pMap(plan.instances, (instance) =>
+    make(instance.image, images.get(plan.environments[instance.group].image)!, {
+      files: [textFile('instance/id', `${instance.id}\n`)],
+      payload: payload('instance/data', o.instanceSize),
+    }), { concurrency: o.concurrency })
+  return images
 }
 
-async function buildEnvironment(group: Group, o: FleetOptions): Promise<void> {
-  const t = Date.now()
-  const docker = $({ quiet: true, env: o.env, timeout: '30m', input: ENV_DOCKERFILE })
-  await docker`docker build --network=none --build-arg SEED=${o.seed} --build-arg GROUP=${group.index} --build-arg BYTES=${o.envSize} -t ${group.envImage} -`
-  await $({ quiet: true, env: o.env, timeout: '30m' })`docker push ${group.envImage}`
-  report.ok(`${group.envImage}: built and pushed in ${seconds(Date.now() - t)}`)
-}
+const HISTORY = ['synthetic base: busybox --install -s', 'synthetic environment', 'synthetic instance']
 
-/** Build, push, remove: the local disk only ever holds one instance image. */
-async function buildInstance(instance: Instance, group: Group, o: FleetOptions): Promise<void> {
-  const t = Date.now()
-  const docker = $({ quiet: true, env: o.env, timeout: '30m', input: INSTANCE_DOCKERFILE })
-  await docker`docker build --network=none --build-arg ENV_IMAGE=${group.envImage} --build-arg INSTANCE_ID=${instance.id} --build-arg BYTES=${o.instanceSize} -t ${instance.image} -`
-  await $({ quiet: true, env: o.env, timeout: '30m' })`docker push ${instance.image}`
-  await removeLocal(instance.image, o)
-  report.ok(`${instance.id}: ${instance.image} built and pushed in ${seconds(Date.now() - t)}`)
-}
-
-async function removeLocal(image: string, o: FleetOptions): Promise<void> {
-  const rmi = await $({ quiet: true, nothrow: true, env: o.env, timeout: '5m' })`docker rmi ${image}`
-  if (rmi.exitCode !== 0 && !/No such image/i.test(rmi.stderr)) report.warn(`docker rmi ${image}: ${rmi.stderr.trim()}`)
-}
-
-/** Pushed images still hold their layers in BuildKit's cache: give the disk back after every image. */
-async function pruneBuildCache(o: FleetOptions): Promise<void> {
-  const prune = await $({ quiet: true, nothrow: true, env: o.env, timeout: '5m' })`docker builder prune -af`
-  if (prune.exitCode !== 0) report.warn(`docker builder prune -af failed: ${prune.stderr.trim()}`)
-}
-
-async function describeFleet(plan: Group[], o: FleetOptions): Promise<Fleet> {
-  const instances = plan.flatMap((g) => g.instances)
-  let upstreamBytes = 0
-  for (const instance of instances) upstreamBytes += await compressedImageBytes(registry, instance.image)
+/** The fleet as the registry holds it: every instance's layers were read back or answered when pushed (digests checked). */
+function describeFleet(plan: FleetPlan, images: Images, registryAddress: string): Fleet {
+  const layers = plan.instances.flatMap((i) => images.get(i.image)!)
+  const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0)
   return {
-    instances: instances.length,
-    ids: instances.map((i) => i.id),
-    groups: plan.length,
-    upstreamBytes,
-    registry: o.registry,
-    seed: o.seed,
-    upstream: upstreamTemplate(o.registry),
+    instances: plan.instances.length,
+    ids: plan.instances.map((i) => i.id),
+    groups: plan.environments.length,
+    environments: plan.environments.map((e) => ({ image: e.image, bytes: e.bytes, ids: e.instances.map((i) => i.id) })),
+    upstreamBytes: sum(layers.map((l) => l.size)),
+    uniqueBytes: sum([...new Map(layers.map((l) => [l.digest, l.size])).values()]),
+    registry: registryAddress,
+    seed: plan.baseImage,
+    upstream: upstreamTemplate(registryAddress),
   }
 }
 
 function writeFleetFiles(fleet: Fleet, out: string): void {
   fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true })
   const header = [
-    `# synthetic SWE-bench-shaped fleet: ${fleet.groups} groups, ${fleet.instances} instances, ${
+    `# synthetic SWE-bench-shaped fleet: ${fleet.groups} environments, ${fleet.instances} instances, ${
       formatBytes(fleet.upstreamBytes)
-    } of upstream images`,
+    } of upstream images (${formatBytes(fleet.uniqueBytes)} unique)`,
     `# upstream: ${fleet.upstream}`,
   ]
   fs.writeFileSync(out, [...header, ...fleet.ids, ''].join('\n'))
@@ -189,37 +213,57 @@ function writeFleetFiles(fleet: Fleet, out: string): void {
   report.ok(`wrote ${out} and ${path.join(path.dirname(out), 'fleet.json')}`)
 }
 
+const sizeOrNaN = (s: string) => {
+  try {
+    return parseSize(s)
+  } catch {
+    return NaN
+  }
+}
+
+/** `300MB,120MB` → [300e6, 120e6]; throws UsageError naming the flag. */
+function parseList(text: string, parse: (s: string) => number, flag = ''): number[] {
+  const values = text.split(',').map((s) => s.trim()).filter(Boolean).map(parse)
+  if (!values.length || values.some((v) => !Number.isFinite(v) || v < 0)) {
+    throw new UsageError(`${flag || 'a list'} wants comma-separated values, got '${text}'`)
+  }
+  return values
+}
+
 // ---- the command line -----------------------------------------------------------------------
 
 async function main(argv: string[]): Promise<number> {
   const env = process.env
-  // the generator targets the sandbox: its exports are the defaults for --registry and --seed
-  const defaults = {
+  // the generator targets the sandbox: its export is the default for --registry
+  const { flags } = parseFlags(FLAGS, argv, {
     ...env,
     IMAGEFLEET_REGISTRY: env.IMAGEFLEET_SANDBOX_REGISTRY ?? env.IMAGEFLEET_REGISTRY,
-    IMAGEFLEET_SEED: env.IMAGEFLEET_SANDBOX_SEED ?? env.IMAGEFLEET_SEED,
-  }
-  const { flags } = parseFlags(FLAGS, argv, defaults)
-  if ((flags as { help?: boolean }).help) {
+  })
+  if (flags.help) {
     process.stdout.write(
       renderHelp(
-        'generate.ts [--registry HOST:PORT] [--seed IMAGE] [--groups N] [--per-group N] [--env-size SIZE] [--instance-size SIZE] [--out FILE]',
-        'Pushes a SWE-bench-shaped fleet of upstream images REGISTRY/sweb.eval.x86_64.{docker_id}:latest, building one\n' +
-          'image at a time and pruning after each so the fleet can be far larger than the disk. Tags already in the registry\n' +
-          'are skipped. Writes the instances file (one id a line) and fleet.json beside it.',
+        'generate.ts [--registry HOST:PORT] [--groups N] [--per-group N,…] [--env-size SIZE,…] [--instance-size SIZE] [--order id|grouped] [--out FILE]',
+        'Pushes a SWE-bench-shaped fleet of upstream images REGISTRY/sweb.eval.x86_64.{docker_id}:latest straight into the\n' +
+          'registry (no daemon, no local disk): a busybox base layer under all, one incompressible layer per environment,\n' +
+          'one per instance. Images already there in this shape are kept. Writes the instances file and fleet.json beside it.',
         FLAGS,
       ),
     )
     return 0
   }
   const problems = [
-    !flags.registry && '--registry is required (or run `eval "$(bun run scripts/sandbox.ts env)"` first)',
+    !flags.registry && '--registry is required (or run `eval "$(npx bun scripts/sandbox.ts env)"` first)',
     flags.registry && !/^[\w.-]+(:\d+)?$/.test(flags.registry) && `--registry wants HOST:PORT, got '${flags.registry}'`,
-    !flags.seed && '--seed is required (or run `eval "$(bun run scripts/sandbox.ts env)"` first)',
   ].filter((p): p is string => !!p)
   if (problems.length) throw new UsageError(problems.join('\n'), problems)
   configureReport({ github: env.GITHUB_ACTIONS === 'true', secrets: secretValues(env) })
-  await generateFleet({ ...flags, registry: flags.registry!, seed: flags.seed!, env })
+  await generateFleet({
+    ...flags,
+    registry: flags.registry!,
+    perGroup: parseList(flags.perGroup, (s) => (/^\d+$/.test(s) && Number(s) >= 1 ? Number(s) : NaN), '--per-group'),
+    envSize: parseList(flags.envSize, sizeOrNaN, '--env-size'),
+    order: flags.order as ShapeOptions['order'],
+  })
   return 0
 }
 
