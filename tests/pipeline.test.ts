@@ -120,6 +120,71 @@ describe('pipeline with a recording fake docker', () => {
     fake.cleanup()
   })
 
+  test('an upstream image the registry does not have fails in the plan: named before building, nothing built or cleaned for it', async () => {
+    const fake = fakeDocker()
+    const file = await instancesFile([
+      'a__b-20',
+      `{"id": "gone__x-1", "upstream": "${fx.registry.address}/nowhere/gone:latest"}`,
+      'a__b-21',
+    ])
+    for (const dry of [true, false]) {
+      fake.reset()
+      const r = await pipeline(fake, ['--instances', file, '--key', `miss${dry}`, ...(dry ? ['--dry-run'] : [])])
+      const lines = r.stdout.split('\n')
+      const named = lines.findIndex((l) => l.includes('gone__x-1') && l.includes('does not exist'))
+      const firstBuild = lines.findIndex((l) => /^docker build|^✓ base /.test(l))
+      expect(named).toBeGreaterThanOrEqual(0)
+      expect(named).toBeLessThan(firstBuild) // in the plan, before anything is built
+      const calls = mutatingCalls(r.calls).map((c) => c.join(' '))
+      expect(calls.some((c) => c.includes('gone'))).toBe(false)
+      expect(calls.filter((c) => c.includes('prune'))).toEqual([])
+      if (dry) continue
+      expect(r.code).toBe(1)
+      const records = fs.readFileSync(path.join(r.out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) =>
+        JSON.parse(l)
+      )
+      expect(records.filter((m) => m.id === 'gone__x-1').map((m) => [m.phase, m.status, m.error_class, m.attempts]))
+        .toEqual([
+          ['base', 'failed', 'upstream_missing', 0],
+          ['assemble', 'failed', 'upstream_missing', 0],
+        ])
+      expect(records.filter((m) => m.phase === 'assemble' && m.status === 'built').map((m) => m.id)).toEqual([
+        'a__b-20',
+        'a__b-21',
+      ])
+    }
+    fake.cleanup()
+  })
+
+  test('the plan prints the schedule: instances that share an environment run together, whatever the list order', async () => {
+    const fake = fakeDocker()
+    const r = await pipeline(fake, [
+      '--instances',
+      await instancesFile(['a__b-30', 'c__d-31', 'a__b-32', 'c__d-33']),
+      '--key',
+      'sch',
+      '--dry-run',
+    ])
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain('# schedule: 2 groups, run a group at a time')
+    const bases = r.stdout.split('\n').filter((l) => l.startsWith('docker build') && l.includes('--target base'))
+      .map((l) => /BASE_IMAGE=\S+\/up\/(\S+):latest/.exec(l)![1])
+    expect(bases).toEqual(['a_1776_b-30', 'a_1776_b-32', 'c_1776_d-31', 'c_1776_d-33'])
+    const input = await pipeline(fake, [
+      '--instances',
+      await instancesFile(['a__b-30', 'c__d-31', 'a__b-32', 'c__d-33']),
+      '--key',
+      'sch2',
+      '--dry-run',
+      '--order',
+      'input',
+    ])
+    const inOrder = input.stdout.split('\n').filter((l) => l.startsWith('docker build') && l.includes('--target base'))
+      .map((l) => /BASE_IMAGE=\S+\/up\/(\S+):latest/.exec(l)![1])
+    expect(inOrder).toEqual(['a_1776_b-30', 'c_1776_d-31', 'a_1776_b-32', 'c_1776_d-33'])
+    fake.cleanup()
+  })
+
   test('--dry-run prints every command and runs none that changes state', async () => {
     const fake = fakeDocker()
     const r = await pipeline(fake, [
