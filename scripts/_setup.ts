@@ -22,7 +22,7 @@ import { Mutex } from '../lib/disk/prune-lock.ts'
 import { sampleDisk } from '../lib/disk/statfs.ts'
 import type { BuildOptions, CleanupOptions } from '../lib/engine/options.ts'
 import type { Fleet } from '../lib/fleet/fleet.ts'
-import type { Layer } from '../lib/fleet/groups.ts'
+import type { Group, Layer } from '../lib/fleet/groups.ts'
 import type { Instance } from '../lib/fleet/instances.ts'
 import { RegistryClient, RegistryError } from '../lib/registry/client.ts'
 import { imageLayers } from '../lib/registry/image.ts'
@@ -229,12 +229,15 @@ export async function admitEach(
   work: (inst: Instance, build: BuildOptions, ticket: Ticket) => Promise<string[]>,
   stop: GracefulStop | undefined,
   notStarted: (inst: Instance) => void,
+  groups?: Group[],
 ): Promise<void> {
   let skipped = 0
+  const groupLog = groups && new GroupLog(groups, disk, s.run)
   await pMap(order, async (inst) => {
     if (stop?.stopping) return void (skipped++, notStarted(inst))
     const layers = layersOf(inst)
     const ticket = await disk.admit(inst.id, layers)
+    groupLog?.admitted(inst)
     if (stop?.stopping) return void (skipped++, await ticket.done([]), notStarted(inst))
     let local: string[] = []
     try {
@@ -244,10 +247,48 @@ export async function admitEach(
       }, ticket)
     } finally {
       await ticket.done(local)
+      groupLog?.done(inst, ticket.cost)
     }
   }, { concurrency: s.run.dry ? 1 : s.concurrency })
   if (skipped) {
     report.warn(`${skipped} instances not started (recorded as interrupted): rerun with the same --out to finish them`)
+  }
+}
+
+/**
+ * Per group, once its last image is done: what the budget predicted for it against what the disk lost meanwhile
+ * (groups next to each other overlap at their edges, so this is the group's share plus its neighbours' edges).
+ */
+class GroupLog {
+  private readonly of = new Map<Instance, Group>()
+  private readonly state = new Map<Group, { left: number; predicted: number; consumedAtStart?: number }>()
+
+  constructor(groups: Group[], private readonly disk: DiskBudget, private readonly run: Run) {
+    for (const g of groups) {
+      for (const m of g.members) this.of.set(m, g)
+      this.state.set(g, { left: g.members.length, predicted: 0 })
+    }
+  }
+
+  admitted(inst: Instance): void {
+    const st = this.state.get(this.of.get(inst)!)
+    if (st && st.consumedAtStart === undefined) st.consumedAtStart = this.disk.consumed()
+  }
+
+  done(inst: Instance, cost: number): void {
+    const g = this.of.get(inst)
+    const st = g && this.state.get(g)
+    if (!g || !st) return
+    st.predicted += cost
+    if (--st.left > 0) return
+    const measured = this.disk.consumed() - (st.consumedAtStart ?? 0)
+    const ratio = st.predicted > 0 ? (measured / st.predicted).toFixed(2) : 'n/a'
+    const line = `group ${g.key}: ${g.members.length} images, predicted ${formatBytes(st.predicted)}, the disk took ` +
+      `${formatBytes(measured)} meanwhile (real/predicted ${ratio}); learned r=${this.disk.model.r.toFixed(2)} k=${
+        formatBytes(this.disk.model.k)
+      }`
+    this.run.sample(`budget ${line}`)
+    report.dim(line)
   }
 }
 

@@ -130,6 +130,7 @@ export async function pipeline(s: Setup, o: PipelineOptions): Promise<number> {
     (inst, build, ticket) => buildInstance(inst, build, ticket, s, o),
     o.stop,
     (inst) => recordNotStarted(inst, s, ['base', 'assemble']),
+    schedule.groups,
   )
   await disk.settle()
   return finish(s, o, disk)

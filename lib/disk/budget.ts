@@ -85,6 +85,8 @@ export type DiskSummary = {
 
 /** For one image: `based()` once its base is built, `done(local)` when finished (its local tags go to cleanup). */
 export type Ticket = {
+  /** the disk growth the budget predicted for this image when it admitted it */
+  readonly cost: number
   based(): void
   done(localImages: string[]): Promise<void>
   /** after a full disk: step out of flight and wait to be admitted again */
@@ -158,6 +160,9 @@ export class DiskBudget {
     const flight: Flight = { label, layers, coldBytes: 0, cost: 0, based: false, at: 0 }
     await this.waitForRoom(flight)
     return {
+      get cost() {
+        return flight.cost
+      },
       based: () => {
         flight.based = true
         this.ledger.pulled(layers, this.now())
@@ -375,6 +380,12 @@ export class DiskBudget {
   }
 
   /** Teaches the growth model: cold bytes and images so far against the disk they consumed, net of cleanups. */
+  /** Disk the run has consumed so far, net of what cleanups and a background free-disk gave back. */
+  consumed(): number {
+    const givenBack = (this.o.givenBack?.() ?? 0) - this.startGivenBack
+    return this.startFree - this.o.free() + this.reclaimed + givenBack
+  }
+
   private observe(): void {
     let layerBytes = this.doneLayerBytes
     let images = this.doneImages
@@ -382,9 +393,7 @@ export class DiskBudget {
       layerBytes += f.based ? f.coldBytes : f.coldBytes / 2 // half-way through its pull, on average
       images += f.based ? 1 : 0.5
     }
-    const givenBack = (this.o.givenBack?.() ?? 0) - this.startGivenBack
-    const consumed = this.startFree - this.o.free() + this.reclaimed + givenBack
-    this.model.observe({ layerBytes, images, consumed })
+    this.model.observe({ layerBytes, images, consumed: this.consumed() })
   }
 
   private wake(): void {
