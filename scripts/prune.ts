@@ -105,6 +105,8 @@ export async function pruneStaleCache(seconds: number, o: CleanupOptions): Promi
 export async function pruneCacheCapped(keep: number, o: CleanupOptions): Promise<CleanupRecord[]> {
   const flag = o.pruneFlags.keep
   if (!flag) return []
+  // flag: --reserved-space (buildx ≥ 0.18) or --keep-storage (older clients), whichever this client's --help lists
+  // (preflight); never --max-storage, which no release ever had
   const records = [await measure(o, 'cache-cap', () => $`docker builder prune -af ${flag} ${dockerSize(keep)}`)]
   const builder = o.containerBuilder
   if (builder) {
