@@ -347,7 +347,7 @@ async function main(argv: string[]) {
     cacheCap: flags.cacheCap,
     freeDiskStatus: flags.freeDiskStatus,
     stop,
-    assembly: prepareAssembly(flags.mode as AssembleMode, s.build, s.registry),
+    assembly: prepareAssembly(flags.mode as AssembleMode, s.build, s.registry, s.pre),
   })
 }
 
