@@ -1,24 +1,18 @@
 #!/usr/bin/env bun
 // assemble: per instance, the thin agent layer on top of its base image. Two ways, one result:
-//   registry — inside the registry: mount the base's layers into the final repository, add the agent layer
-//              (made once from the builder image, uploaded once), write a new config and manifest.
-//              No pull, no build, no local disk.
+//   registry — inside the registry: read the base's layers where the steps write (streamed, never stored), mount
+//              them into the final repository, add the layer the steps make (as BuildKit makes it; built once
+//              per distinct content, uploaded once), write a new config and manifest. No pull, no build, no disk.
 //   docker   — `docker build` of the assemble Dockerfile, `docker push`, then `docker rmi` of what it pushed.
-//   auto     — registry when the assemble Dockerfile only adds files from the builder stage and metadata, else docker.
+//   auto     — registry when the assemble Dockerfile only copies from images and sets metadata, else docker; it
+//              prints which, and for docker the line that forced it.
 // Skips what the registry has.
 //   bun run scripts/assemble.ts --instances ids.txt --registry ghcr.io/me --context docker/ [--mode auto]
 import fs from 'node:fs'
 import { $ } from 'zx'
 import { type FlagTable, parseFlags, renderHelp, UsageError } from '../lib/cli/flags.ts'
-import {
-  type AgentLayer,
-  assembleInRegistry,
-  type AssemblePlan,
-  formatPlatform,
-  makeAgentLayer,
-  parseAssembleDockerfile,
-  type Platform,
-} from '../lib/image/assemble-registry.ts'
+import { type AssemblePlan, Assembler, parseAssembleDockerfile } from '../lib/image/assemble-registry.ts'
+import { buildkitVersion } from '../lib/image/buildkit-rules.ts'
 import { runMain } from '../lib/cli/main.ts'
 import { type Fleet, FLEET_FLAGS, loadFleet } from '../lib/fleet/fleet.ts'
 import type { Instance } from '../lib/fleet/instances.ts'
@@ -39,7 +33,7 @@ export const ASSEMBLE_FLAGS = {
     default: 'auto',
     choices: ['auto', 'registry', 'docker'],
     help:
-      'registry: append the agent layer to each base inside the registry (no pull, no build, no local disk); docker: docker build + push; auto: registry when the assemble Dockerfile only adds files from the builder stage and metadata, else docker',
+      'registry: append the agent layer to each base inside the registry (no pull, no build, no local disk); docker: docker build + push; auto: registry when the assemble Dockerfile only copies from images and sets metadata, else docker (it says which, and the line that forced docker)',
   },
 } as const satisfies FlagTable
 
@@ -53,32 +47,54 @@ export type Assembly = {
   /** `build`: this instance's build options (its full-disk recovery bound to the disk budget); default: the run's */
   assemble: (inst: Instance, build?: BuildOptions) => Promise<StepResult | 'skipped'>
 }
+/** What preflight found about the engine that decides how `docker build` copies (see lib/image/buildkit-rules.ts). */
+export type EngineFacts = { server?: string; buildx?: { buildkit?: string } }
 
-/** Picks the way once: `auto` parses the assemble Dockerfile and says why when it cannot use the registry. */
-export function prepareAssembly(mode: AssembleMode, o: BuildOptions, client: RegistryClient): Assembly {
-  const text = fs.readFileSync(o.fleet.assembleDockerfile, 'utf8')
+/**
+ * Picks the way once. `auto` parses the assemble Dockerfile and prints which way it took and, for docker, the line
+ * that forced it. `engine` (preflight) tells the BuildKit version whose COPY rules registry mode follows.
+ */
+export function prepareAssembly(
+  mode: AssembleMode,
+  o: BuildOptions,
+  client: RegistryClient,
+  engine: EngineFacts = {},
+): Assembly {
+  const file = o.fleet.assembleDockerfile
+  const text = fs.readFileSync(file, 'utf8')
   const probe = o.fleet.instances[0] && planFor(text, o.fleet, o.fleet.instances[0])
-  if (mode === 'registry' && probe && !probe.ok) {
-    throw new UsageError(`--mode registry: ${o.fleet.assembleDockerfile} ${probe.why}`)
-  }
+  if (mode === 'registry' && probe && !probe.ok) throw new UsageError(`--mode registry: ${file} ${probe.why}`)
   if (mode === 'docker' || (probe && !probe.ok)) {
-    if (mode === 'auto' && probe && !probe.ok) report.info(`assemble: docker build, not the registry: ${probe.why}`)
+    if (mode === 'auto' && probe && !probe.ok) {
+      report.info(`assemble: ${file}: docker build, forced by ${forcedBy(text, probe)}`)
+    }
     return { mode: 'docker', local: true, assemble: (inst, build) => assembleInstance(inst, build ?? o) }
   }
-  report.info('assemble: in the registry (the assemble Dockerfile only adds files from the builder stage and metadata)')
+  const buildkit = buildkitVersion({ server: engine.server, buildkit: engine.buildx?.buildkit })
+  report.info(
+    `assemble: ${file}: in the registry (it only copies from images and sets metadata; COPY rules of BuildKit ${
+      buildkit ?? 'unknown: a COPY whose result depends on the version fails with the reason'
+    })`,
+  )
   if (o.run.dry && probe?.ok) {
     report.info(
-      `registry (once): agent layer from ${probe.builderImage}: ${
-        probe.copies.map((c) => `${c.sources.join(' ')} → ${c.dest}`).join(', ')
-      } (made once, uploaded once, mounted into every final repository)`,
+      `registry (per instance): read the base's layers where the steps write, add one layer from ${
+        probe.sources.join(', ') || '(no COPY)'
+      } (built once per distinct content, uploaded once, mounted into every final repository)`,
     )
   }
-  const layers = agentLayers(client, o.fleet.platform)
+  const assembler = new Assembler({ client, buildkit, platform: o.fleet.platform })
   return {
     mode: 'registry',
     local: false,
-    assemble: (inst, build) => assembleInstanceInRegistry(inst, build ?? o, { client, text, layers }),
+    assemble: (inst, build) => assembleInstanceInRegistry(inst, build ?? o, { text, assembler }),
   }
+}
+
+/** The line that makes a Dockerfile need `docker build`, as written, and why. */
+function forcedBy(text: string, probe: { why: string; line?: number }): string {
+  const line = probe.line && text.replace(/\r\n?/g, '\n').split('\n')[probe.line - 1]?.trim()
+  return line ? `line ${probe.line}: ${line} — ${probe.why.replace(/^line \d+: /, '')}` : probe.why
 }
 
 /** Builds and pushes one final image FROM the instance's base, with the builder image (docker mode). */
@@ -98,13 +114,9 @@ export async function assembleInstance(inst: Instance, o: BuildOptions): Promise
   })
 }
 
-type RegistryContext = {
-  client: RegistryClient
-  text: string
-  layers: (plan: AssemblePlan, p: Platform) => Promise<AgentLayer>
-}
+type RegistryContext = { text: string; assembler: Assembler }
 
-/** One final image written inside the registry: base layers mounted, agent layer added, new config + manifest. */
+/** One final image written inside the registry: base layers mounted, the steps' layer added, new config + manifest. */
 export async function assembleInstanceInRegistry(
   inst: Instance,
   o: BuildOptions,
@@ -119,40 +131,47 @@ export async function assembleInstanceInRegistry(
     if (!plan.ok) throw new Error(`the assemble Dockerfile cannot be done in the registry for ${inst.id}: ${plan.why}`)
     if (o.run.dry) {
       return void report.info(
-        `registry: ${tag} ← ${plan.baseImage}: mount its layers, add the agent layer, put a new config and manifest`,
+        `registry: ${tag} ← ${plan.baseImage}: read its layers where the steps write, mount them, add the layer, put a new config and manifest`,
       )
     }
-    const result = await assembleInRegistry({
-      client: r.client,
-      baseRef: plan.baseImage,
-      finalRef: tag,
-      steps: plan.steps,
-      platform: o.fleet.platform,
-      layer: plan.copies.length ? (p) => r.layers(plan, p) : undefined,
-    })
-    o.run.attach('assemble', inst.id, {
-      registry: {
-        bytes_uploaded: result.bytesUploaded,
-        mounted: result.mounted,
-        copied: result.copied,
-        present: result.present,
-        ...(result.notes.length ? { notes: result.notes } : {}),
-      },
-    })
-    fs.appendFileSync(
-      o.run.logFile('assemble', inst.dockerId),
-      [
-        `registry: ${tag}@${result.digest} (${result.platforms.join(', ')}) from ${plan.baseImage} in ${
-          result.seconds.toFixed(2)
-        }s`,
-        `registry: ${
-          formatBytes(result.bytesUploaded)
-        } uploaded; blobs ${result.mounted} mounted, ${result.copied} copied, ${result.present} already there`,
-        ...result.notes.map((n) => `registry: ${n}`),
-        '',
-      ].join('\n'),
-    )
+    const result = await r.assembler.assemble(plan, tag)
+    // the record's registry tally (lib/run/records.ts RegistryTally), plus what reading the base cost
+    const tally = {
+      bytes_uploaded: result.bytesUploaded,
+      mounted: result.mounted,
+      copied: result.copied,
+      present: result.present,
+      base_bytes_read: result.base.bytesRead,
+      base_read_seconds: Number(result.base.seconds.toFixed(3)),
+      ...(result.notes.length ? { notes: result.notes } : {}),
+    }
+    o.run.attach('assemble', inst.id, { registry: tally })
+    fs.appendFileSync(o.run.logFile('assemble', inst.dockerId), logLines(tag, plan, result).join('\n') + '\n')
   })
+}
+
+function logLines(tag: string, plan: AssemblePlan, result: Awaited<ReturnType<Assembler['assemble']>>): string[] {
+  const b = result.base
+  const layer = result.layer
+  return [
+    `registry: ${tag}@${result.digest} (${result.platforms.join(', ')}) from ${plan.baseImage} in ${
+      result.seconds.toFixed(2)
+    }s`,
+    `registry: base read ${formatBytes(b.bytesRead)} in ${
+      b.seconds.toFixed(2)
+    }s (${b.layersRead} layers streamed, ${b.layersCached} answered from earlier instances, ${b.rounds} round${
+      b.rounds === 1 ? '' : 's'
+    })`,
+    layer
+      ? `registry: added layer ${layer.digest} (${layer.files} members, ${formatBytes(layer.size)}${
+        layer.reused ? ', the same as an earlier instance' : ''
+      })`
+      : 'registry: no layer added (the steps change no file of this base)',
+    `registry: ${
+      formatBytes(result.bytesUploaded)
+    } uploaded; blobs ${result.mounted} mounted, ${result.copied} copied, ${result.present} already there`,
+    ...result.notes.map((n) => `registry: ${n}`),
+  ]
 }
 
 /** The assemble Dockerfile for one instance, with the build args `docker build` would get. */
@@ -163,23 +182,6 @@ function planFor(text: string, fleet: Fleet, inst: Instance) {
   return parseAssembleDockerfile(text, {
     buildArgs: { ...buildArgs, BASE_IMAGE: fleet.baseImage(inst), BUILDER_IMAGE: fleet.builderImage },
   })
-}
-
-/** The agent layer per builder, copies and platform: made once for the run (one download of the builder), shared by every instance. */
-function agentLayers(client: RegistryClient, platform?: string) {
-  const made = new Map<string, Promise<AgentLayer>>()
-  const cache = new Map<string, AgentLayer>()
-  return (plan: AssemblePlan, p: Platform): Promise<AgentLayer> => {
-    const want = platform ?? formatPlatform(p)
-    const key = JSON.stringify([plan.builderImage, plan.copies, want])
-    let layer = made.get(key)
-    if (!layer) {
-      layer = makeAgentLayer({ client, builderRef: plan.builderImage, copies: plan.copies, platform: want, cache })
-      layer.catch(() => made.delete(key)) // a failed download lets the next instance try again
-      made.set(key, layer)
-    }
-    return layer
-  }
 }
 
 async function main(argv: string[]) {
@@ -195,7 +197,7 @@ async function main(argv: string[]) {
   }
   const fleet = loadFleet(flags, runFlagProblems(flags, process.env))
   const s = await startScript(flags, fleet)
-  const assembly = prepareAssembly(flags.mode as AssembleMode, s.build, s.registry)
+  const assembly = prepareAssembly(flags.mode as AssembleMode, s.build, s.registry, s.pre)
   report.phase('plan')
   await prefetchTags(s, fleet.instances.map((i) => fleet.finalImage(i)))
   // docker mode pulls each base: its layers are what the disk budget counts; registry mode writes nothing local

@@ -337,7 +337,7 @@ async function main(argv: string[]) {
     disk: flags,
     order: flags.order as Order,
     stop,
-    assembly: prepareAssembly(flags.mode as AssembleMode, s.build, s.registry),
+    assembly: prepareAssembly(flags.mode as AssembleMode, s.build, s.registry, s.pre),
   })
 }
 

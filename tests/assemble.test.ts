@@ -30,17 +30,27 @@ const write = (name: string, text: string) => {
 }
 const instances = (key: string, ids: string[]) => write(`instances-${key}.txt`, ids.join('\n') + '\n')
 
-/** A builder and one base per instance in the registry, as build-bases would have left them. */
+/** A builder and one base per instance in the registry, as build-bases would have left them (the base's top layer adds a user). */
 async function pushFleet(key: string, dockerIds: string[]) {
   await pushTestImage(client, `${fx.registry.address}/fleet/eval-builder:${key}`, {
-    layers: [[file('opt/agent/VERSION', 'agent 1.0\n'), file('opt/agent/bin/run', '#!/bin/sh\nexec "$@"\n', 0o755)]],
+    layers: [[
+      file('opt/agent/VERSION', 'agent 1.0\n'),
+      file('opt/agent/bin/run', '#!/bin/sh\nexec "$@"\n', 0o755),
+      file('agent-server/bin/run', '#!/bin/sh\n', 0o755),
+    ]],
   })
   for (const d of dockerIds) {
     await pushTestImage(client, `${fx.registry.address}/fleet/eval-base:${key}-${d}`, {
-      layers: [[file('bin/sh', 'shell', 0o755)], [file('etc/imagefleet-base', d)]],
+      layers: [[file('bin/sh', 'shell', 0o755)], [
+        file('etc/imagefleet-base', d),
+        file('etc/passwd', PASSWD),
+        file('etc/group', GROUP),
+      ]],
     })
   }
 }
+const PASSWD = 'root:x:0:0::/root:/bin/sh\nagent:x:1000:1000::/home/agent:/bin/sh\n'
+const GROUP = 'root:x:0:\nagent:x:1000:\n'
 
 async function run(script: 'assemble' | 'pipeline', args: string[], fake = fakeDocker()) {
   const out = path.join(fx.work, `out-${Math.random().toString(36).slice(2)}`)
@@ -60,6 +70,7 @@ async function run(script: 'assemble' | 'pipeline', args: string[], fake = fakeD
     ? JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'))
     : undefined
   return {
+    out,
     code: r.exitCode,
     stdout: r.stdout,
     stderr: r.stderr,
@@ -76,7 +87,7 @@ describe('assemble --mode', () => {
     const r = await run('assemble', ['--instances', instances('r1', ['a__b-1', 'a__b-2']), '--key', 'r1'])
     expect(r.code).toBe(0)
     expect(r.mutating).toEqual([])
-    expect(r.stdout).toContain('assemble: in the registry')
+    expect(r.stdout).toContain(': in the registry (it only copies from images and sets metadata')
     const records = r.manifest.filter((m) => m.phase === 'assemble')
     expect(records.map((m) => m.status)).toEqual(['built', 'built'])
     for (const m of records) expect(m.registry).toMatchObject({ copied: 0 })
@@ -101,6 +112,28 @@ describe('assemble --mode', () => {
     expect(await client.manifestExists(`${fx.registry.address}/fleet/eval-agent:r2-c_1776_d-1`)).toBe(true)
   })
 
+  test("auto takes the registry for the field's Dockerfile (named --chown, # syntax=): says so, runs no docker command", async () => {
+    await pushFleet('r7', ['m_1776_n-1', 'm_1776_n-2'])
+    const field = path.join(ROOT, 'tests/fixtures/assemble/01-field-shape.Dockerfile')
+    const r = await run('assemble', [
+      '--instances',
+      instances('r7', ['m__n-1', 'm__n-2']),
+      '--key',
+      'r7',
+      '--assemble-dockerfile',
+      field,
+    ])
+    if (r.code !== 0) console.log(r.stdout, r.stderr)
+    expect(r.code).toBe(0)
+    expect(r.mutating).toEqual([])
+    expect(r.stdout).toContain(`assemble: ${field}: in the registry`)
+    const records = r.manifest.filter((m) => m.phase === 'assemble')
+    expect(records.map((m) => m.status)).toEqual(['built', 'built'])
+    for (const m of records) expect(m.registry.base_bytes_read).toBeGreaterThan(0)
+    const log = fs.readFileSync(path.join(r.out, 'logs/assemble/m_1776_n-1.log'), 'utf8')
+    expect(log).toMatch(/registry: base read [\d.]+ \w?B in [\d.]+s/)
+  })
+
   test('auto falls back to docker build when the Dockerfile needs a build, and says why once', async () => {
     const dockerfile = write(
       'Dockerfile.run',
@@ -116,8 +149,8 @@ describe('assemble --mode', () => {
       dockerfile,
     ])
     expect(r.code).toBe(0)
-    expect(r.stdout.split('\n').filter((l) => l.includes('docker build, not the registry'))).toEqual([
-      'assemble: docker build, not the registry: line 5: RUN needs a docker build',
+    expect(r.stdout.split('\n').filter((l) => l.includes('docker build, forced by'))).toEqual([
+      `assemble: ${dockerfile}: docker build, forced by line 5: RUN echo hi — RUN needs a docker build`,
     ])
     expect(r.mutating.filter((c) => c[0] === 'build').length).toBe(2)
     expect(r.summary.registry).toBeUndefined()
@@ -161,7 +194,7 @@ describe('assemble --mode', () => {
     expect(lines[0]).toContain(
       `${fx.registry.address}/fleet/eval-agent:r5-i_1776_j-1 ← ${fx.registry.address}/fleet/eval-base:r5-i_1776_j-1`,
     )
-    expect(r.stdout.split('\n').filter((l) => l.startsWith('# registry (once): agent layer from'))).toHaveLength(1)
+    expect(r.stdout.split('\n').filter((l) => l.startsWith('# registry (per instance): read the base'))).toHaveLength(1)
     expect(r.stdout.split('\n').every((l) => !l.trim() || l.startsWith('#') || l.startsWith('docker '))).toBe(true)
     expect(await client.manifestExists(`${fx.registry.address}/fleet/eval-agent:r5-i_1776_j-1`)).toBe(false)
   })

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { assembleInRegistry } from '../lib/image/assemble-registry.ts'
+import { Assembler } from '../lib/image/assemble-registry.ts'
 import { sha256, uploadBlob } from '../lib/registry/blobs.ts'
 import { MEDIA, RegistryClient } from '../lib/registry/client.ts'
 import { toCommandError } from '../lib/run/errors.ts'
@@ -203,8 +203,8 @@ describe('not an image: a clear error with class and words, never a TypeError', 
     const client = new RegistryClient()
     const error = await client.getManifest(`${ref}:v1`).catch((e) => e)
     expect([error.errorClass, /Docker schema 1 manifest/.test(error.message)]).toEqual(['unsupported', true])
-    const assembling = await assembleInRegistry({ client, baseRef: `${ref}:v1`, finalRef: `${ref}:v2`, steps: [] })
-      .catch((e) => e)
+    const plan = { ok: true as const, steps: [], baseImage: `${ref}:v1`, sources: [] }
+    const assembling = await new Assembler({ client }).assemble(plan, `${ref}:v2`).catch((e: Error) => e)
     const failed = toCommandError('assemble legacy', assembling)
     expect([failed.errorClass, /schema 1/.test(failed.message)]).toEqual(['unsupported_image', true])
   })
@@ -223,12 +223,9 @@ describe('not an image: a clear error with class and words, never a TypeError', 
       layers: [{ mediaType: 'application/vnd.cncf.helm.chart.content.v1.tar+gzip', digest: sha256(chart), size: 20 }],
     }))
     await client.putManifest(`${real.address}/charts/app:1.0.0`, manifest, MEDIA.ociManifest)
-    const assembling = await assembleInRegistry({
-      client,
-      baseRef: `${real.address}/charts/app:1.0.0`,
-      finalRef: `${real.address}/charts/app:agent`,
-      steps: [],
-    }).catch((e) => e)
+    const plan = { ok: true as const, steps: [], baseImage: `${real.address}/charts/app:1.0.0`, sources: [] }
+    const assembling = (await new Assembler({ client }).assemble(plan, `${real.address}/charts/app:agent`)
+      .catch((e: Error) => e)) as Error & { errorClass?: string }
     expect([assembling.errorClass, assembling.message]).toEqual([
       'unsupported',
       `${real.address}/charts/app:1.0.0 is not a container image but an artifact of type ` +

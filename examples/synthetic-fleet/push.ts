@@ -39,7 +39,7 @@ export const textFile = (path: string, text: string): LayerFile => ({
 
 /** The named files of a layer as tar members (parents added, as writeLayer does), without the tar's end. */
 function headOf(spec: LayerSpec): Uint8Array {
-  const head = writeLayer(spec.payload ? [...spec.files, dir(spec.payload.dir)] : spec.files, { level: 0 }).tar
+  const head = writeLayer(spec.payload ? [...spec.files, dir(spec.payload.dir)] : spec.files).tar
   return head.subarray(0, head.length - END.length)
 }
 

@@ -1,7 +1,7 @@
-// Decides whether an assemble Dockerfile can be done inside the registry (it only adds files from the
-// builder stage and metadata), and applies its metadata to an image config the way `docker build` does.
-import path from 'node:path'
-import type { CopySpec } from './copy.ts'
+// Decides whether an assemble Dockerfile can be done inside the registry, and reads it into steps. Registry-safe:
+// stages that only name an image (the builder), and a final stage that copies from those stages or from image
+// references and sets metadata. Words stay unexpanded here: they are expanded per image, with the base image's
+// config (image-config.ts), as `docker build` does.
 import {
   expandWord,
   type Instruction,
@@ -12,97 +12,139 @@ import {
   varsFrom,
 } from './dockerfile-words.ts'
 
-/** The instructions the registry path supports, each with why it is safe without a build. */
+/** The instructions the registry path supports in the final stage, each with why it needs no build. */
 export const SUPPORTED = {
   ARG: 'build-time variable; only affects expansion and history',
-  FROM: 'the builder stage alias and the final base image',
-  COPY: '--from=<builder stage> only: files come from the builder image layers',
+  FROM: 'an image alias (a source stage) or the final base image',
+  COPY: "--from=<stage or image>: files read from that image's layers, placed as BuildKit places them",
   ENV: 'config Env',
   LABEL: 'config Labels',
-  WORKDIR: 'config WorkingDir',
+  WORKDIR: 'config WorkingDir; the directory is made (owned by USER) when the base lacks it',
   ENTRYPOINT: 'config Entrypoint (resets Cmd unless CMD came first)',
   CMD: 'config Cmd',
   USER: 'config User',
+  EXPOSE: 'config ExposedPorts',
+} as const
+
+/** COPY flags: the ones the registry path follows, and why the others need `docker build`. */
+const COPY_FLAGS = {
+  from: 'supported',
+  chown: 'supported',
+  chmod: 'supported',
+  // dockerd 20.10's built-in frontend (BuildKit v0.8) answers "Unknown flag: link" (checked on the sandbox); later
+  // frontends put the files on an empty layer merged over the base, which this path does not reproduce
+  link:
+    'the sandbox engine\'s built-in frontend rejects it ("Unknown flag: link") and later ones build it on an empty layer',
+  exclude: 'needs Dockerfile frontend 1.7 labs',
+  parents: 'needs Dockerfile frontend 1.7 labs',
 } as const
 
 /** One metadata or copy step of the final stage, in Dockerfile order. Words stay unexpanded until applied. */
 export type AssembleStep =
   | { kind: 'arg'; name: string; value?: string }
-  | { kind: 'copy'; copy: CopySpec; createdBy: string }
+  | { kind: 'copy'; image: string; words: string[]; chown?: string; chmod?: number; flags: string[]; line: number }
   | { kind: 'env' | 'label'; pairs: [string, string][] }
-  | { kind: 'workdir' | 'user'; word: string }
+  | { kind: 'workdir' | 'user'; word: string; line: number }
   | { kind: 'entrypoint' | 'cmd'; args: string[]; shellForm: boolean }
+  | { kind: 'expose'; words: string[] }
 
 export type AssemblePlan = {
   ok: true
   steps: AssembleStep[]
-  /** The builder stage's image and alias, the final stage's base image (ARGs expanded). */
-  builderImage: string
-  builderStage: string
+  /** The final stage's base image (ARGs expanded). */
   baseImage: string
-  /** The COPY instructions, resolved to absolute destinations: the agent layer's recipe. */
-  copies: CopySpec[]
+  /** Every image COPY reads from (source stages and --from references), expanded. */
+  sources: string[]
+  /** The `# syntax=` directive, if any: a frontend request, ignored here (the steps are the same). */
+  syntax?: string
 }
-export type ParseResult = AssemblePlan | { ok: false; why: string }
+export type ParseResult = AssemblePlan | { ok: false; why: string; line?: number }
 export type ParseOptions = { buildArgs?: Record<string, string> }
 
-class NotRegistrySafe extends Error {}
+class NotRegistrySafe extends Error {
+  constructor(message: string, readonly line?: number) {
+    super(message)
+  }
+}
 
 /**
- * Parses an assemble Dockerfile. `ok: true` only when every instruction is in SUPPORTED, there is exactly one
- * builder stage with no instructions of its own, and COPY destinations do not depend on the base image.
- * Otherwise `why` says what needs a real `docker build`.
+ * Parses an assemble Dockerfile. `ok: true` only when every instruction is in SUPPORTED and every stage but the last
+ * only names an image. Otherwise `why` says which line needs a real `docker build`.
  */
 export function parseAssembleDockerfile(text: string, options: ParseOptions = {}): ParseResult {
   try {
     return parse(text, options.buildArgs ?? {})
   } catch (e) {
-    return { ok: false, why: (e as Error).message }
+    if (!(e instanceof NotRegistrySafe)) return { ok: false, why: (e as Error).message }
+    return { ok: false, why: e.message, ...(e.line ? { line: e.line } : {}) }
   }
 }
+
+type Stage = { image: string; name?: string; body: Instruction[]; line: number }
 
 function parse(text: string, buildArgs: Record<string, string>): AssemblePlan {
   const { instructions, directives } = logicalLines(text)
-  if (directives.escape && directives.escape !== '\\') throw new NotRegistrySafe('# escape= directive is not supported')
+  if (directives.escape && directives.escape !== '\\') {
+    throw new NotRegistrySafe('the # escape= directive is not read here', 1)
+  }
   const globals = new Map<string, string>()
-  const stages: { image: string; name?: string; body: Instruction[]; line: number }[] = []
+  const stages: Stage[] = []
   for (const ins of instructions) {
-    if (!(ins.keyword in SUPPORTED)) throw new NotRegistrySafe(`line ${ins.line}: ${ins.keyword} needs a docker build`)
-    if (ins.keyword === 'FROM') stages.push({ ...fromLine(ins, globals), body: [], line: ins.line })
+    const at = `line ${ins.line}: ${ins.keyword}`
+    if (!(ins.keyword in SUPPORTED)) throw new NotRegistrySafe(`${at} needs a docker build`, ins.line)
+    if (ins.keyword === 'FROM') stages.push({ ...fromLine(ins, globals, stages), body: [], line: ins.line })
     else if (!stages.length && ins.keyword === 'ARG') defineArgs(ins.rest, globals, globals, buildArgs)
-    else if (!stages.length) throw new NotRegistrySafe(`line ${ins.line}: ${ins.keyword} before the first FROM`)
+    else if (!stages.length) throw new NotRegistrySafe(`${at} before the first FROM`, ins.line)
     else stages[stages.length - 1].body.push(ins)
   }
-  if (stages.length !== 2) {
-    throw new NotRegistrySafe(`expected a builder stage and a final stage, found ${stages.length} FROM lines`)
+  const final = stages.pop()
+  if (!final) throw new NotRegistrySafe('no FROM line')
+  for (const s of stages) {
+    const stray = s.body.find((i) => i.keyword !== 'ARG')
+    if (stray) {
+      throw new NotRegistrySafe(
+        `line ${stray.line}: ${stray.keyword} in stage ${s.name ?? s.line} needs a build`,
+        stray.line,
+      )
+    }
   }
-  const [builder, final] = stages
-  if (!builder.name) {
-    throw new NotRegistrySafe(`line ${builder.line}: the builder stage needs an alias (FROM … AS builder)`)
+  if (final.image === 'scratch') {
+    throw new NotRegistrySafe('FROM scratch has no registry image to assemble on', final.line)
   }
-  const stray = builder.body.find((i) => i.keyword !== 'ARG')
-  if (stray) throw new NotRegistrySafe(`line ${stray.line}: ${stray.keyword} in the builder stage needs a docker build`)
-  if (final.image.toLowerCase() === builder.name.toLowerCase()) {
-    throw new NotRegistrySafe('the final stage builds FROM the builder stage')
+  const steps = finalSteps(final.body, stages, globals, buildArgs)
+  const sources = [...new Set(steps.flatMap((s) => (s.kind === 'copy' ? [s.image] : [])))]
+  return {
+    ok: true,
+    steps,
+    baseImage: final.image,
+    sources,
+    ...(directives.syntax ? { syntax: directives.syntax } : {}),
   }
-  if (final.image === 'scratch') throw new NotRegistrySafe('FROM scratch has no registry image to assemble on')
-  const steps = finalSteps(final.body, builder.name, globals, buildArgs)
-  const copies = steps.flatMap((s) => (s.kind === 'copy' ? [s.copy] : []))
-  return { ok: true, steps, builderImage: builder.image, builderStage: builder.name, baseImage: final.image, copies }
 }
 
-function fromLine(ins: Instruction, globals: Map<string, string>): { image: string; name?: string } {
-  const words = splitWords(ins.rest).filter((w) => !w.startsWith('--platform='))
-  if (words.some((w) => w.startsWith('--'))) {
-    throw new NotRegistrySafe(`line ${ins.line}: FROM flags other than --platform`)
+function fromLine(ins: Instruction, globals: Map<string, string>, stages: Stage[]): { image: string; name?: string } {
+  const words = splitWords(ins.rest)
+  const flag = words.find((w) => w.startsWith('--'))
+  if (flag) {
+    throw new NotRegistrySafe(
+      `line ${ins.line}: FROM ${
+        flag.split('=')[0]
+      } needs a docker build (every image here is read for the one target platform)`,
+      ins.line,
+    )
   }
   const missing = new Set<string>()
   const image = expandWord(words[0] ?? '', varsFrom(globals, missing))
   if (missing.size || !image) {
-    throw new NotRegistrySafe(`line ${ins.line}: FROM needs build arg(s) ${[...missing].join(', ') || '(image)'}`)
+    throw new NotRegistrySafe(
+      `line ${ins.line}: FROM needs build arg(s) ${[...missing].join(', ') || '(image)'}`,
+      ins.line,
+    )
   }
+  const earlier = stages.find((s) => s.name?.toLowerCase() === image.toLowerCase())
+  if (earlier) throw new NotRegistrySafe(`line ${ins.line}: FROM ${image} builds on another stage`, ins.line)
   if (words.length === 3 && words[1].toLowerCase() === 'as') return { image, name: words[2] }
-  if (words.length !== 1) throw new NotRegistrySafe(`line ${ins.line}: cannot read FROM ${ins.rest}`)
+  if (words.length !== 1) throw new NotRegistrySafe(`line ${ins.line}: cannot read FROM ${ins.rest}`, ins.line)
   return { image }
 }
 
@@ -130,233 +172,96 @@ function defineArgs(
 
 function finalSteps(
   body: Instruction[],
-  builderStage: string,
+  stages: Stage[],
   globals: Map<string, string>,
   buildArgs: Record<string, string>,
-): AssembleStep[] {
-  const known = new Map<string, string>() // what this Dockerfile itself defines: enough to place COPYs
-  let workdir: string | undefined
+) {
+  const args = new Map<string, string>()
   const steps: AssembleStep[] = []
   for (const ins of body) {
-    const at = `line ${ins.line}: ${ins.keyword}`
-    const missing = new Set<string>()
-    const expand = (w: string) => expandWord(w, varsFrom(known, missing))
     switch (ins.keyword) {
       case 'ARG':
-        for (const [name, value] of defineArgs(ins.rest, known, globals, buildArgs)) {
+        for (const [name, value] of defineArgs(ins.rest, args, globals, buildArgs)) {
           steps.push({ kind: 'arg', name, value })
         }
         break
       case 'ENV':
-      case 'LABEL': {
-        const pairs = keyValues(ins.rest)
-        if (ins.keyword === 'ENV') {
-          for (const [k, v] of pairs) {
-            const x = expand(v)
-            if (!missing.size) known.set(k, x)
-          }
-        }
-        steps.push({ kind: ins.keyword === 'ENV' ? 'env' : 'label', pairs })
+      case 'LABEL':
+        steps.push({ kind: ins.keyword === 'ENV' ? 'env' : 'label', pairs: keyValues(ins.rest) })
         break
-      }
-      case 'WORKDIR': {
-        const wd = expand(ins.rest)
-        const fromBase = missing.size > 0 || (!wd.startsWith('/') && workdir === undefined)
-        workdir = fromBase ? undefined : path.posix.resolve(workdir ?? '/', wd)
-        steps.push({ kind: 'workdir', word: ins.rest })
-        break
-      }
+      case 'WORKDIR':
       case 'USER':
-        steps.push({ kind: 'user', word: ins.rest })
+        steps.push({ kind: ins.keyword === 'USER' ? 'user' : 'workdir', word: ins.rest, line: ins.line })
         break
       case 'ENTRYPOINT':
       case 'CMD': {
-        const args = jsonArgs(ins.rest)
-        steps.push({ kind: ins.keyword === 'CMD' ? 'cmd' : 'entrypoint', args: args ?? [ins.rest], shellForm: !args })
+        const json = jsonArgs(ins.rest)
+        steps.push({ kind: ins.keyword === 'CMD' ? 'cmd' : 'entrypoint', args: json ?? [ins.rest], shellForm: !json })
         break
       }
+      case 'EXPOSE':
+        steps.push({ kind: 'expose', words: splitWords(ins.rest) })
+        break
       case 'COPY':
-        steps.push(copyStep(ins, at, builderStage, expand, missing, workdir))
+        steps.push(copyStep(ins, stages))
         break
       default:
-        throw new NotRegistrySafe(`${at} needs a docker build`)
+        throw new NotRegistrySafe(`line ${ins.line}: ${ins.keyword} needs a docker build`, ins.line)
     }
   }
   return steps
 }
 
-function copyStep(
-  ins: Instruction,
-  at: string,
-  builderStage: string,
-  expand: (w: string) => string,
-  missing: Set<string>,
-  workdir?: string,
-): AssembleStep {
+function copyStep(ins: Instruction, stages: Stage[]): AssembleStep {
+  const at = `line ${ins.line}: COPY`
   const words = splitWords(ins.rest)
   const flags: Record<string, string> = {}
+  const raw: string[] = []
   while (words[0]?.startsWith('--')) {
-    const [name, ...value] = words.shift()!.slice(2).split('=')
-    flags[name] = value.join('=')
+    const word = words.shift()!
+    const [name, ...value] = word.slice(2).split('=')
+    const why = COPY_FLAGS[name.toLowerCase() as keyof typeof COPY_FLAGS]
+    if (why !== 'supported') {
+      throw new NotRegistrySafe(`${at} --${name}: ${why ?? 'unknown flag'}; needs a docker build`, ins.line)
+    }
+    flags[name.toLowerCase()] = value.join('=')
+    raw.push(word)
   }
-  const unknown = Object.keys(flags).filter((f) => !['from', 'chown', 'chmod', 'link'].includes(f))
-  if (unknown.length) throw new NotRegistrySafe(`${at} --${unknown[0]} needs a docker build`)
-  if (!flags.from || flags.from.toLowerCase() !== builderStage.toLowerCase()) {
-    throw new NotRegistrySafe(
-      `${at} ${
-        flags.from ? `--from=${flags.from} is not the builder stage` : 'from the build context'
-      } needs a docker build`,
-    )
-  }
-  const args = (jsonArgs(ins.rest.replace(/^(\s*--\S+)*\s*/, '')) ?? words).map(expand)
-  if (args.some((a) => a.startsWith('<<'))) throw new NotRegistrySafe(`${at} with a heredoc needs a docker build`)
-  if (args.length < 2) throw new NotRegistrySafe(`${at} needs a source and a destination`)
-  const dest = args[args.length - 1]
-  if (missing.size) throw new NotRegistrySafe(`${at} uses $${[...missing][0]}, which only the base image would define`)
-  if (!dest.startsWith('/') && workdir === undefined) {
-    throw new NotRegistrySafe(`${at} to a relative path depends on the base image's WORKDIR`)
-  }
-  const absolute = path.posix.resolve(workdir ?? '/', dest) + (dest.endsWith('/') || dest === '.' ? '/' : '')
-  const copy: CopySpec = {
-    sources: args.slice(0, -1).map((s) => path.posix.resolve('/', s)),
-    dest: absolute.replace(/\/+$/, '/'),
-  }
-  if (flags.chown) copy.chown = chownIds(expand(flags.chown), at)
+  if (!flags.from) throw new NotRegistrySafe(`${at} from the build context needs a docker build`, ins.line)
+  const image = copySource(flags.from, stages, at, ins.line)
+  const rest = ins.rest.replace(/^(\s*--\S+)*\s*/, '')
+  const args = jsonArgs(rest) ?? words
+  if (ins.heredoc) throw new NotRegistrySafe(`${at} with a heredoc needs a docker build`, ins.line)
+  if (args.length < 2) throw new NotRegistrySafe(`${at} needs a source and a destination`, ins.line)
+  let chmod: number | undefined
   if (flags.chmod) {
-    if (!/^[0-7]{1,4}$/.test(flags.chmod)) throw new NotRegistrySafe(`${at} --chmod=${flags.chmod} is not octal`)
-    copy.chmod = parseInt(flags.chmod, 8)
+    // the v0.8 frontend reads --chmod with strconv.ParseUint(s, 8, 32), unexpanded; symbolic modes came later
+    if (!/^[0-7]{1,4}$/.test(flags.chmod)) {
+      throw new NotRegistrySafe(`${at} --chmod=${flags.chmod} is not octal`, ins.line)
+    }
+    chmod = parseInt(flags.chmod, 8)
   }
-  const createdBy = [
-    'COPY',
-    ...(flags.chown ? [`--chown=${flags.chown}`] : []),
-    ...(flags.chmod ? [`--chmod=${flags.chmod}`] : []),
-    ...args,
-  ].join(' ') + ' # buildkit'
-  return { kind: 'copy', copy, createdBy }
-}
-
-/** `--chown` needs the base image's /etc/passwd for names; numeric ids and root need nothing. */
-function chownIds(spec: string, at: string): { uid: number; gid: number } {
-  const [user, group] = spec.split(':')
-  const id = (v: string) => (v === 'root' ? 0 : /^\d+$/.test(v) ? Number(v) : undefined)
-  const uid = id(user)
-  const gid = group === undefined ? uid : id(group)
-  if (uid === undefined || gid === undefined) {
-    throw new NotRegistrySafe(
-      `${at} --chown=${spec} names a user; only numeric ids work without the base image's /etc/passwd`,
-    )
+  return {
+    kind: 'copy',
+    image,
+    words: args,
+    ...(flags.chown ? { chown: flags.chown } : {}),
+    ...(chmod !== undefined ? { chmod } : {}),
+    flags: raw.filter((f) => !f.startsWith('--from')),
+    line: ins.line,
   }
-  return { uid, gid }
 }
-
-/** The parts of an image config (docker or OCI: same field names) that assembly reads and writes. */
-export type ImageConfig = {
-  created?: string
-  architecture?: string
-  os?: string
-  variant?: string
-  config?: {
-    Env?: string[] | null
-    Entrypoint?: string[] | null
-    Cmd?: string[] | null
-    WorkingDir?: string
-    User?: string
-    Labels?: Record<string, string> | null
-    Shell?: string[]
-    ArgsEscaped?: boolean
-    [k: string]: unknown
-  }
-  rootfs: { type: string; diff_ids: string[] }
-  history?: { created?: string; created_by?: string; comment?: string; empty_layer?: boolean }[]
-  [k: string]: unknown
-}
-export type ApplyOptions = {
-  /** RFC 3339 time written as the image's and the new history entries' `created` (fixed: reproducible digests). */
-  created: string
-  /** diff_id of the agent layer; the first COPY's history entry carries it. Absent: no COPY layer is added. */
-  layerDiffId?: string
-}
-
-/** Go's %q of a []string, as BuildKit writes ENTRYPOINT/CMD history: ["a" "b"]. */
-const goQuoted = (args: string[]) => `[${args.map((a) => JSON.stringify(a)).join(' ')}]`
 
 /**
- * Applies the steps to a base image config as `docker build` (BuildKit) would: ENV replaces or appends,
- * expansion sees the base Env and ARGs, WORKDIR resolves against the previous one, ENTRYPOINT clears Cmd unless
- * CMD came first, shell forms use the base's Shell or /bin/sh -c, one history entry per instruction.
+ * `--from=`: a stage by name (case-insensitive) or index, else an image reference. BuildKit v0.8 does not expand
+ * variables here (`--from=${IMAGE}` fails: "invalid reference format"); a stage `FROM ${IMAGE} AS name` is the way.
  */
-export function applySteps(base: ImageConfig, steps: AssembleStep[], options: ApplyOptions): ImageConfig {
-  const image: ImageConfig = structuredClone(base)
-  const config = (image.config ??= {})
-  const vars = new Map(
-    (config.Env ?? []).map((e) => [e.slice(0, e.indexOf('=') >>> 0), e.slice(e.indexOf('=') + 1)] as [string, string]),
-  )
-  const expand = (w: string) => expandWord(w, varsFrom(vars))
-  const history = (image.history ??= [])
-  const commit = (createdBy: string, layer = false) =>
-    history.push({
-      created: options.created,
-      created_by: createdBy,
-      comment: 'buildkit.dockerfile.v0',
-      ...(layer ? {} : { empty_layer: true }),
-    })
-  let cmdSet = false
-  let layerUsed = false
-  for (const step of steps) {
-    switch (step.kind) {
-      case 'arg':
-        if (step.value !== undefined) vars.set(step.name, step.value)
-        commit(`ARG ${step.name}${step.value !== undefined ? `=${step.value}` : ''}`)
-        break
-      case 'env':
-      case 'label': {
-        const pairs = step.pairs.map(([k, v]) => [expand(k), expand(v)] as const)
-        for (const [k, v] of pairs) {
-          if (step.kind === 'label') (config.Labels ??= {})[k] = v
-          else {
-            vars.set(k, v)
-            config.Env = setEnv(config.Env ?? [], k, v)
-          }
-        }
-        commit(`${step.kind.toUpperCase()} ${pairs.map(([k, v]) => `${k}=${v}`).join(' ')}`)
-        break
-      }
-      case 'workdir':
-        config.WorkingDir = path.posix.resolve(config.WorkingDir || '/', expand(step.word))
-        commit(`WORKDIR ${config.WorkingDir}`)
-        break
-      case 'user':
-        config.User = expand(step.word)
-        commit(`USER ${config.User}`)
-        break
-      case 'entrypoint':
-      case 'cmd': {
-        const args = step.shellForm
-          ? [...(config.Shell?.length ? config.Shell : ['/bin/sh', '-c']), step.args.join(' ')]
-          : step.args
-        if (step.kind === 'cmd') {
-          config.Cmd = args
-          config.ArgsEscaped = true
-          cmdSet = true
-        } else {
-          config.Entrypoint = args
-          if (!cmdSet) delete config.Cmd
-        }
-        commit(`${step.kind.toUpperCase()} ${goQuoted(args)}`)
-        break
-      }
-      case 'copy':
-        commit(step.createdBy, Boolean(options.layerDiffId) && !layerUsed)
-        layerUsed = true
-        break
-    }
+function copySource(from: string, stages: Stage[], at: string, line: number): string {
+  const stage = stages.find((s) => s.name?.toLowerCase() === from.toLowerCase()) ??
+    (/^\d+$/.test(from) ? stages[Number(from)] : undefined)
+  if (stage) return stage.image
+  if (from.includes('$')) {
+    throw new NotRegistrySafe(`${at} --from=${from}: docker build does not expand variables in --from`, line)
   }
-  if (options.layerDiffId) image.rootfs = { ...image.rootfs, diff_ids: [...image.rootfs.diff_ids, options.layerDiffId] }
-  image.created = options.created
-  return image
-}
-
-function setEnv(env: string[], key: string, value: string): string[] {
-  const at = env.findIndex((e) => e.split('=')[0] === key)
-  return at >= 0 ? env.map((e, i) => (i === at ? `${key}=${value}` : e)) : [...env, `${key}=${value}`]
+  return from
 }

@@ -1,10 +1,23 @@
-// The small part of Dockerfile syntax the registry assembler needs: logical lines (continuations,
-// comments), word splitting that keeps quotes, and docker's variable expansion ($X, ${X}, ${X:-d}, ${X:+a}).
+// The small part of Dockerfile syntax the registry assembler needs: logical lines (continuations, comments, parser
+// directives), word splitting that keeps quotes, and docker's variable expansion ($X, ${X}, ${X:-d}, ${X:+a}).
+//
+// Hand-written, not dockerfile-ast (npm, what editors use), after trying it under Bun and Deno (issue 15). Cases
+// where it reads a Dockerfile differently from docker, each a silently different image here:
+// - exec form: `ENTRYPOINT ["/bin/sh", "-c", "echo a  b"]` → getJSONStrings() gives "echoab" (whitespace inside a
+//   JSON string dropped); docker's Entrypoint is ["/bin/sh","-c","echo a  b"].
+// - a comment line inside a continuation (`ENV A=1 \` / `# note` / `B=2`): getArgumentsContent() keeps the
+//   comment, so "#", "note" become words; docker drops the line.
+// - expansion (getExpandedArguments) sees only what the file declares: not --build-arg values and not the base
+//   image's Env, which `ENV PATH=/opt/bin:$PATH` and `COPY … $HOME/x` need.
+// What it would add — the `# escape=` directive and heredocs — is refused here with a reason (docker build does it).
 
-/** One instruction: its upper-cased keyword, the raw text after it, and the 1-based line it starts on. */
-export type Instruction = { keyword: string; rest: string; line: number }
+/** One instruction: its upper-cased keyword, the raw text after it, the 1-based line it starts on, heredoc or not. */
+export type Instruction = { keyword: string; rest: string; line: number; heredoc?: boolean }
 
-/** Joins `\`-continued lines, drops comments and blank lines. Parser directives (`# escape=`) are reported. */
+/**
+ * Joins `\`-continued lines, drops comments and blank lines. Parser directives (`# syntax=`, `# escape=`) are
+ * reported. A heredoc (`<<EOF` … `EOF`) is skipped whole and its instruction marked.
+ */
 export function logicalLines(text: string): { instructions: Instruction[]; directives: Record<string, string> } {
   const lines = text.replace(/\r\n?/g, '\n').split('\n')
   const instructions: Instruction[] = []
@@ -12,7 +25,12 @@ export function logicalLines(text: string): { instructions: Instruction[]; direc
   let current = ''
   let start = 0
   let header = true
+  let heredocEnd: RegExp | undefined
   lines.forEach((raw, i) => {
+    if (heredocEnd) {
+      if (heredocEnd.test(raw)) heredocEnd = undefined
+      return
+    }
     const directive = /^\s*#\s*([a-zA-Z]+)\s*=\s*(.*?)\s*$/.exec(raw)
     if (header && directive) {
       directives[directive[1].toLowerCase()] = directive[2]
@@ -20,7 +38,7 @@ export function logicalLines(text: string): { instructions: Instruction[]; direc
     }
     header = false
     if (/^\s*#/.test(raw)) return
-    if (!current && !raw.trim()) return
+    if (!raw.trim()) return // a blank line ends nothing: docker skips it inside a continuation too
     if (!current) start = i + 1
     const continued = /\\\s*$/.test(raw)
     current += continued ? raw.replace(/\\\s*$/, '') : raw
@@ -32,7 +50,12 @@ export function logicalLines(text: string): { instructions: Instruction[]; direc
 
   function push() {
     const m = /^\s*(\S+)\s*([\s\S]*?)\s*$/.exec(current)
-    if (m) instructions.push({ keyword: m[1].toUpperCase(), rest: m[2], line: start })
+    const heredocs = m && /^(RUN|COPY|ADD)$/i.test(m[1]) // the only instructions BuildKit reads heredocs for
+    const doc = heredocs && /<<(-?)\s*(["']?)([A-Za-z0-9_]+)\2/.exec(m[2])
+    if (doc) heredocEnd = new RegExp(`^${doc[1] ? '\\s*' : ''}${doc[3]}$`)
+    if (m) {
+      instructions.push({ keyword: m[1].toUpperCase(), rest: m[2], line: start, ...(doc ? { heredoc: true } : {}) })
+    }
     current = ''
   }
 }

@@ -1,15 +1,16 @@
-// Image layers: read gzip'd tar layers into a merged filesystem view (OCI whiteouts, opaque dirs,
-// hard links), and write reproducible layers — same files in, same bytes out, every time.
+// Image layers: read gzip'd tar layers into a merged filesystem view (OCI whiteouts, opaque dirs, hard links as
+// shared nodes), and write reproducible layers — same files in, same bytes out, under every runtime.
 import { createHash } from 'node:crypto'
 import zlib from 'node:zlib'
+import { deflateRaw } from 'pako'
 import { cleanPath, readTar, type TarEntry, writeTar } from './tar.ts'
 
-export { cleanPath, readTar, type TarEntry, writeTar } from './tar.ts'
+export { cleanPath, readTar, type TarEntry, TarReader, writeTar } from './tar.ts'
 
-/** A file for a new layer. Paths are relative to the image root (`opt/agent/bin/x`). */
+/** A file for a new layer. Paths are relative to the image root (`opt/agent/bin/x`); a hard link names its target so. */
 export type LayerFile = {
   path: string
-  type: 'file' | 'dir' | 'symlink'
+  type: 'file' | 'dir' | 'symlink' | 'hardlink'
   mode: number
   uid: number
   gid: number
@@ -21,35 +22,42 @@ export type BuiltLayer = { tar: Uint8Array; gzip: Uint8Array; diffId: string; di
 export type WriteLayerOptions = {
   /** Seconds since the epoch written as every member's mtime (default 0, like SOURCE_DATE_EPOCH=0). */
   mtime?: number
-  /** Deflate level (default 9). */
-  level?: number
+  /**
+   * Add a 0755 root:root entry for every parent the files do not list (default true: a conventional layer, as
+   * tests push). The agent layer passes false and lists its parents itself, with the metadata BuildKit gives them:
+   * a directory entry in a layer resets the metadata of the directory the base already has.
+   */
+  addParents?: boolean
 }
 
 const sha256 = (data: Uint8Array) => `sha256:${createHash('sha256').update(data).digest('hex')}`
 
 /**
- * Writes a reproducible layer: members sorted by path, parent directories added (0755, root),
- * one fixed mtime, modes and owners exactly as given, gzip header without mtime or filename.
+ * Writes a reproducible layer: members sorted by path, one fixed mtime, modes and owners exactly as given, gzip
+ * with fixed settings (see gzipReproducible).
  */
 export function writeLayer(files: LayerFile[], options: WriteLayerOptions = {}): BuiltLayer {
   const byPath = new Map<string, TarEntry>()
   for (const f of files) {
     const path = cleanPath(f.path)
     if (!path) continue
-    byPath.set(path, { ...f, path, size: f.data?.length ?? 0, mtime: 0, mode: f.mode & 0o7777 })
+    const linkname = f.type === 'hardlink' ? cleanPath(f.linkname ?? '') : f.linkname
+    byPath.set(path, { ...f, path, linkname, size: f.data?.length ?? 0, mtime: 0, mode: f.mode & 0o7777 })
   }
-  for (const path of [...byPath.keys()]) {
-    const parts = path.split('/')
-    for (let i = 1; i < parts.length; i++) {
-      const parent = parts.slice(0, i).join('/')
-      if (!byPath.has(parent)) {
-        byPath.set(parent, { path: parent, type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtime: 0 })
+  if (options.addParents ?? true) {
+    for (const path of [...byPath.keys()]) {
+      const parts = path.split('/')
+      for (let i = 1; i < parts.length; i++) {
+        const parent = parts.slice(0, i).join('/')
+        if (!byPath.has(parent)) {
+          byPath.set(parent, { path: parent, type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtime: 0 })
+        }
       }
     }
   }
   const sorted = [...byPath.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
   const tar = writeTar(sorted, options.mtime ?? 0)
-  const gzip = gzipReproducible(tar, options.level ?? 9)
+  const gzip = gzipReproducible(tar)
   return { tar, gzip, diffId: sha256(tar), digest: sha256(gzip), size: gzip.length }
 }
 
@@ -69,9 +77,14 @@ export function crc32(data: Uint8Array): number {
   return (c ^ 0xffffffff) >>> 0
 }
 
-/** gzip with a fixed 10-byte header (no mtime, no name, OS 255 as Go writes it), raw deflate, CRC32 and size trailer. */
-export function gzipReproducible(data: Uint8Array, level = 9): Uint8Array {
-  const body = zlib.deflateRawSync(data, { level })
+/**
+ * gzip with a fixed 10-byte header (no mtime, no name, OS 255 as Go writes it), raw deflate, CRC32 and size trailer.
+ * One compressor for every runtime: pako (a JavaScript port of zlib), level 9, pinned to one version in
+ * package.json. node:zlib is not: Bun's, Deno's and Node's give different bytes for the same tar, so the layer
+ * digest would depend on the runtime (issue 15; tests/layer.test.ts builds one layer under Bun and Deno).
+ */
+export function gzipReproducible(data: Uint8Array): Uint8Array {
+  const body = deflateRaw(data, { level: 9 })
   const out = new Uint8Array(10 + body.length + 8)
   out.set([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff], 0)
   out.set(body, 10)
@@ -92,7 +105,10 @@ export function decompressLayer(blob: Uint8Array): Uint8Array {
   return blob
 }
 
-/** A node of the merged filesystem. Files carry a `dataKey` (`layer\0path`) saying where their bytes are. */
+/**
+ * A node of the merged filesystem. Files carry a `dataKey` (`layer\0path`) saying where their bytes are. Hard links
+ * are one node object reachable by several names (one inode), as the layer applier makes them.
+ */
 export type FsNode = {
   type: 'file' | 'dir' | 'symlink' | 'other'
   mode: number
@@ -100,12 +116,13 @@ export type FsNode = {
   gid: number
   linkname?: string
   dataKey?: string
+  size?: number
   children?: Map<string, FsNode>
 }
 
 const dirNode = (): FsNode => ({ type: 'dir', mode: 0o755, uid: 0, gid: 0, children: new Map() })
-const WHITEOUT = '.wh.'
-const OPAQUE = '.wh..wh..opq'
+export const WHITEOUT = '.wh.'
+export const OPAQUE = '.wh..wh..opq'
 
 /**
  * The filesystem an image's layers produce, metadata only (bytes stay in the layers; see `dataKey`).
@@ -144,9 +161,11 @@ export class LayerTree {
     } else if (e.type === 'hardlink') {
       const target = this.lookup(cleanPath(e.linkname ?? ''), false)
       if (target?.node.type !== 'file') throw new Error(`hard link ${e.path} points at missing ${e.linkname}`)
-      dir.children!.set(name, { ...target.node })
-    } else if (e.type === 'file') dir.children!.set(name, { type: 'file', ...meta, dataKey: `${layer}\0${e.path}` })
-    else dir.children!.set(name, { type: e.type, ...meta, linkname: e.linkname })
+      Object.assign(target.node, meta) // the applier chowns and chmods the shared inode with the link's header
+      dir.children!.set(name, target.node)
+    } else if (e.type === 'file') {
+      dir.children!.set(name, { type: 'file', ...meta, dataKey: `${layer}\0${e.path}`, size: e.size })
+    } else dir.children!.set(name, { type: e.type, ...meta, linkname: e.linkname })
   }
 
   /** The directory at `path`, creating missing (or replacing non-directory) components as plain 0755 dirs. */

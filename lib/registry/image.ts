@@ -1,7 +1,8 @@
 // Reading images from a registry: manifests, indexes and platforms (a reference resolved down to one image
-// manifest), and an image's size from its manifest. No layer is downloaded.
-import { sha256 } from './blobs.ts'
-import { MEDIA, type RegistryClient, type Repo } from './client.ts'
+// manifest), and an image's size from its manifest. No layer is downloaded. A manifest fetched by digest is checked
+// against that digest; asked to, a single-platform image is checked against the platform wanted (its config says).
+import { getBlob, sha256 } from './blobs.ts'
+import { MEDIA, type RegistryClient, RegistryError, type Repo } from './client.ts'
 import { type ImageRef, parseImageRef } from './ref.ts'
 
 export type Platform = { os: string; architecture: string; variant?: string }
@@ -54,17 +55,58 @@ export const platformEntries = (index: Index) =>
     m.annotations?.['vnd.docker.reference.type'] !== 'attestation-manifest' && m.platform?.os !== 'unknown'
   )
 
-/** Reads a reference down to one image manifest, picking `platform` out of an index. */
-export async function resolveImage(client: RegistryClient, ref: ImageRef, platform?: Platform) {
-  const top = await client.getManifest(ref)
-  const topDigest = top.digest ?? sha256(top.bytes)
+/** GETs a manifest; one asked for by digest must hash to that digest (a registry or proxy cannot swap it). */
+export async function getManifestChecked(client: RegistryClient, ref: ImageRef) {
+  const got = await client.getManifest(ref)
+  if (ref.digest?.startsWith('sha256:') && sha256(got.bytes) !== ref.digest) {
+    throw new RegistryError(
+      `manifest ${ref.repository}@${ref.digest} arrived with digest ${sha256(got.bytes)}`,
+      'protocol',
+    )
+  }
+  return got
+}
+
+/** The platform an image config says it is for. */
+export const platformOf = (config: { os?: string; architecture?: string; variant?: string }): Platform => ({
+  os: config.os ?? 'linux',
+  architecture: config.architecture ?? 'amd64',
+  ...(config.variant ? { variant: config.variant } : {}),
+})
+
+/** An image is not for the platform asked for: its layers would put the wrong binaries in the result. */
+export class PlatformMismatch extends Error {}
+
+export type ResolvedImage = { manifest: Manifest; mediaType: string; digest: string; bytes: Uint8Array }
+
+/**
+ * Reads a reference down to one image manifest, picking `platform` out of an index (default: this machine's).
+ * With `checkSingle`, a single-platform image is checked against `platform` by reading its config.
+ */
+export async function resolveImage(
+  client: RegistryClient,
+  ref: ImageRef,
+  platform?: Platform,
+  options: { checkSingle?: boolean } = {},
+): Promise<ResolvedImage> {
+  const top = await getManifestChecked(client, ref)
+  const topDigest = ref.digest ?? top.digest ?? sha256(top.bytes)
   if (!isIndex(top.mediaType)) {
-    return { manifest: json(top.bytes) as Manifest, mediaType: top.mediaType, digest: topDigest, bytes: top.bytes }
+    const manifest = json(top.bytes) as Manifest
+    if (platform && options.checkSingle) {
+      const have = platformOf(json(await getBlob(client, repoOf(ref), manifest.config.digest)))
+      if (!matches(platform, have)) {
+        throw new PlatformMismatch(
+          `${ref.repository}@${topDigest} is for ${formatPlatform(have)}, not ${formatPlatform(platform)}`,
+        )
+      }
+    }
+    return { manifest, mediaType: top.mediaType, digest: topDigest, bytes: top.bytes }
   }
   const want = platform ?? hostPlatform()
   const entry = platformEntries(json(top.bytes) as Index).find((m) => matches(want, m.platform))
-  if (!entry) throw new Error(`${ref.repository}@${topDigest} has no ${formatPlatform(want)} image`)
-  const one = await client.getManifest({ ...ref, tag: undefined, digest: entry.digest })
+  if (!entry) throw new PlatformMismatch(`${ref.repository}@${topDigest} has no ${formatPlatform(want)} image`)
+  const one = await getManifestChecked(client, { ...ref, tag: undefined, digest: entry.digest })
   return { manifest: json(one.bytes) as Manifest, mediaType: one.mediaType, digest: entry.digest, bytes: one.bytes }
 }
 
