@@ -20,10 +20,16 @@ import type { RegistryClient } from '../lib/registry/client.ts'
 import { report } from '../lib/cli/report.ts'
 import { formatBytes } from '../lib/cli/size.ts'
 import { recordSkip, runStep, type StepResult } from '../lib/run/step.ts'
-import { alreadyPushed, commonBuildFlags } from './build-bases.ts'
 import { admitEach, costLayers, finishRun, openDisk, prefetchTags, readUpstreams, startScript } from './_setup.ts'
 import { type Order, scheduleFleet } from '../lib/fleet/schedule.ts'
-import { type BuildOptions, DISK_FLAGS, RUN_FLAGS, runFlagProblems } from '../lib/engine/options.ts'
+import {
+  alreadyPushed,
+  type BuildOptions,
+  commonBuildFlags,
+  DISK_FLAGS,
+  RUN_FLAGS,
+  runFlagProblems,
+} from '../lib/engine/options.ts'
 
 /** The assembly flag, shared with the pipeline (defined here, once). */
 export const ASSEMBLE_FLAGS = {

@@ -12,32 +12,20 @@ import { recordBlocked, recordSkip, runStep, type StepResult } from '../lib/run/
 import { report } from '../lib/cli/report.ts'
 import { admitEach, costLayers, finishRun, openDisk, prefetchTags, readUpstreams, startScript } from './_setup.ts'
 import { describeSchedule, type Order, scheduleFleet } from '../lib/fleet/schedule.ts'
-import { type BuildOptions, DISK_FLAGS, RUN_FLAGS, runFlagProblems } from '../lib/engine/options.ts'
+import {
+  alreadyPushed,
+  type BuildOptions,
+  commonBuildFlags,
+  DISK_FLAGS,
+  RUN_FLAGS,
+  runFlagProblems,
+} from '../lib/engine/options.ts'
 
 export const FLAGS = {
   ...FLEET_FLAGS,
   ...RUN_FLAGS,
   ...DISK_FLAGS,
 } as const satisfies FlagTable
-
-/** Flags every build gets: --build-arg, --platform, --network. */
-export function commonBuildFlags(fleet: Fleet, network?: string): string[] {
-  return [
-    ...fleet.buildArgs.flatMap((arg) => ['--build-arg', arg]),
-    ...(fleet.platform ? ['--platform', fleet.platform] : []),
-    ...(network ? ['--network', network] : []),
-  ]
-}
-
-/** Skips what the registry has (unless --force); resolves to the reason when skipping. */
-export async function alreadyPushed(tag: string, o: BuildOptions): Promise<string | undefined> {
-  if (o.force) return undefined
-  try {
-    return (o.known.get(tag) ?? await o.registry.manifestExists(tag)) ? 'registry has it' : undefined
-  } catch (e) {
-    report.warn(`cannot tell whether the registry has ${tag} (${(e as Error).message}); building it`)
-  }
-}
 
 /** The builder image, once per key. A failure here stops the run: nothing can assemble without it. */
 export async function buildBuilder(o: BuildOptions): Promise<StepResult | 'skipped'> {

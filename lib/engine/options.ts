@@ -1,6 +1,7 @@
 // What a building or cleaning step needs, as plain data: the flags every building script shares (RUN_FLAGS),
 // and the option shapes the task scripts pass each other (BuildOptions for builds, CleanupOptions for cleanups).
 import fs from 'node:fs'
+import { report } from '../cli/report.ts'
 import type { FlagTable } from '../cli/flags.ts'
 import type { Fleet } from '../fleet/fleet.ts'
 import type { Run } from '../run/records.ts'
@@ -154,4 +155,23 @@ export type CleanupOptions = {
   timeout: number
   /** below this many free bytes, a cleanup that reclaims nothing is a warning */
   lowWater: number
+}
+
+/** Flags every build gets: --build-arg, --platform, --network. */
+export function commonBuildFlags(fleet: Fleet, network?: string): string[] {
+  return [
+    ...fleet.buildArgs.flatMap((arg) => ['--build-arg', arg]),
+    ...(fleet.platform ? ['--platform', fleet.platform] : []),
+    ...(network ? ['--network', network] : []),
+  ]
+}
+
+/** Skips what the registry has (unless --force); resolves to the reason when skipping. */
+export async function alreadyPushed(tag: string, o: BuildOptions): Promise<string | undefined> {
+  if (o.force) return undefined
+  try {
+    return (o.known.get(tag) ?? await o.registry.manifestExists(tag)) ? 'registry has it' : undefined
+  } catch (e) {
+    report.warn(`cannot tell whether the registry has ${tag} (${(e as Error).message}); building it`)
+  }
 }
