@@ -6,7 +6,7 @@
 import { $ } from 'zx'
 import { type FlagTable, parseFlags, renderHelp } from '../lib/cli/flags.ts'
 import { runMain } from '../lib/cli/main.ts'
-import { type Fleet, FLEET_FLAGS, loadFleet } from '../lib/fleet/fleet.ts'
+import { FLEET_FLAGS, loadFleet } from '../lib/fleet/fleet.ts'
 import type { Instance } from '../lib/fleet/instances.ts'
 import { recordBlocked, recordSkip, runStep, type StepResult } from '../lib/run/step.ts'
 import { report } from '../lib/cli/report.ts'

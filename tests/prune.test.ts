@@ -25,7 +25,7 @@ describe('prune', () => {
   test('--until-free runs the tiers cheapest first and names the builder that holds the cache', async () => {
     const fake = fakeDocker({ buildx: true })
     const env = { ...process.env, ...fake.env, CI: '' }
-    const r = await $({
+    await $({
       env,
       nothrow: true,
       quiet: true,
