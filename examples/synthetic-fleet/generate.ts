@@ -94,8 +94,9 @@ export type Fleet = {
 }
 
 const DEFAULTS = parseFlags(FLAGS, []).flags
-// The sandbox registry is on 127.0.0.1: plain HTTP, no credentials
-const registry = new RegistryClient()
+// The sandbox registry is on 127.0.0.1: plain HTTP, no credentials. A streamed layer's PATCH is answered only once
+// the whole layer is in: give it minutes, not the default 30 s.
+const registry = new RegistryClient({ timeoutSeconds: 600 })
 const asList = (v: number | number[] | undefined, fallback: number[]) => v === undefined ? fallback : [v].flat()
 
 /** Makes what the registry lacks (or holds in another shape), then writes the instances file and fleet.json. */
@@ -108,7 +109,7 @@ export async function generateFleet(options: FleetOptions): Promise<Fleet> {
     instanceSize: options.instanceSize ?? DEFAULTS.instanceSize,
     baseSize: options.baseSize ?? DEFAULTS.baseSize,
     envsPerRepo: options.envsPerRepo ?? DEFAULTS.envsPerRepo,
-    order: options.order ?? 'id',
+    order: options.order ?? (DEFAULTS.order as ShapeOptions['order']),
     busybox: options.busybox ?? DEFAULTS.busybox,
     concurrency: options.concurrency ?? DEFAULTS.concurrency,
   }
@@ -159,11 +160,9 @@ async function makeFleet(plan: FleetPlan, o: Shape, tally: Tally): Promise<Image
       architecture: busybox.architecture,
       history: HISTORY.slice(0, layers.length),
     })
-    Object.assign(tally, {
-      images: tally.images + 1,
-      bytes: tally.bytes + top.size,
-      stale: tally.stale + (have ? 1 : 0),
-    })
+    tally.images++
+    tally.bytes += top.size
+    if (have) tally.stale++
     return images.set(ref, layers).get(ref)!
   }
   const payload = (dir: string, bytes: number) => (bytes ? { dir, bytes } : undefined)
