@@ -8,7 +8,7 @@ import { dryRunSpawn } from '../lib/cli/dry-run.ts'
 import type { Fleet } from '../lib/fleet/fleet.ts'
 import { Mutex } from '../lib/disk/prune-lock.ts'
 import { RegistryClient } from '../lib/registry/client.ts'
-import { registryHost } from '../lib/registry/ping.ts'
+import { refHost } from '../lib/registry/ref.ts'
 import { configureReport, report, secretValues } from '../lib/cli/report.ts'
 import { Run } from '../lib/run/records.ts'
 import { sampleDisk } from '../lib/disk/statfs.ts'
@@ -68,7 +68,7 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
   })
   report.phase('preflight')
   const pre = await preflight({
-    registry: flags.registry ?? registryHost(fleet.builderImage),
+    registry: flags.registry ?? refHost(fleet.builderImage),
     minFree: flags.minFree,
     dataRoot: flags.dataRoot,
     builder: flags.builder,
@@ -151,7 +151,7 @@ async function login(fleet: Fleet, user: string, password: string): Promise<void
     fleet.builderImage,
     ...fleet.instances.slice(0, 1).flatMap((i) => [fleet.baseImage(i), fleet.finalImage(i)]),
   ]
-  for (const host of new Set(refs.map(registryHost))) {
+  for (const host of new Set(refs.map(refHost))) {
     const out = await $({
       input: password,
       quiet: true,

@@ -4,12 +4,14 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
-import { type FlagTable, parseFlags, renderHelp } from '../lib/cli/flags.ts'
+import { type FlagTable, parseFlags, renderHelp, UsageError } from '../lib/cli/flags.ts'
 import { PreflightError, runMain } from '../lib/cli/main.ts'
 import { sampleDisk } from '../lib/disk/statfs.ts'
 import { formatBytes } from '../lib/cli/size.ts'
 import { configureReport, mask, report, secretValues } from '../lib/cli/report.ts'
-import { registryAnswers, registryHost } from '../lib/registry/ping.ts'
+import { registryAnswers } from '../lib/registry/ping.ts'
+import { parsePrefix, prefixHost } from '../lib/registry/ref.ts'
+import { parseReferenceFlag } from '../lib/fleet/fleet.ts'
 import { type Check, type Preflight, versionAtLeast } from '../lib/engine/facts.ts'
 
 export type { Check, Preflight, PruneFlags } from '../lib/engine/facts.ts'
@@ -134,7 +136,7 @@ async function detectPruneFlags(r: Preflight) {
 }
 
 async function checkRegistry(r: Preflight, registry: string) {
-  const host = registryHost(registry)
+  const host = prefixHost(registry)
   const answer = await registryAnswers(host)
   r.checks.push(
     answer.ok ? { name: 'registry', ok: true, detail: `${host} answers (${answer.status})` } : {
@@ -178,6 +180,9 @@ async function main(argv: string[]) {
       ),
     )
   }
+  const problems: string[] = []
+  if (flags.registry !== undefined) parseReferenceFlag('registry', flags.registry, parsePrefix, problems)
+  if (problems.length) throw new UsageError(problems.join('\n'), problems)
   configureReport({ github: process.env.GITHUB_ACTIONS === 'true', secrets: secretValues(process.env) })
   report.phase('preflight')
   const result = await preflight({ ...flags, out: flags.out })

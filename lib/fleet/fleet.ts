@@ -4,7 +4,8 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { createHash } from 'node:crypto'
 import { type Flags, type FlagTable, UsageError } from '../cli/flags.ts'
-import { type Instance, isRepository, parseInstances, parseSelection, templateProblems } from './instances.ts'
+import { type Instance, parseInstances, parseSelection, templateProblems } from './instances.ts'
+import { ImageRefError, parsePrefix, parseRepository } from '../registry/ref.ts'
 
 export const FLEET_FLAGS = {
   instances: { type: 'string', arg: 'FILE', help: 'Instances: one id or JSON object a line (required)' },
@@ -89,20 +90,43 @@ function readOrProblem(file: string, what: string, problems: string[]): string |
   }
 }
 
+/** The three repositories, from --registry PREFIX or their own flags; one problem line per problem, naming the flag. */
 function checkRepos(flags: FleetFlags, problems: string[]) {
-  const prefix = flags.registry?.replace(/\/+$/, '')
-  const repos = {
-    builder: flags.builderRepo ?? (prefix && `${prefix}/eval-builder`),
-    base: flags.baseRepo ?? (prefix && `${prefix}/eval-base`),
-    final: flags.finalRepo ?? (prefix && `${prefix}/eval-agent`),
-  }
-  for (const [what, repo] of Object.entries(repos)) {
-    if (!repo) problems.push(`no ${what} repository: give --registry PREFIX (or --${what}-repo)`)
-    else if (!isRepository(repo)) {
-      problems.push(`${what} repository '${repo}' is not a valid image repository (lower-case, no tag)`)
+  const prefix = flags.registry === undefined
+    ? undefined
+    : parseReferenceFlag('registry', flags.registry, parsePrefix, problems)
+  const repo = (what: 'builder' | 'base' | 'final', own: string | undefined, suffix: string) => {
+    if (own !== undefined) return parseReferenceFlag(`${what}-repo`, own, parseRepository, problems) && own
+    if (prefix === undefined) {
+      if (flags.registry === undefined) {
+        problems.push(`no ${what} repository: give --registry PREFIX (or --${what}-repo)`)
+      }
+      return undefined
     }
+    return parseReferenceFlag('registry', `${prefix.prefix}/${suffix}`, parseRepository, problems) &&
+      `${prefix.prefix}/${suffix}`
   }
-  return repos as Record<keyof typeof repos, string>
+  return {
+    builder: repo('builder', flags.builderRepo, 'eval-builder'),
+    base: repo('base', flags.baseRepo, 'eval-base'),
+    final: repo('final', flags.finalRepo, 'eval-agent'),
+  } as Record<'builder' | 'base' | 'final', string>
+}
+
+/** Parses a flag's value with the reference grammar; on failure one problem per thing wrong, each with the fix. */
+export function parseReferenceFlag<T>(
+  flag: string,
+  value: string,
+  parse: (text: string) => T,
+  problems: string[],
+): T | undefined {
+  try {
+    return parse(value)
+  } catch (e) {
+    if (!(e instanceof ImageRefError)) throw e
+    const fix = e.suggestion ? ` → use --${flag} ${e.suggestion}` : ''
+    problems.push(...e.problems.map((p) => `--${flag} ${value}: ${p}${fix}`))
+  }
 }
 
 /** Reads and validates everything a build needs; throws one UsageError listing every problem (with `more` found by the caller). */

@@ -1,12 +1,6 @@
 // Is the registry there? A GET /v2/ answers 200 (open) or 401 (needs a token): both mean it is up.
+// (The host of a prefix or reference comes from the one reference grammar: prefixHost / refHost in ref.ts.)
 import { isLoopback } from './ref.ts'
-
-/** The registry host of an image prefix or reference: `127.0.0.1:5000/a/b` → `127.0.0.1:5000`; `a/b` → `docker.io`. */
-export function registryHost(prefix: string): string {
-  const first = prefix.split('/')[0]
-  const isHost = prefix.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost')
-  return isHost ? first : 'docker.io'
-}
 
 export const registryBaseUrl = (host: string) =>
   host === 'docker.io' ? 'https://registry-1.docker.io' : `${isLoopback(host) ? 'http' : 'https'}://${host}`
