@@ -8,7 +8,7 @@ import os from 'node:os'
 import path from 'node:path'
 import pMap from 'p-map'
 import { $ } from 'zx'
-import { type FlagTable, parseFlags, renderHelp, UsageError } from '../lib/cli/flags.ts'
+import { type FlagTable, parseFlags, renderHelp, unexpectedArguments, UsageError } from '../lib/cli/flags.ts'
 import { EXIT, runMain } from '../lib/cli/main.ts'
 import { DiskBudget, type Layer, type Ticket } from '../lib/disk/budget.ts'
 import { type Fleet, FLEET_FLAGS, loadFleet } from '../lib/fleet/fleet.ts'
@@ -313,7 +313,10 @@ function mergeMain(dirs: string[], out: string): number {
 }
 
 async function main(argv: string[]) {
-  const { flags, positionals } = parseFlags(FLAGS, argv, process.env)
+  const { flags, positionals } = parseFlags(FLAGS, argv, process.env, { positionals: true })
+  if (positionals.length && !flags.merge) {
+    throw new UsageError(unexpectedArguments(positionals, "only --merge takes arguments (the shards' OUT dirs)"))
+  }
   if (flags.help) {
     return void console.log(
       renderHelp(

@@ -5,7 +5,7 @@ import { $ } from 'zx'
 import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
-import { type FlagTable, parseFlags, renderHelp, UsageError } from '../lib/cli/flags.ts'
+import { type FlagTable, parseFlags, renderHelp, unexpectedArguments, UsageError } from '../lib/cli/flags.ts'
 import { FatalError, runMain } from '../lib/cli/main.ts'
 import { sampleDisk } from '../lib/disk/statfs.ts'
 import { configureReport, report, seconds, secretValues } from '../lib/cli/report.ts'
@@ -563,15 +563,16 @@ const SUMMARY = [
 ].join('\n')
 
 async function main(argv: string[]): Promise<number> {
-  const { flags, positionals } = parseFlags(FLAGS, argv, process.env)
+  const { flags, positionals } = parseFlags(FLAGS, argv, process.env, { positionals: true })
   if ((flags as { help?: boolean }).help) {
     process.stdout.write(renderHelp(USAGE, SUMMARY, FLAGS))
     return 0
   }
   const [command, ...extra] = positionals
-  if (!['up', 'down', 'env', 'status'].includes(command) || extra.length) {
+  if (!['up', 'down', 'env', 'status'].includes(command)) {
     throw new UsageError(`expected one of up, down, env, status; got '${positionals.join(' ')}'`)
   }
+  if (extra.length) throw new UsageError(unexpectedArguments(extra, `sandbox.ts ${command} takes flags only`))
   configureReport({ github: process.env.GITHUB_ACTIONS === 'true', secrets: secretValues(process.env) })
   if (command === 'up') {
     printEnv((await sandboxUp({ dir: flags.dir, disk: flags.disk, baseEnv: process.env })).dir, process.env.PATH, false)
