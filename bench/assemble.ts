@@ -14,7 +14,7 @@ import { runMain } from '../lib/cli/main.ts'
 import { sampleDisk } from '../lib/disk/statfs.ts'
 import { formatBytes } from '../lib/cli/size.ts'
 import { generateFleet } from '../examples/synthetic-fleet/generate.ts'
-import { type Sandbox, sandboxDown, sandboxUp } from '../scripts/sandbox.ts'
+import { type Sandbox, sandboxDown, sandboxUp } from '../scripts/_sandbox-engine.ts'
 
 export const FLAGS = {
   groups: { type: 'int', default: 4, min: 1, help: 'Environment groups of the synthetic fleet' },

@@ -15,7 +15,7 @@ import { type FlagTable, parseFlags, renderHelp } from '../lib/cli/flags.ts'
 import { runMain } from '../lib/cli/main.ts'
 import { formatBytes } from '../lib/cli/size.ts'
 import { generateFleet } from '../examples/synthetic-fleet/generate.ts'
-import { sandboxDown, sandboxUp } from '../scripts/sandbox.ts'
+import { sandboxDown, sandboxUp } from '../scripts/_sandbox-engine.ts'
 import { startRegistry } from '../tests/helpers/registry-server.ts'
 
 export const FLAGS = {

@@ -1,7 +1,5 @@
 // Private helper (not a task): what build-bases, assemble and pipeline do before their first build —
 // read the environment once, run preflight, open the run's records, pick buildx or not, wire dry-run.
-import os from 'node:os'
-import path from 'node:path'
 import { $ } from 'zx'
 import { PreflightError } from '../lib/cli/main.ts'
 import { dryRunSpawn } from '../lib/cli/dry-run.ts'
@@ -21,6 +19,7 @@ import { compressedImageBytes } from '../lib/registry/image.ts'
 import { type Preflight, preflight, printChecks } from './preflight.ts'
 import { removeImages } from './prune.ts'
 import type { BuildOptions, CleanupOptions } from '../lib/engine/options.ts'
+import { dockerConfigDir } from '../lib/cli/environment.ts'
 
 type SetupFlags = {
   out: string
@@ -89,7 +88,7 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
   }).start()
   if (flags.dryRun) $.spawn = dryRunSpawn((c) => console.log(c), $.prefix, $.postfix)
   if (flags.registryUser && password) await login(fleet, flags.registryUser, password)
-  const registry = new RegistryClient({ dockerConfigDir: env.DOCKER_CONFIG ?? path.join(os.homedir(), '.docker') })
+  const registry = new RegistryClient({ dockerConfigDir: dockerConfigDir(env) })
   const cleanup: CleanupOptions = {
     run,
     lock: new Mutex(),

@@ -13,7 +13,8 @@ import { configureReport, report, secretValues } from '../lib/cli/report.ts'
 import { formatBytes } from '../lib/cli/size.ts'
 import { runtimeCommand } from '../lib/cli/runtime.ts'
 import { generateFleet } from '../examples/synthetic-fleet/generate.ts'
-import { sandboxDown, sandboxUp } from './sandbox.ts'
+import { sandboxDown, sandboxUp } from './_sandbox-engine.ts'
+import { inGitHubActions } from '../lib/cli/environment.ts'
 
 export const FLAGS = {
   dir: {
@@ -53,7 +54,7 @@ async function main(argv: string[]) {
       ),
     )
   }
-  configureReport({ github: process.env.GITHUB_ACTIONS === 'true', secrets: secretValues(process.env) })
+  configureReport({ github: inGitHubActions(process.env), secrets: secretValues(process.env) })
   const dir = path.resolve(flags.dir)
   const out = path.resolve(flags.out)
   fs.rmSync(out, { recursive: true, force: true })

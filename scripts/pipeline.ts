@@ -4,8 +4,6 @@
 //   bun run scripts/pipeline.ts --instances ids.txt --registry ghcr.io/me/fleet --context docker/
 //
 // Exit codes: 0 all built or skipped · 1 something failed · 2 bad usage or input · 3 preflight failed · 130 interrupted
-import os from 'node:os'
-import path from 'node:path'
 import pMap from 'p-map'
 import { $ } from 'zx'
 import { type FlagTable, parseFlags, renderHelp, unexpectedArguments, UsageError } from '../lib/cli/flags.ts'
@@ -28,6 +26,7 @@ import { buildBase, buildBuilder } from './build-bases.ts'
 import { cleanUntil, perImageCleanup, removeImages } from './prune.ts'
 import { type Setup, startScript } from './_setup.ts'
 import { RUN_FLAGS, runFlagProblems } from '../lib/engine/options.ts'
+import { dockerConfigDir } from '../lib/cli/environment.ts'
 
 export const FLAGS = {
   ...FLEET_FLAGS,
@@ -290,9 +289,7 @@ function onlyFailed(instances: Instance[], out: string): Instance[] {
 
 /** --shard I/N: this matrix job's instances (--shard-by bytes reads every upstream image's size from its registry). */
 async function shardOf(fleet: Fleet, spec: ShardSpec, byBytes: boolean, env: NodeJS.ProcessEnv): Promise<Instance[]> {
-  const registry = byBytes
-    ? new RegistryClient({ dockerConfigDir: env.DOCKER_CONFIG ?? path.join(os.homedir(), '.docker') })
-    : undefined
+  const registry = byBytes ? new RegistryClient({ dockerConfigDir: dockerConfigDir(env) }) : undefined
   const weights = registry
     ? await upstreamWeights(fleet.instances, (ref) => compressedImageBytes(registry, ref, fleet.platform))
     : undefined

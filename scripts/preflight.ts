@@ -13,6 +13,7 @@ import { registryAnswers } from '../lib/registry/ping.ts'
 import { parsePrefix, prefixHost } from '../lib/registry/ref.ts'
 import { parseReferenceFlag } from '../lib/fleet/fleet.ts'
 import { type Check, type Preflight, versionAtLeast } from '../lib/engine/facts.ts'
+import { inGitHubActions } from '../lib/cli/environment.ts'
 
 export type { Check, Preflight, PruneFlags } from '../lib/engine/facts.ts'
 
@@ -183,7 +184,7 @@ async function main(argv: string[]) {
   const problems: string[] = []
   if (flags.registry !== undefined) parseReferenceFlag('registry', flags.registry, parsePrefix, problems)
   if (problems.length) throw new UsageError(problems.join('\n'), problems)
-  configureReport({ github: process.env.GITHUB_ACTIONS === 'true', secrets: secretValues(process.env) })
+  configureReport({ github: inGitHubActions(process.env), secrets: secretValues(process.env) })
   report.phase('preflight')
   const result = await preflight({ ...flags, out: flags.out })
   printChecks(result)

@@ -13,6 +13,7 @@ import { dockerSize, formatBytes, parseSize } from '../lib/cli/size.ts'
 import { dryRunSpawn } from '../lib/cli/dry-run.ts'
 import { preflight, printChecks } from './preflight.ts'
 import type { CleanupOptions } from '../lib/engine/options.ts'
+import { inGitHubActions } from '../lib/cli/environment.ts'
 
 /** The tiers, cheapest first. Each keeps as much warm cache as the target allows. */
 export const TIERS = [
@@ -212,7 +213,7 @@ async function main(argv: string[]) {
       ),
     )
   }
-  configureReport({ github: process.env.GITHUB_ACTIONS === 'true', secrets: secretValues(process.env) })
+  configureReport({ github: inGitHubActions(process.env), secrets: secretValues(process.env) })
   const pre = await preflight({ minFree: 0, dataRoot: flags.dataRoot, builder: flags.builder })
   printChecks(pre)
   if (!pre.server) throw new PreflightError(['the Docker daemon does not answer'])

@@ -10,7 +10,7 @@ import { $ } from 'zx'
 import { sampleDisk } from '../lib/disk/statfs.ts'
 import { type FsNode, readLayerData, readTar, treeFromLayers } from '../lib/image/layer.ts'
 import { RegistryClient } from '../lib/registry/client.ts'
-import { type Sandbox, sandboxDown, sandboxUp } from '../scripts/sandbox.ts'
+import { type Sandbox, sandboxDown, sandboxUp } from '../scripts/_sandbox-engine.ts'
 import { describeIntegration } from './helpers/integration.ts'
 import { pushTestImage } from './helpers/registry-server.ts'
 

@@ -5,18 +5,12 @@ import os from 'node:os'
 import path from 'node:path'
 import { type Fleet, generateFleet } from '../examples/synthetic-fleet/generate.ts'
 import { sampleDisk } from '../lib/disk/statfs.ts'
-import { type Sandbox, sandboxDown, sandboxState, sandboxUp } from '../scripts/sandbox.ts'
+import { type Sandbox, sandboxDown, sandboxState, sandboxUp } from '../scripts/_sandbox-engine.ts'
 import { describeIntegration } from './helpers/integration.ts'
+import { alive } from '../lib/host/processes.ts'
 
 const GiB = 2 ** 30
 const repoRoot = path.resolve(import.meta.dir, '..')
-const alive = (pid: number) => {
-  try {
-    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'))
-  } catch {
-    return false
-  }
-}
 const mountsUnder = (dir: string) =>
   fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').filter((l) => l.split(' ')[1]?.startsWith(dir))
 

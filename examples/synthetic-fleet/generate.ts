@@ -11,6 +11,7 @@ import { formatBytes } from '../../lib/cli/size.ts'
 import { dockerIdOf } from '../../lib/fleet/instances.ts'
 import { compressedImageBytes } from '../../lib/registry/image.ts'
 import { RegistryClient } from '../../lib/registry/client.ts'
+import { inGitHubActions } from '../../lib/cli/environment.ts'
 
 export const FLAGS = {
   registry: {
@@ -218,7 +219,7 @@ async function main(argv: string[]): Promise<number> {
     !flags.seed && '--seed is required (or run `eval "$(bun run scripts/sandbox.ts env)"` first)',
   ].filter((p): p is string => !!p)
   if (problems.length) throw new UsageError(problems.join('\n'), problems)
-  configureReport({ github: env.GITHUB_ACTIONS === 'true', secrets: secretValues(env) })
+  configureReport({ github: inGitHubActions(env), secrets: secretValues(env) })
   await generateFleet({ ...flags, registry: flags.registry!, seed: flags.seed!, env })
   return 0
 }

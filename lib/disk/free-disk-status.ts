@@ -3,6 +3,7 @@
 // budgeting disk, e.g. the pipeline, which counts the bytes still to come.
 import fs from 'node:fs'
 import path from 'node:path'
+import { alive } from '../host/processes.ts'
 
 export type TrashItem = {
   target: string
@@ -56,12 +57,3 @@ export function pendingBytes(status: FreeDiskStatus | undefined): number {
 
 /** For a disk budget: bytes a background free-disk (status file `file`) has yet to give back; 0 if none. */
 export const bytesToCome = (file: string) => pendingBytes(readFreeDiskStatus(file))
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
