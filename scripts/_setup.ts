@@ -48,7 +48,10 @@ export type Setup = {
   cleanup: CleanupOptions
   /** The run's one registry client (existence checks, registry assembly). */
   registry: RegistryClient
+  /** images built at once: --concurrency, or 1 in a dry run (its plan prints in order) */
   concurrency: number
+  /** what the plan says: `concurrency N`, and in a dry run that it lists the images one at a time */
+  concurrencyNote: string
   removeImages: (tags: string[]) => Promise<unknown>
   /** Asks the registry about many tags at once (in parallel); later existence checks answer from it. */
   prefetch: (tags: string[]) => Promise<void>
@@ -122,6 +125,7 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
     cleanup,
     registry,
     concurrency: flags.dryRun ? 1 : flags.concurrency,
+    concurrencyNote: `concurrency ${flags.concurrency}${flags.dryRun ? '; the dry run lists one image at a time' : ''}`,
     removeImages: (tags) => removeImages(tags, cleanup),
     prefetch: async (tags) => {
       const t0 = Date.now()

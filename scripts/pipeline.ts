@@ -11,7 +11,7 @@ import { EXIT, runMain } from '../lib/cli/main.ts'
 import { DiskBudget, type Layer, type Ticket } from '../lib/disk/budget.ts'
 import { type Fleet, FLEET_FLAGS, loadFleet } from '../lib/fleet/fleet.ts'
 import type { Instance } from '../lib/fleet/instances.ts'
-import { configureReport, report, secretValues } from '../lib/cli/report.ts'
+import { configureReport, count, report, secretValues } from '../lib/cli/report.ts'
 import { parseShard, shardInstances, type ShardSpec, upstreamWeights } from '../lib/fleet/shard.ts'
 import { mergeShards, writeMerged } from '../lib/run/merge.ts'
 import { githubFromEnv } from '../lib/run/github.ts'
@@ -166,7 +166,9 @@ export async function planFleet(fleet: Fleet, s: Setup): Promise<{ todo: Instanc
   for (const inst of fleet.instances) {
     ;((await s.build.exists(fleet.finalImage(inst)).catch(() => false)) ? done : todo).push(inst)
   }
-  report.info(`${todo.length} of ${fleet.instances.length} instances to build; ${done.length} already in the registry`)
+  report.info(
+    `${todo.length} of ${count(fleet.instances.length, 'instance')} to build; ${done.length} already in the registry`,
+  )
   return { todo, done }
 }
 
@@ -222,9 +224,8 @@ export async function buildFleet(todo: Instance[], s: Setup, o: PipelineOptions)
     }
   }, { concurrency: s.concurrency })
   if (notStarted) {
-    report.warn(
-      `${notStarted} instances not started (recorded as interrupted): rerun with the same --out to finish them`,
-    )
+    const left = count(notStarted, 'instance')
+    report.warn(`${left} not started (recorded as interrupted): rerun with the same --out to finish them`)
   }
   await budget?.settle()
   return budget
@@ -250,7 +251,7 @@ export async function pipeline(fleet: Fleet, s: Setup, o: PipelineOptions): Prom
     }
     return finish(s, o)
   }
-  report.phase(`instances: ${todo.length} (concurrency ${s.concurrency}, cleanup ${o.cleanup})`)
+  report.phase(`instances: ${todo.length} (${s.concurrencyNote}, cleanup ${o.cleanup})`)
   const budget = await buildFleet(todo, s, o)
   if (budget) {
     report.info(
@@ -295,7 +296,7 @@ async function shardOf(fleet: Fleet, spec: ShardSpec, byBytes: boolean, env: Nod
     : undefined
   const mine = shardInstances(fleet.instances, spec, weights && ((i) => weights.get(i.upstream)!))
   report.info(
-    `shard ${spec.index}/${spec.count}: ${mine.length} of ${fleet.instances.length} instances (balanced by ${
+    `shard ${spec.index}/${spec.count}: ${mine.length} of ${count(fleet.instances.length, 'instance')} (balanced by ${
       byBytes ? 'upstream bytes' : 'count'
     })`,
   )

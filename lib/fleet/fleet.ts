@@ -4,6 +4,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { createHash } from 'node:crypto'
 import { type Flags, type FlagTable, UsageError } from '../cli/flags.ts'
+import { count } from '../cli/report.ts'
 import { type Instance, parseInstances, parseSelection, templateProblems } from './instances.ts'
 import { ImageRefError, parsePrefix, parseRepository } from '../registry/ref.ts'
 
@@ -159,7 +160,7 @@ export function loadFleet(flags: FleetFlags, more: string[] = []): Fleet {
   }
 
   const instances = loadInstances(flags, problems)
-  if (problems.length) throw new UsageError(`bad input (${problems.length} problems)`, problems)
+  if (problems.length) throw new UsageError(`bad input (${count(problems.length, 'problem')})`, problems)
 
   const key = flags.key ??
     contextKey([main!, assemble!, flags.builderTarget, flags.baseTarget, ...flags.buildArg, flags.platform ?? ''])

@@ -14,7 +14,8 @@ import {
   readDiskEvents,
   writeOutputs,
 } from './github.ts'
-import { mask, report } from '../cli/report.ts'
+import { count, mask, report } from '../cli/report.ts'
+import { stepName } from './step.ts'
 import type { CleanupRecord, ManifestRecord, Phase, Run, Status } from './records.ts'
 import { formatBytes } from '../cli/size.ts'
 
@@ -120,10 +121,10 @@ function registryTotals(records: ManifestRecord[]): Pick<Summary, 'registry'> {
 
 /** Registry assembly in one line; copies (a refused mount, or another registry) are called out. */
 export function registryLine(r: NonNullable<Summary['registry']>): string {
-  return `Assembled in the registry: ${r.images} images, ${
-    formatBytes(r.bytesUploaded)
-  } uploaded, ${r.mounted} blobs mounted, ${r.copied} copied, ${r.present} already there` +
-    (r.copied ? ` (${r.copied} blobs could not be mounted and were copied through this runner)` : '')
+  return `Assembled in the registry: ${count(r.images, 'image')}, ${formatBytes(r.bytesUploaded)} uploaded, ${
+    count(r.mounted, 'blob')
+  } mounted, ${r.copied} copied, ${r.present} already there` +
+    (r.copied ? ` (${count(r.copied, 'blob')} could not be mounted and were copied through this runner)` : '')
 }
 
 export function summarize(run: Run, fleet?: Fleet): Summary {
@@ -139,6 +140,8 @@ export function summarize(run: Run, fleet?: Fleet): Summary {
   })
 }
 
+/** `base \`django__django-11099\``; the builder is just `builder`. */
+const imageCell = (x: { phase: Phase; id: string }) => (x.phase === x.id ? x.phase : `${x.phase} \`${x.id}\``)
 const total = (s: Summary, st: Status) => PHASES.reduce((n, p) => n + s.counts[p][st], 0)
 const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ')
 
@@ -154,9 +157,9 @@ export function summaryMarkdown(
   title = 'imagefleet',
 ): string {
   const lines = [
-    `## ${title}: ${s.instances} instances${s.key ? ` (key \`${s.key}\`)` : ''} — ${total(s, 'built')} built, ${
-      total(s, 'skipped')
-    } skipped, ${total(s, 'failed')} failed`,
+    `## ${title}: ${count(s.instances, 'instance')}${s.key ? ` (key \`${s.key}\`)` : ''} — ${
+      total(s, 'built')
+    } built, ${total(s, 'skipped')} skipped, ${total(s, 'failed')} failed`,
     '',
     '| phase | built | skipped | failed |',
     '|---|---:|---:|---:|',
@@ -174,7 +177,7 @@ export function summaryMarkdown(
       '| image | class | reason | log |',
       '|---|---|---|---|',
       ...s.failed.map((f) =>
-        `| ${f.phase} \`${f.id}\` | ${f.error_class ?? ''} | ${cell(f.reason)} | ${f.log ? `\`${f.log}\`` : ''} |`
+        `| ${imageCell(f)} | ${f.error_class ?? ''} | ${cell(f.reason)} | ${f.log ? `\`${f.log}\`` : ''} |`
       ),
       '',
     )
@@ -203,11 +206,11 @@ export function summaryMarkdown(
   }
   if (s.slowest.length) {
     lines.push(
-      `### Slowest ${s.slowest.length} images`,
+      `### Slowest ${count(s.slowest.length, 'image')}`,
       '',
       '| image | seconds | log |',
       '|---|---:|---|',
-      ...s.slowest.map((x) => `| ${x.phase} \`${x.id}\` | ${x.seconds.toFixed(1)} | \`${x.log}\` |`),
+      ...s.slowest.map((x) => `| ${imageCell(x)} | ${x.seconds.toFixed(1)} | \`${x.log}\` |`),
       '',
     )
   }
@@ -217,12 +220,15 @@ export function summaryMarkdown(
 /** In Actions: one ::error per image that failed when tried (naming its log), one for all blocked ones. */
 export function annotateFailures(s: Summary): void {
   const tried = s.failed.filter((f) => f.attempts > 0)
-  for (const f of tried) report.error(`${f.reason} — log: ${f.log}`, { title: `imagefleet: ${f.phase} ${f.id} failed` })
+  for (const f of tried) report.error(`${f.reason} — log: ${f.log}`, { title: `imagefleet: ${stepName(f)} failed` })
   const blocked = s.failed.length - tried.length
   if (blocked) {
-    report.error(`not tried because something they need failed: ${blocked} images (listed in the job summary)`, {
-      title: 'imagefleet: blocked images',
-    })
+    report.error(
+      `not tried because something they need failed: ${count(blocked, 'image')} (listed in the job summary)`,
+      {
+        title: 'imagefleet: blocked images',
+      },
+    )
   }
 }
 
@@ -273,9 +279,9 @@ export function printTotals(s: Summary, file?: string, dry = false): void {
     `${total(s, 'built') + total(s, 'skipped')} ok, ${total(s, 'failed')} failed${
       dry
         ? ' (dry run: nothing ran)'
-        : ` in ${s.wallSeconds}s · peak disk used ${
-          formatBytes(s.peakUsed)
-        } · ${s.cleanups.total.length} cleanups reclaimed ${formatBytes(s.reclaimed)}`
+        : ` in ${s.wallSeconds}s · peak disk used ${formatBytes(s.peakUsed)} · ${
+          count(s.cleanups.total.length, 'cleanup')
+        } reclaimed ${formatBytes(s.reclaimed)}`
     }${file ? ` · ${file}` : ''}`,
   )
 }
