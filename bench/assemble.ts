@@ -124,7 +124,7 @@ async function main(argv: string[]) {
   if (flags.help) {
     return void console.log(
       renderHelp(
-        'bun run bench/assemble.ts [flags]',
+        'npx bun bench/assemble.ts [flags]',
         'Registry assembly vs docker build, the same instances both ways, on a sandbox (see the header of this file).',
         FLAGS,
       ),

@@ -136,7 +136,7 @@ async function main(argv: string[]) {
   if (flags.help) {
     return void console.log(
       renderHelp(
-        'bun run bench/disk-pressure.ts [flags]',
+        'npx bun bench/disk-pressure.ts [flags]',
         'Cleanup policies side by side on real sandboxes (see the header of this file).',
         FLAGS,
       ),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 // bench:plan — the two waits people notice: planning a 500-instance fleet with its registry check
 // (target ≤ 3 s against a local registry) and every script's --help (target ≤ 0.3 s under Bun).
-//   bun run bench/plan.ts [--instances 500] [--rounds 3]
+//   npx bun bench/plan.ts [--instances 500] [--rounds 3]
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -74,7 +74,7 @@ async function main(argv: string[]) {
   if (flags.help) {
     return void console.log(
       renderHelp(
-        'bun run bench/plan.ts [flags]',
+        'npx bun bench/plan.ts [flags]',
         "Times planning + registry check of a synthetic fleet against a local registry, and every script's --help.",
         FLAGS,
       ),

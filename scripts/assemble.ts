@@ -6,7 +6,7 @@
 //   docker   — `docker build` of the assemble Dockerfile, `docker push`, then `docker rmi` of what it pushed.
 //   auto     — registry when the assemble Dockerfile only adds files from the builder stage and metadata, else docker.
 // Skips what the registry has.
-//   bun run scripts/assemble.ts --instances ids.txt --registry ghcr.io/me --context docker/ [--mode auto]
+//   npx bun scripts/assemble.ts --instances ids.txt --registry ghcr.io/me --context docker/ [--mode auto]
 import fs from 'node:fs'
 import pMap from 'p-map'
 import { $ } from 'zx'
@@ -186,7 +186,7 @@ async function main(argv: string[]) {
   if (flags.help) {
     return void console.log(
       renderHelp(
-        'bun run scripts/assemble.ts --instances FILE --registry PREFIX [flags]',
+        'npx bun scripts/assemble.ts --instances FILE --registry PREFIX [flags]',
         'Assembles one final image per instance from its base image (built by build-bases) and the builder image: inside the registry, or with docker build + push (then removed locally).',
         FLAGS,
       ),

@@ -2,7 +2,7 @@
 // build-bases: the builder image once, then one base image per instance FROM its upstream image.
 // With buildx: `docker buildx build --push --provenance=false`; without: `docker build` + `docker push`.
 // Skips tags the registry already has unless --force.
-//   bun run scripts/build-bases.ts --instances ids.txt --registry ghcr.io/me --context docker/
+//   npx bun scripts/build-bases.ts --instances ids.txt --registry ghcr.io/me --context docker/
 import pMap from 'p-map'
 import { $ } from 'zx'
 import { type FlagTable, parseFlags, renderHelp } from '../lib/cli/flags.ts'
@@ -86,7 +86,7 @@ async function main(argv: string[]) {
   if (flags.help) {
     return void console.log(
       renderHelp(
-        'bun run scripts/build-bases.ts --instances FILE --registry PREFIX [flags]',
+        'npx bun scripts/build-bases.ts --instances FILE --registry PREFIX [flags]',
         'Builds the builder image, then one base image per instance, and pushes them. Removes each local image after its push.',
         FLAGS,
       ),

@@ -2,8 +2,8 @@
 // demo: the whole story on this machine — a throwaway Docker engine on a 3 GiB disk, a SWE-bench-shaped
 // fleet three times that size in a real registry, the pipeline building every image, the summary, and
 // the sandbox torn down. Needs root and loop devices (see scripts/sandbox.ts).
-//   npm run demo                     # = bun run scripts/demo.ts
-//   bun run scripts/demo.ts --keep   # leave the sandbox up to look around (then: bun run scripts/sandbox.ts down --dir .sandbox-demo)
+//   npm run demo                       # = npx bun scripts/demo.ts
+//   npx bun scripts/demo.ts --keep     # leave the sandbox up (then: npx bun scripts/sandbox.ts down --dir .sandbox-demo)
 import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
@@ -48,7 +48,7 @@ async function main(argv: string[]) {
   if (flags.help) {
     return void console.log(
       renderHelp(
-        'bun run scripts/demo.ts [flags]',
+        'npx bun scripts/demo.ts [flags]',
         'Sandbox up → synthetic fleet ≥ 3× the disk → pipeline → summary → sandbox down.',
         FLAGS,
       ),
@@ -87,13 +87,13 @@ async function main(argv: string[]) {
       nothrow: true,
     })`${runtimeCommand()} scripts/pipeline.ts --instances ${
       path.join(dir, 'fleet', 'instances.txt')
-    } --upstream ${fleet.upstream} --registry ${sb.registry}/fleet --context examples/synthetic-fleet/context --build-arg SEED_IMAGE=${sb.seedImage} --network none --concurrency ${flags.concurrency} --cleanup ${flags.cleanup} --min-free 200MB --reserve 200MB --out ${out}`
+    } --upstream ${fleet.upstream} --registry ${sb.registry}/fleet --context examples/synthetic-fleet/context --build-arg SEED_IMAGE=${sb.seedImage} --concurrency ${flags.concurrency} --cleanup ${flags.cleanup} --min-free 200MB --reserve 200MB --out ${out}`
     const wall = (Date.now() - t0) / 1000
     printDemoSummary(out, fleet.upstreamBytes, sb.diskBytes, wall)
     return result.exitCode ?? 1
   } finally {
     if (!flags.keep) await sandboxDown({ dir })
-    else report.info(`sandbox left up: eval "$(bun run scripts/sandbox.ts env --dir ${flags.dir})"`)
+    else report.info(`sandbox left up: eval "$(npx bun scripts/sandbox.ts env --dir ${flags.dir})"`)
   }
 }
 

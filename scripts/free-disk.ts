@@ -415,15 +415,12 @@ const isLink = (p: string) => {
 
 async function main(argv: string[]): Promise<number> {
   const env = process.env
-  const { flags, positionals } = parseFlags(FLAGS, argv, env)
-  if (positionals.length) {
-    throw new UsageError(`unexpected argument(s) ${positionals.join(' ')}: free-disk takes flags only (see --help)`)
-  }
+  const { flags } = parseFlags(FLAGS, argv, env) // refuses stray arguments
   const { 'delete-trash': _internal, ...publicFlags } = FLAGS
   if (flags.help) {
     process.stdout.write(
       renderHelp(
-        'free-disk [flags]',
+        'npx bun scripts/free-disk.ts [flags]',
         'Free disk on a hosted CI runner by deleting preinstalled toolchains we never use.',
         publicFlags,
       ),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 // pipeline: the whole job — preflight → builder → per instance (base → assemble → cleanup) — under
 // one disk budget, with one summary and one exit code.
-//   bun run scripts/pipeline.ts --instances ids.txt --registry ghcr.io/me/fleet --context docker/
+//   npx bun scripts/pipeline.ts --instances ids.txt --registry ghcr.io/me/fleet --context docker/
 //
 // Exit codes: 0 all built or skipped · 1 something failed · 2 bad usage or input · 3 preflight failed · 130 interrupted
 import pMap from 'p-map'
@@ -318,7 +318,7 @@ async function main(argv: string[]) {
   if (flags.help) {
     return void console.log(
       renderHelp(
-        'bun run scripts/pipeline.ts --instances FILE --registry PREFIX [flags]',
+        'npx bun scripts/pipeline.ts --instances FILE --registry PREFIX [flags]',
         'Builds the builder image, then per instance a base image and a final (assembled) image, pushing each, under a disk budget.',
         FLAGS,
       ),

@@ -1,8 +1,8 @@
 #!/usr/bin/env bun
 // prune: the cleanup commands, each one measured (statfs of the data root before and after, seconds,
 // exit code) and logged. One prune at a time (a shared Mutex), every prune with a timeout.
-//   bun run scripts/prune.ts --until-free 20GB        tiers, cheapest first, until 20 GB are free
-//   bun run scripts/prune.ts --tier full --dry-run     what a full prune would run
+//   npx bun scripts/prune.ts --until-free 20GB        tiers, cheapest first, until 20 GB are free
+//   npx bun scripts/prune.ts --tier full --dry-run     what a full prune would run
 import { $, type ProcessPromise } from 'zx'
 import { type FlagTable, parseFlags, renderHelp } from '../lib/cli/flags.ts'
 import { PreflightError, runMain } from '../lib/cli/main.ts'
@@ -207,7 +207,7 @@ async function main(argv: string[]) {
   if (flags.help) {
     return void console.log(
       renderHelp(
-        'bun run scripts/prune.ts [--until-free SIZE | --tier TIER] [flags]',
+        'npx bun scripts/prune.ts [--until-free SIZE | --tier TIER] [flags]',
         'Measured Docker cleanups: rmi, capped build-cache prune, system prune, full prune (daemon and buildx builder).',
         FLAGS,
       ),

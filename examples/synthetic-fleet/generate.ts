@@ -1,6 +1,6 @@
 // A SWE-bench-shaped fleet of upstream images in a registry, generated on a disk much smaller than the fleet:
 // groups of instances share an "environment" layer, each instance adds its own id and a unique layer.
-//   eval "$(bun run scripts/sandbox.ts env)" && bun run examples/synthetic-fleet/generate.ts --groups 4 --per-group 6
+//   eval "$(npx bun scripts/sandbox.ts env)" && npx bun examples/synthetic-fleet/generate.ts --groups 4 --per-group 6
 import { $ } from 'zx'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -214,9 +214,9 @@ async function main(argv: string[]): Promise<number> {
     return 0
   }
   const problems = [
-    !flags.registry && '--registry is required (or run `eval "$(bun run scripts/sandbox.ts env)"` first)',
+    !flags.registry && '--registry is required (or run `eval "$(npx bun scripts/sandbox.ts env)"` first)',
     flags.registry && !/^[\w.-]+(:\d+)?$/.test(flags.registry) && `--registry wants HOST:PORT, got '${flags.registry}'`,
-    !flags.seed && '--seed is required (or run `eval "$(bun run scripts/sandbox.ts env)"` first)',
+    !flags.seed && '--seed is required (or run `eval "$(npx bun scripts/sandbox.ts env)"` first)',
   ].filter((p): p is string => !!p)
   if (problems.length) throw new UsageError(problems.join('\n'), problems)
   configureReport({ github: inGitHubActions(env), secrets: secretValues(env) })
