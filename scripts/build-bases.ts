@@ -45,7 +45,8 @@ export async function buildBuilder(o: BuildOptions): Promise<StepResult | 'skipp
   const info = { phase: 'builder' as const, id: 'builder', dockerId: 'builder', tag }
   const skip = await alreadyPushed(tag, o)
   if (skip) return recordSkip(o.run, info, skip), 'skipped'
-  const flags = commonBuildFlags(fleet, o.network)
+  // + BASE_IMAGE=scratch when the Dockerfile leaves it without a default (the builder has no instance: fleet.ts)
+  const flags = [...commonBuildFlags(fleet, o.network), ...fleet.builderArgs.flatMap((arg) => ['--build-arg', arg])]
   return runStep(o.run, info, o.policy, async () => {
     if (o.buildx) {
       await $`docker buildx build --push --provenance=false ${

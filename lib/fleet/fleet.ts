@@ -7,6 +7,13 @@ import { type Flags, type FlagTable, UsageError } from '../cli/flags.ts'
 import { count } from '../cli/report.ts'
 import { type Instance, parseInstances, parseSelection, templateProblems } from './instances.ts'
 import { ImageRefError, parsePrefix, parseRepository } from '../registry/ref.ts'
+import {
+  builderBuildArgs,
+  contractProblems,
+  type DockerfileShape,
+  readDockerfile,
+  stageNames,
+} from './dockerfile-contract.ts'
 
 export const FLEET_FLAGS = {
   instances: { type: 'string', arg: 'FILE', help: 'Instances: one id or JSON object a line (required)' },
@@ -65,14 +72,11 @@ export type Fleet = {
   dockerfile: string
   assembleDockerfile: string
   builderTarget: string
+  /** build args of the builder build only: BASE_IMAGE=scratch when the Dockerfile leaves it without a default */
+  builderArgs: string[]
   baseTarget: string
   buildArgs: string[]
   platform?: string
-}
-
-/** Stage names declared with `FROM … AS name` in a Dockerfile. */
-export function stagesOf(dockerfile: string): string[] {
-  return [...dockerfile.matchAll(/^\s*FROM\s+(?:--\S+\s+)*\S+\s+AS\s+(\S+)\s*$/gim)].map((m) => m[1].toLowerCase())
 }
 
 export function contextKey(parts: string[]): string {
@@ -130,6 +134,23 @@ export function parseReferenceFlag<T>(
   }
 }
 
+/** The builder and base targets exist, and every FROM of DIR/Dockerfile can be read by both builds. */
+function checkStages(dockerfile: string, shape: DockerfileShape, flags: FleetFlags, problems: string[]) {
+  const names = stageNames(shape)
+  for (const stage of [flags.builderTarget, flags.baseTarget]) {
+    if (!names.includes(stage.toLowerCase())) {
+      problems.push(`${dockerfile} has no stage '${stage}' (stages: ${names.join(', ') || 'none'})`)
+    }
+  }
+  problems.push(
+    ...contractProblems(dockerfile, shape, {
+      given: ['BASE_IMAGE'],
+      buildArgs: flags.buildArg,
+      builder: flags.builderTarget.toLowerCase(),
+    }),
+  )
+}
+
 /** Reads and validates everything a build needs; throws one UsageError listing every problem (with `more` found by the caller). */
 export function loadFleet(flags: FleetFlags, more: string[] = []): Fleet {
   const problems: string[] = [...more]
@@ -153,10 +174,15 @@ export function loadFleet(flags: FleetFlags, more: string[] = []): Fleet {
   }
   const main = readOrProblem(dockerfile, 'Dockerfile', problems)
   const assemble = readOrProblem(assembleDockerfile, 'assemble Dockerfile', problems)
-  for (const stage of [flags.builderTarget, flags.baseTarget]) {
-    if (main !== undefined && !stagesOf(main).includes(stage.toLowerCase())) {
-      problems.push(`${dockerfile} has no stage '${stage}' (stages: ${stagesOf(main).join(', ') || 'none'})`)
-    }
+  const shape = main === undefined ? undefined : readDockerfile(main)
+  if (shape) checkStages(dockerfile, shape, flags, problems)
+  if (assemble !== undefined) {
+    problems.push(
+      ...contractProblems(assembleDockerfile, readDockerfile(assemble), {
+        given: ['BASE_IMAGE', 'BUILDER_IMAGE'],
+        buildArgs: flags.buildArg,
+      }),
+    )
   }
 
   const instances = loadInstances(flags, problems)
@@ -174,6 +200,7 @@ export function loadFleet(flags: FleetFlags, more: string[] = []): Fleet {
     baseImage: (i) => `${repos.base}:${key}-${i.dockerId}`,
     finalImage: (i) => `${repos.final}:${key}-${i.dockerId}`,
     builderTarget: flags.builderTarget,
+    builderArgs: builderBuildArgs(shape!, flags.buildArg),
     baseTarget: flags.baseTarget,
     buildArgs: flags.buildArg,
     platform: flags.platform,
