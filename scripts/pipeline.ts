@@ -18,7 +18,8 @@ import { githubFromEnv } from '../lib/run/github.ts'
 import { RegistryClient } from '../lib/registry/client.ts'
 import { compressedImageBytes, imageLayers } from '../lib/registry/image.ts'
 import { bytesToCome } from '../lib/disk/free-disk-status.ts'
-import { failedIds, now } from '../lib/run/records.ts'
+import { now } from '../lib/run/records.ts'
+import { retryFailed } from '../lib/run/retry.ts'
 import { recordBlocked, recordSkip } from '../lib/run/step.ts'
 import { GracefulStop } from '../lib/cli/stop.ts'
 import { ASSEMBLE_FLAGS, type AssembleMode, type Assembly, prepareAssembly } from './assemble.ts'
@@ -277,17 +278,6 @@ function finish(s: Setup, o: PipelineOptions): number {
   return o.stop?.stopping ? EXIT.interrupted : code
 }
 
-/** --retry-failed: the instances whose last record in OUT failed. */
-function onlyFailed(instances: Instance[], out: string): Instance[] {
-  const failed = failedIds(out)
-  if (!failed) {
-    throw new UsageError(`--retry-failed: no manifest.jsonl in ${out} (run without it first, with the same --out)`)
-  }
-  const retry = instances.filter((i) => failed.has(i.id))
-  report.info(`--retry-failed: ${retry.length} of ${instances.length} instances failed last time in ${out}`)
-  return retry
-}
-
 /** --shard I/N: this matrix job's instances (--shard-by bytes reads every upstream image's size from its registry). */
 async function shardOf(fleet: Fleet, spec: ShardSpec, byBytes: boolean, env: NodeJS.ProcessEnv): Promise<Instance[]> {
   const registry = byBytes ? new RegistryClient({ dockerConfigDir: dockerConfigDir(env) }) : undefined
@@ -325,12 +315,14 @@ async function main(argv: string[]) {
     )
   }
   if (flags.merge) return mergeMain(positionals, flags.out)
-  const fleet = loadFleet(flags, runFlagProblems(flags, process.env))
+  const loaded = loadFleet(flags, runFlagProblems(flags, process.env))
   if (flags.shard) {
-    fleet.instances = await shardOf(fleet, parseShard(flags.shard), flags.shardBy === 'bytes', process.env)
+    loaded.instances = await shardOf(loaded, parseShard(flags.shard), flags.shardBy === 'bytes', process.env)
   }
-  if (flags.retryFailed) fleet.instances = onlyFailed(fleet.instances, flags.out)
+  const retry = flags.retryFailed ? retryFailed(loaded, flags.out, flags.key) : undefined
+  const fleet = retry?.fleet ?? loaded
   const s = await startScript(flags, fleet)
+  s.run.earlier.push(...(retry?.earlier ?? [])) // the summary describes the whole fleet in --out
   const stop = new GracefulStop({
     graceMs: flags.grace,
     say: (text) => report.warn(text),

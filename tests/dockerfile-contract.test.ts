@@ -4,8 +4,9 @@
 import { describe, expect, test } from 'bun:test'
 import { builderBuildArgs, contractProblems, readDockerfile } from '../lib/fleet/dockerfile-contract.ts'
 
-const MAIN = { given: ['BASE_IMAGE'], buildArgs: [] as string[], builder: 'builder' }
-const check = (text: string, o = MAIN) => contractProblems('Dockerfile', readDockerfile(text), o)
+type Options = Parameters<typeof contractProblems>[2]
+const MAIN: Options = { given: ['BASE_IMAGE'], buildArgs: [], builder: 'builder' }
+const check = (text: string, o: Options = MAIN) => contractProblems('Dockerfile', readDockerfile(text), o)
 
 describe('the Dockerfile contract', () => {
   test('ARG BASE_IMAGE without a default: accepted, and the builder build gets BASE_IMAGE=scratch', () => {
@@ -49,6 +50,6 @@ describe('the Dockerfile contract', () => {
 
   test('the assemble Dockerfile gets BASE_IMAGE and BUILDER_IMAGE', () => {
     const assemble = 'ARG BASE_IMAGE\nARG BUILDER_IMAGE\nFROM ${BUILDER_IMAGE} AS builder\nFROM ${BASE_IMAGE}\n'
-    expect(check(assemble, { given: ['BASE_IMAGE', 'BUILDER_IMAGE'], buildArgs: [] } as typeof MAIN)).toEqual([])
+    expect(check(assemble, { given: ['BASE_IMAGE', 'BUILDER_IMAGE'], buildArgs: [] })).toEqual([])
   })
 })

@@ -62,9 +62,12 @@ export const FLEET_FLAGS = {
 
 export type FleetFlags = Flags<typeof FLEET_FLAGS>
 
+export type Repositories = Record<'builder' | 'base' | 'final', string>
+
 export type Fleet = {
   instances: Instance[]
   key: string
+  repos: Repositories
   builderImage: string
   baseImage: (i: Instance) => string
   finalImage: (i: Instance) => string
@@ -115,7 +118,7 @@ function checkRepos(flags: FleetFlags, problems: string[]) {
     builder: repo('builder', flags.builderRepo, 'eval-builder'),
     base: repo('base', flags.baseRepo, 'eval-base'),
     final: repo('final', flags.finalRepo, 'eval-agent'),
-  } as Record<'builder' | 'base' | 'final', string>
+  } as Repositories
 }
 
 /** Parses a flag's value with the reference grammar; on failure one problem per thing wrong, each with the fix. */
@@ -192,19 +195,40 @@ export function loadFleet(flags: FleetFlags, more: string[] = []): Fleet {
     contextKey([main!, assemble!, flags.builderTarget, flags.baseTarget, ...flags.buildArg, flags.platform ?? ''])
   return {
     instances,
-    key,
     context,
     dockerfile,
     assembleDockerfile,
-    builderImage: `${repos.builder}:${key}`,
-    baseImage: (i) => `${repos.base}:${key}-${i.dockerId}`,
-    finalImage: (i) => `${repos.final}:${key}-${i.dockerId}`,
+    ...imageNames(repos, key),
     builderTarget: flags.builderTarget,
     builderArgs: builderBuildArgs(shape!, flags.buildArg),
     baseTarget: flags.baseTarget,
     buildArgs: flags.buildArg,
     platform: flags.platform,
   }
+}
+
+/** The fleet's image names under a key: `REPO:KEY` for the builder, `REPO:KEY-DOCKER_ID` per instance. */
+function imageNames(
+  repos: Repositories,
+  key: string,
+): Pick<Fleet, 'key' | 'repos' | 'builderImage' | 'baseImage' | 'finalImage'> {
+  return {
+    key,
+    repos,
+    builderImage: `${repos.builder}:${key}`,
+    baseImage: (i) => `${repos.base}:${key}-${i.dockerId}`,
+    finalImage: (i) => `${repos.final}:${key}-${i.dockerId}`,
+  }
+}
+
+/** The same fleet with its images named under another key (--retry-failed keeps the key of the run it retries). */
+export const withKey = (fleet: Fleet, key: string): Fleet => ({ ...fleet, ...imageNames(fleet.repos, key) })
+
+/** The key in a tag this fleet names: `REPO:KEY` (the builder, `dockerId` undefined) or `REPO:KEY-DOCKER_ID`. */
+export function keyOfTag(tag: string, dockerId?: string): string | undefined {
+  const version = tag.slice(tag.lastIndexOf(':') + 1)
+  if (dockerId === undefined) return version
+  return version.endsWith(`-${dockerId}`) ? version.slice(0, -dockerId.length - 1) : undefined
 }
 
 function loadInstances(flags: FleetFlags, problems: string[]): Instance[] {

@@ -16,7 +16,7 @@ import {
 } from './github.ts'
 import { count, mask, report } from '../cli/report.ts'
 import { stepName } from './step.ts'
-import type { CleanupRecord, ManifestRecord, Phase, Run, Status } from './records.ts'
+import { type CleanupRecord, lastPerImage, type ManifestRecord, type Phase, type Run, type Status } from './records.ts'
 import { formatBytes } from '../cli/size.ts'
 
 export const PHASES: Phase[] = ['builder', 'base', 'assemble']
@@ -25,6 +25,8 @@ const SLOWEST = 10
 
 export type Summary = {
   instances: number
+  /** after --retry-failed: how many instances this run retried (the counts cover every instance in OUT) */
+  retried?: number
   key?: string
   startedAt: string
   counts: Record<Phase, Record<Status, number>>
@@ -59,6 +61,7 @@ export type RunFacts = {
   minFree: number | null
   instances: number
   key?: string
+  retried?: number
 }
 
 export function summarizeFacts(f: RunFacts): Summary {
@@ -78,6 +81,7 @@ export function summarizeFacts(f: RunFacts): Summary {
   }
   return {
     instances: f.instances,
+    ...(f.retried === undefined ? {} : { retried: f.retried }),
     key: f.key,
     startedAt: f.startedAt,
     counts,
@@ -127,16 +131,22 @@ export function registryLine(r: NonNullable<Summary['registry']>): string {
     (r.copied ? ` (${count(r.copied, 'blob')} could not be mounted and were copied through this runner)` : '')
 }
 
+/** The run's summary; after --retry-failed (run.earlier), of the whole fleet in OUT: the last record of every image. */
 export function summarize(run: Run, fleet?: Fleet): Summary {
+  const retry = run.earlier.length > 0
+  const records = retry ? [...lastPerImage([...run.earlier, ...run.records]).values()] : run.records
   return summarizeFacts({
-    records: run.records,
+    records,
     cleanups: run.cleanups,
     startedAt: new Date(run.started).toISOString(),
     wallSeconds: Number(((Date.now() - run.started) / 1000).toFixed(1)),
     peakUsed: run.peakUsed,
     minFree: Number.isFinite(run.minFree) ? run.minFree : null,
-    instances: fleet?.instances.length ?? 0,
+    instances: retry
+      ? new Set(records.filter((r) => r.phase !== 'builder').map((r) => r.id)).size
+      : fleet?.instances.length ?? 0,
     key: fleet?.key,
+    retried: retry ? fleet?.instances.length ?? 0 : undefined,
   })
 }
 
@@ -161,6 +171,12 @@ export function summaryMarkdown(
       total(s, 'built')
     } built, ${total(s, 'skipped')} skipped, ${total(s, 'failed')} failed`,
     '',
+    ...(s.retried === undefined ? [] : [
+      `After \`--retry-failed\` of ${
+        count(s.retried, 'instance')
+      }: every instance in this output directory, as its last record says.`,
+      '',
+    ]),
     '| phase | built | skipped | failed |',
     '|---|---:|---:|---:|',
     ...PHASES.map((p) => `| ${p} | ${s.counts[p].built} | ${s.counts[p].skipped} | ${s.counts[p].failed} |`),
@@ -269,7 +285,7 @@ export function writeSummary(run: Run, o: { out: string; fleet?: Fleet; github?:
 export function printTotals(s: Summary, file?: string, dry = false): void {
   if (s.registry) report.info(registryLine(s.registry))
   report.info(
-    `\n${
+    `\n${s.retried === undefined ? '' : 'every instance in --out after the retry: '}${
       PHASES.map((p) =>
         `${p}: ${s.counts[p].built} built, ${s.counts[p].skipped} skipped, ${s.counts[p].failed} failed`
       ).join(' · ')
