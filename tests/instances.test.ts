@@ -73,8 +73,12 @@ describe('instances file', () => {
   test('upstream templates must use known placeholders and make valid references', () => {
     expect(templateProblems(TEMPLATE)).toEqual([])
     expect(templateProblems('reg/{instance}:latest')[0]).toContain('unknown placeholder {instance}')
-    expect(templateProblems('reg/UPPER/{docker_id}')[0]).toContain('does not make a valid image reference')
-    expect(templateProblems('reg/x:{id};rm -rf /')[0]).toContain('does not make a valid image reference')
+    expect(templateProblems('reg/UPPER/{docker_id}')).toEqual([
+      "--upstream reg/UPPER/{docker_id}: repository names are lower-case: 'reg/UPPER/{docker_id}' → use --upstream reg/upper/{docker_id}",
+    ])
+    expect(templateProblems('reg/x:{id};rm -rf /')).toEqual([
+      '--upstream reg/x:{id};rm -rf /: empty or contains white space',
+    ])
   })
 
   test('image references follow docker grammar', () => {
@@ -108,6 +112,13 @@ describe('instances file', () => {
       "is one JSON object over several lines, not one instance a line: write one id or JSON object a line (JSON lines), e.g. with jq -c '.[]'",
     ])
     expect(parseInstances('[{"id": "a"},\n', TEMPLATE).problems[0]).toStartWith("starts with '[' like a JSON array")
+  })
+
+  test('a bad --upstream template is named once, not again on every line it fills', () => {
+    expect(parseInstances('a__b-1\na__b-2\n', 'ghcr.io/MyOrg/{docker_id}:latest').problems).toEqual([])
+    expect(templateProblems('ghcr.io/MyOrg/{docker_id}:latest')).toEqual([
+      "--upstream ghcr.io/MyOrg/{docker_id}:latest: repository names are lower-case: 'MyOrg/{docker_id}' → use --upstream ghcr.io/myorg/{docker_id}:latest",
+    ])
   })
 
   test('an upstream with capitals or a URL scheme is named with its fix', () => {

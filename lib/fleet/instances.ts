@@ -40,13 +40,21 @@ export function idProblem(id: string): string | undefined {
   return `id ${JSON.stringify(id)} must be letters, digits, '.', '_' or '-', starting with a letter or digit`
 }
 
-/** Checks an --upstream template's placeholders; returns problems (empty when fine). */
+/** Checks an --upstream template's placeholders; returns problems (empty when fine), one per problem, with the fix. */
 export function templateProblems(template: string): string[] {
   const unknown = [...template.matchAll(PLACEHOLDER)].map((m) => m[1]).filter((p) => !KNOWN_PLACEHOLDERS.includes(p))
   const problems = unknown.map((p) => `--upstream: unknown placeholder {${p}} (use {id} or {docker_id})`)
-  const sample = fillTemplate(template, 'example__example-1')
-  const bad = unknown.length ? undefined : referenceProblem(sample)
-  if (bad) problems.push(`--upstream: '${template}' does not make a valid image reference (${sample}: ${bad})`)
+  if (unknown.length) return problems
+  // the template's reference problems are those of any id filled in; a sample id, put back as placeholders
+  const id = 'example__example-1'
+  const unfill = (text: string) => text.replaceAll(dockerIdOf(id), '{docker_id}').replaceAll(id, '{id}')
+  try {
+    parseImageRef(fillTemplate(template, id))
+  } catch (e) {
+    if (!(e instanceof ImageRefError)) throw e
+    const fix = e.suggestion ? ` → use --upstream ${unfill(e.suggestion)}` : ''
+    problems.push(...e.problems.map((p) => `--upstream ${template}: ${unfill(p)}${fix}`))
+  }
   return problems
 }
 
@@ -76,6 +84,7 @@ function parseLine(text: string): Entry {
 export function parseInstances(text: string, upstreamTemplate: string): { instances: Instance[]; problems: string[] } {
   const wrongFormat = wholeDocument(text)
   if (wrongFormat) return { instances: [], problems: [wrongFormat] }
+  const templateOk = templateProblems(upstreamTemplate).length === 0 // else named once, as --upstream's problem
   const instances: Instance[] = []
   const problems: string[] = []
   const seen = new Map<string, number>()
@@ -94,7 +103,7 @@ export function parseInstances(text: string, upstreamTemplate: string): { instan
     seen.set(dockerId, line)
     if (entry.upstream !== undefined && typeof entry.upstream !== 'string') return say('"upstream" must be a string')
     const upstream = entry.upstream ?? fillTemplate(upstreamTemplate, entry.id)
-    const badRef = referenceProblem(upstream)
+    const badRef = entry.upstream !== undefined || templateOk ? referenceProblem(upstream) : undefined
     if (badRef) return say(`upstream ${JSON.stringify(upstream)} is not a valid image reference: ${badRef}`)
     instances.push({ id: entry.id, dockerId, upstream, line })
   })
