@@ -74,6 +74,7 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
     minFree: flags.minFree,
     dataRoot: flags.dataRoot,
     builder: flags.builder,
+    checkRun: true,
     network: flags.network,
     out: flags.dryRun ? undefined : flags.out,
   })

@@ -38,7 +38,8 @@ export type PreflightOptions = {
   minFree: number
   dataRoot?: string
   builder?: string
-  /** --network of the builds: the RUN check builds with it */
+  /** check that a RUN step can start, building with `network` (the builds' --network); prune skips it */
+  checkRun?: boolean
   network?: string
   out?: string
 }
@@ -70,7 +71,7 @@ export async function preflight(o: PreflightOptions): Promise<Preflight> {
   if (result.server) await checkDataRoot(result, o)
   await checkBuildx(result, o.builder)
   if (result.server) await detectPruneFlags(result)
-  if (result.server) await checkRun(result, o)
+  if (result.server && o.checkRun) await checkRun(result, o)
   if (o.registry) await checkRegistry(result, o.registry)
   result.ok = checks.every((c) => c.ok)
   if (o.out) writeResult(o.out, result)
@@ -246,7 +247,7 @@ async function main(argv: string[]) {
   if (problems.length) throw new UsageError(problems.join('\n'), problems)
   configureReport({ github: inGitHubActions(process.env), secrets: secretValues(process.env) })
   report.phase('preflight')
-  const result = await preflight({ ...flags, out: flags.out })
+  const result = await preflight({ ...flags, checkRun: true, out: flags.out })
   printChecks(result)
   if (!result.ok) {
     throw new PreflightError(

@@ -66,6 +66,21 @@ describe('the RUN check', () => {
   })
 })
 
+test("prune's preflight skips the RUN check: it builds nothing", async () => {
+  const fake = fakeDocker()
+  const env = { ...process.env, ...fake.env, CI: '', GITHUB_ACTIONS: '' }
+  const r = await $({
+    env,
+    nothrow: true,
+    quiet: true,
+    cwd: ROOT,
+  })`${process.execPath} scripts/prune.ts --tier stale --dry-run`
+  expect(r.exitCode).toBe(0)
+  expect(fake.calls().some((c) => c.join(' ').includes('imagefleet-run-check'))).toBe(false)
+  expect(fake.calls().some((c) => c.join(' ') === 'version --format {{json .}}')).toBe(true) // its preflight ran
+  fake.cleanup()
+})
+
 describe('--registry', () => {
   test('capitals or a URL scheme are refused with exit 2 before any docker command, one line per problem', async () => {
     const r = await preflight(['--registry', 'https://ghcr.io/MyOrg/Fleet'])
