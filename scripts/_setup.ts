@@ -24,6 +24,8 @@ import { dockerConfigDir } from '../lib/cli/environment.ts'
 type SetupFlags = {
   out: string
   dryRun: boolean
+  /** preflight checks that a RUN step can start (default); false for a script that builds nothing */
+  checkRun?: boolean
   force: boolean
   concurrency: number
   registry?: string
@@ -74,7 +76,7 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
     minFree: flags.minFree,
     dataRoot: flags.dataRoot,
     builder: flags.builder,
-    checkRun: true,
+    checkRun: flags.checkRun ?? true,
     network: flags.network,
     out: flags.dryRun ? undefined : flags.out,
   })

@@ -193,7 +193,8 @@ async function main(argv: string[]) {
     )
   }
   const fleet = loadFleet(flags, runFlagProblems(flags, process.env))
-  const s = await startScript(flags, fleet)
+  // --mode registry builds nothing: no RUN check (its probe build would write to the data root)
+  const s = await startScript({ ...flags, checkRun: flags.mode !== 'registry' }, fleet)
   const assembly = prepareAssembly(flags.mode as AssembleMode, s.build, s.registry)
   report.phase(`assemble: ${fleet.instances.length} (${assembly.mode})`)
   await pMap(fleet.instances, async (inst) => {

@@ -1,9 +1,10 @@
 // scripts/preflight.ts against a recording fake docker: what it asks the engine, and what it concludes. The fake
 // answers the RUN check the way runc and BuildKit do; sandbox.test.ts runs the same check on the real engine.
 import { describe, expect, test } from 'bun:test'
+import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
-import { registryFixture, ROOT } from './helpers/fixture.ts'
+import { CONTEXT, registryFixture, ROOT } from './helpers/fixture.ts'
 import { fakeDocker } from './helpers/fake-docker.ts'
 
 const fx = registryFixture('preflight-test')
@@ -78,6 +79,28 @@ test("prune's preflight skips the RUN check: it builds nothing", async () => {
   expect(r.exitCode).toBe(0)
   expect(fake.calls().some((c) => c.join(' ').includes('imagefleet-run-check'))).toBe(false)
   expect(fake.calls().some((c) => c.join(' ') === 'version --format {{json .}}')).toBe(true) // its preflight ran
+  fake.cleanup()
+})
+
+test('assemble --mode registry skips the RUN check too: it builds nothing and writes nothing on the data root', async () => {
+  const fake = fakeDocker()
+  const env = { ...process.env, ...fake.env, CI: '', GITHUB_ACTIONS: '' }
+  const instances = path.join(fx.work, 'one.txt')
+  fs.writeFileSync(instances, 'a__b-1\n')
+  const run = (mode: string) =>
+    $({
+      env,
+      nothrow: true,
+      quiet: true,
+      cwd: ROOT,
+    })`${process.execPath} scripts/assemble.ts --mode ${mode} --dry-run --instances ${instances} --registry ${fx.registry.address}/fleet --context ${CONTEXT} --min-free 0 --out ${
+      path.join(fx.work, `assemble-${mode}`)
+    }`
+  const probes = () => fake.calls().filter((c) => c.join(' ').includes('imagefleet-run-check')).length
+  await run('registry')
+  expect(probes()).toBe(0)
+  await run('docker')
+  expect(probes()).toBe(1)
   fake.cleanup()
 })
 
