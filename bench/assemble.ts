@@ -17,7 +17,7 @@ import { runMain } from '../lib/cli/main.ts'
 import { sampleDisk } from '../lib/disk/statfs.ts'
 import { formatBytes } from '../lib/cli/size.ts'
 import { generateFleet } from '../examples/synthetic-fleet/generate.ts'
-import { type Sandbox, sandboxDown, sandboxUp } from '../scripts/sandbox.ts'
+import { type Sandbox, sandboxDown, sandboxUp } from '../scripts/_sandbox-engine.ts'
 
 export const FLAGS = {
   groups: { type: 'int', default: 4, min: 1, help: 'Environment groups of the synthetic fleet' },
@@ -174,7 +174,7 @@ async function main(argv: string[]) {
   if (flags.help) {
     return void console.log(
       renderHelp(
-        'bun run bench/assemble.ts [flags]',
+        'npx bun bench/assemble.ts [flags]',
         'Registry assembly vs docker build, the same instances both ways, on a sandbox (see the header of this file).',
         FLAGS,
       ),

@@ -2,7 +2,7 @@
 // bench:plan — the waits people notice before anything is built: a full `pipeline.ts --dry-run` of a 500-instance
 // fleet against an empty local registry (target ≤ 3 s), where its time goes (runtime start, registry checks, the
 // rest: preflight, planning, printing), and every script's --help (target ≤ 0.3 s under Bun).
-//   bun run bench/plan.ts [--instances 500] [--rounds 3] [--engine fake|env]
+//   npx bun bench/plan.ts [--instances 500] [--rounds 3] [--engine fake|env]
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -89,7 +89,7 @@ async function main(argv: string[]) {
   if (flags.help) {
     return void console.log(
       renderHelp(
-        'bun run bench/plan.ts [flags]',
+        'npx bun bench/plan.ts [flags]',
         "Times a full --dry-run of a synthetic fleet against an empty local registry, its parts, and every script's --help.",
         FLAGS,
       ),

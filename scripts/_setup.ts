@@ -7,13 +7,11 @@
 //   admitEach     every instance in schedule order, `concurrency` at a time, each admitted by the disk budget,
 //                 its steps' full-disk recovery bound to that budget
 //   finishRun     summary.json/.md and the exit code
-import os from 'node:os'
-import path from 'node:path'
 import pMap from 'p-map'
 import { $ } from 'zx'
 import { PreflightError } from '../lib/cli/main.ts'
 import { dryRunSpawn } from '../lib/cli/dry-run.ts'
-import { configureReport, report, secretValues } from '../lib/cli/report.ts'
+import { configureReport, count, report, secretValues } from '../lib/cli/report.ts'
 import { formatBytes } from '../lib/cli/size.ts'
 import type { GracefulStop } from '../lib/cli/stop.ts'
 import { DiskBudget, type Policy, type Ticket } from '../lib/disk/budget.ts'
@@ -26,7 +24,8 @@ import type { Group, Layer } from '../lib/fleet/groups.ts'
 import type { Instance } from '../lib/fleet/instances.ts'
 import { RegistryClient, RegistryError } from '../lib/registry/client.ts'
 import { imageLayers } from '../lib/registry/image.ts'
-import { registryHost } from '../lib/registry/ping.ts'
+import { refHost } from '../lib/registry/ref.ts'
+import { dockerConfigDir } from '../lib/cli/environment.ts'
 import { checkTags } from '../lib/registry/tags.ts'
 import { githubFromEnv, type GitHubOptions } from '../lib/run/github.ts'
 import { Progress } from '../lib/run/progress.ts'
@@ -39,6 +38,8 @@ import { cleanUntil } from './prune.ts'
 export type SetupFlags = {
   out: string
   dryRun: boolean
+  /** preflight checks that a RUN step can start (default); false for a script that builds nothing */
+  checkRun?: boolean
   force: boolean
   concurrency: number
   registry?: string
@@ -74,9 +75,12 @@ export type Setup = {
   cleanup: CleanupOptions
   /** the run's one registry client (existence checks, upstream layers, registry assembly) */
   registry: RegistryClient
+  /** images built at once: --concurrency, or 1 in a dry run (its plan prints in order) */
   concurrency: number
   github: GitHubOptions
   out: string
+  /** what the plan says: `concurrency N`, and in a dry run that it lists the images one at a time */
+  concurrencyNote: string
   progress?: Progress
 }
 
@@ -99,10 +103,12 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
   })
   report.phase('preflight')
   const pre = await preflight({
-    registry: flags.registry ?? registryHost(fleet.builderImage),
+    registry: flags.registry ?? refHost(fleet.builderImage),
     minFree: flags.minFree,
     dataRoot: flags.dataRoot,
     builder: flags.builder,
+    checkRun: flags.checkRun ?? true,
+    network: flags.network,
     out: flags.dryRun ? undefined : flags.out,
     insecureRegistry: flags.insecureRegistry,
   })
@@ -119,7 +125,7 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
   if (flags.dryRun) $.spawn = dryRunSpawn((c) => console.log(c), $.prefix, $.postfix)
   if (flags.registryUser && password) await login(fleet, flags.registryUser, password)
   const registry = new RegistryClient({
-    dockerConfigDir: env.DOCKER_CONFIG ?? path.join(os.homedir(), '.docker'),
+    dockerConfigDir: dockerConfigDir(env),
     insecure: pre.insecure ?? { names: flags.insecureRegistry }, // plain HTTP where the daemon speaks it too
   })
   const cleanup: CleanupOptions = {
@@ -141,7 +147,22 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
     registry,
     known: new Map(),
   }
-  return { pre, run, fleet, build, cleanup, registry, concurrency: flags.concurrency, github, out: flags.out, progress }
+  const concurrencyNote = `concurrency ${flags.concurrency}${
+    flags.dryRun ? '; the dry run lists one image at a time' : ''
+  }`
+  return {
+    pre,
+    run,
+    fleet,
+    build,
+    cleanup,
+    registry,
+    concurrency: flags.concurrency,
+    concurrencyNote,
+    github,
+    out: flags.out,
+    progress,
+  }
 }
 
 /** Asks the registry about many tags at once (in parallel); later existence checks answer from `build.known`. */
@@ -251,7 +272,9 @@ export async function admitEach(
     }
   }, { concurrency: s.run.dry ? 1 : s.concurrency })
   if (skipped) {
-    report.warn(`${skipped} instances not started (recorded as interrupted): rerun with the same --out to finish them`)
+    report.warn(
+      `${count(skipped, 'instance')} not started (recorded as interrupted): rerun with the same --out to finish them`,
+    )
   }
 }
 
@@ -323,7 +346,7 @@ async function login(fleet: Fleet, user: string, password: string): Promise<void
     fleet.builderImage,
     ...fleet.instances.slice(0, 1).flatMap((i) => [fleet.baseImage(i), fleet.finalImage(i)]),
   ]
-  for (const host of new Set(refs.map(registryHost))) {
+  for (const host of new Set(refs.map(refHost))) {
     const out = await $({
       input: password,
       quiet: true,

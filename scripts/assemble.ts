@@ -7,7 +7,7 @@
 //   auto     — registry when the assemble Dockerfile only copies from images and sets metadata, else docker; it
 //              prints which, and for docker the line that forced it.
 // Skips what the registry has.
-//   bun run scripts/assemble.ts --instances ids.txt --registry ghcr.io/me --context docker/ [--mode auto]
+//   npx bun scripts/assemble.ts --instances ids.txt --registry ghcr.io/me --context docker/ [--mode auto]
 import fs from 'node:fs'
 import { $ } from 'zx'
 import { type FlagTable, parseFlags, renderHelp, UsageError } from '../lib/cli/flags.ts'
@@ -195,14 +195,15 @@ async function main(argv: string[]) {
   if (flags.help) {
     return void console.log(
       renderHelp(
-        'bun run scripts/assemble.ts --instances FILE --registry PREFIX [flags]',
+        'npx bun scripts/assemble.ts --instances FILE --registry PREFIX [flags]',
         'Assembles one final image per instance from its base image (built by build-bases) and the builder image: inside the registry, or with docker build + push (then removed locally).',
         FLAGS,
       ),
     )
   }
   const fleet = loadFleet(flags, runFlagProblems(flags, process.env))
-  const s = await startScript(flags, fleet)
+  // --mode registry builds nothing: no RUN check (its probe build would write to the data root)
+  const s = await startScript({ ...flags, checkRun: flags.mode !== 'registry' }, fleet)
   const assembly = prepareAssembly(flags.mode as AssembleMode, s.build, s.registry, s.pre)
   report.phase('plan')
   await prefetchTags(s, fleet.instances.map((i) => fleet.finalImage(i)))

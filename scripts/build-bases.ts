@@ -2,7 +2,7 @@
 // build-bases: the builder image once, then one base image per instance FROM its upstream image.
 // With buildx: `docker buildx build --push --provenance=false`; without: `docker build` + `docker push`.
 // Skips tags the registry already has unless --force.
-//   bun run scripts/build-bases.ts --instances ids.txt --registry ghcr.io/me --context docker/
+//   npx bun scripts/build-bases.ts --instances ids.txt --registry ghcr.io/me --context docker/
 import { $ } from 'zx'
 import { type FlagTable, parseFlags, renderHelp } from '../lib/cli/flags.ts'
 import { runMain } from '../lib/cli/main.ts'
@@ -34,7 +34,8 @@ export async function buildBuilder(o: BuildOptions): Promise<StepResult | 'skipp
   const info = { phase: 'builder' as const, id: 'builder', dockerId: 'builder', tag }
   const skip = await alreadyPushed(tag, o)
   if (skip) return recordSkip(o.run, info, skip), 'skipped'
-  const flags = commonBuildFlags(fleet, o.network)
+  // + BASE_IMAGE=scratch when the Dockerfile leaves it without a default (the builder has no instance: fleet.ts)
+  const flags = [...commonBuildFlags(fleet, o.network), ...fleet.builderArgs.flatMap((arg) => ['--build-arg', arg])]
   return runStep(o.run, info, o.policy, async () => {
     if (o.buildx) {
       await $`docker buildx build --push --provenance=false ${
@@ -75,7 +76,7 @@ async function main(argv: string[]) {
   if (flags.help) {
     return void console.log(
       renderHelp(
-        'bun run scripts/build-bases.ts --instances FILE --registry PREFIX [flags]',
+        'npx bun scripts/build-bases.ts --instances FILE --registry PREFIX [flags]',
         'Builds the builder image, then one base image per instance, and pushes them, under the disk budget (--cleanup: local images removed after their push, cache pruned when the next base needs the room), in an order that pulls each shared environment once (--order).',
         FLAGS,
       ),

@@ -2,8 +2,8 @@
 // demo: the whole story on this machine — a throwaway Docker engine on a 3 GiB disk, a SWE-bench-shaped
 // fleet three times that size in a real registry, the pipeline building every image, the summary, and
 // the sandbox torn down. Needs root and loop devices (see scripts/sandbox.ts).
-//   npm run demo                     # = bun run scripts/demo.ts
-//   bun run scripts/demo.ts --keep   # leave the sandbox up to look around (then: bun run scripts/sandbox.ts down --dir .sandbox-demo)
+//   npm run demo                       # = npx bun scripts/demo.ts
+//   npx bun scripts/demo.ts --keep     # leave the sandbox up (then: npx bun scripts/sandbox.ts down --dir .sandbox-demo)
 import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
@@ -13,7 +13,8 @@ import { configureReport, report, seconds, secretValues } from '../lib/cli/repor
 import { formatBytes } from '../lib/cli/size.ts'
 import { runtimeCommand } from '../lib/cli/runtime.ts'
 import { generateFleet } from '../examples/synthetic-fleet/generate.ts'
-import { sandboxDown, sandboxUp } from './sandbox.ts'
+import { sandboxDown, sandboxUp } from './_sandbox-engine.ts'
+import { inGitHubActions } from '../lib/cli/environment.ts'
 
 export const FLAGS = {
   dir: {
@@ -58,13 +59,13 @@ async function main(argv: string[]) {
   if (flags.help) {
     return void console.log(
       renderHelp(
-        'bun run scripts/demo.ts [flags]',
+        'npx bun scripts/demo.ts [flags]',
         'Sandbox up → synthetic fleet ≥ 3× the disk → pipeline → summary → sandbox down, with the time of each.',
         FLAGS,
       ),
     )
   }
-  configureReport({ github: process.env.GITHUB_ACTIONS === 'true', secrets: secretValues(process.env) })
+  configureReport({ github: inGitHubActions(process.env), secrets: secretValues(process.env) })
   const dir = path.resolve(flags.dir)
   const out = path.resolve(flags.out)
   fs.rmSync(out, { recursive: true, force: true })
@@ -96,12 +97,12 @@ async function main(argv: string[]) {
         nothrow: true,
       })`${runtimeCommand()} scripts/pipeline.ts --instances ${
         path.join(dir, 'fleet', 'instances.txt')
-      } --upstream ${fleet.upstream} --registry ${sb.registry}/fleet --context examples/synthetic-fleet/context --build-arg SEED_IMAGE=${fleet.seed} --network none --concurrency ${flags.concurrency} --cleanup ${flags.cleanup} --min-free 200MB --reserve 200MB --out ${out}`)
+      } --upstream ${fleet.upstream} --registry ${sb.registry}/fleet --context examples/synthetic-fleet/context --build-arg SEED_IMAGE=${fleet.seed} --concurrency ${flags.concurrency} --cleanup ${flags.cleanup} --min-free 200MB --reserve 200MB --out ${out}`)
     printDemoSummary(out, fleet.upstreamBytes, sb.diskBytes)
     code = result.exitCode ?? 1
   } finally {
     if (!flags.keep) await timed(times, 'teardown', () => sandboxDown({ dir }))
-    else report.info(`sandbox left up: eval "$(bun run scripts/sandbox.ts env --dir ${flags.dir})"`)
+    else report.info(`sandbox left up: eval "$(npx bun scripts/sandbox.ts env --dir ${flags.dir})"`)
     const total = times.reduce((sum, [, ms]) => sum + ms, 0)
     report.info(`time: ${times.map(([part, ms]) => `${part} ${seconds(ms)}`).join(' · ')} · total ${seconds(total)}`)
   }

@@ -24,6 +24,7 @@ import {
 } from '../lib/disk/free-disk-catalogue.ts'
 import { type FreeDiskStatus, readFreeDiskStatus, type TrashItem, writeStatus } from '../lib/disk/free-disk-status.ts'
 import { appendSummary, type Outcome, renderText } from '../lib/disk/free-disk-report.ts'
+import { inGitHubActions } from '../lib/cli/environment.ts'
 
 export const FLAGS = {
   list: { type: 'boolean', help: 'Print the catalogue with what is present here and its size, then exit' },
@@ -414,22 +415,19 @@ const isLink = (p: string) => {
 
 async function main(argv: string[]): Promise<number> {
   const env = process.env
-  const { flags, positionals } = parseFlags(FLAGS, argv, env)
-  if (positionals.length) {
-    throw new UsageError(`unexpected argument(s) ${positionals.join(' ')}: free-disk takes flags only (see --help)`)
-  }
+  const { flags } = parseFlags(FLAGS, argv, env) // refuses stray arguments
   const { 'delete-trash': _internal, ...publicFlags } = FLAGS
   if (flags.help) {
     process.stdout.write(
       renderHelp(
-        'free-disk [flags]',
+        'npx bun scripts/free-disk.ts [flags]',
         'Free disk on a hosted CI runner by deleting preinstalled toolchains we never use.',
         publicFlags,
       ),
     )
     return 0
   }
-  configureReport({ github: env.GITHUB_ACTIONS === 'true', secrets: secretValues(env) })
+  configureReport({ github: inGitHubActions(env), secrets: secretValues(env) })
   const root = path.resolve(flags.root)
   const o: FreeDiskOptions = {
     root,
@@ -467,7 +465,7 @@ async function main(argv: string[]): Promise<number> {
   const totals = { freeBefore, freeAfter, seconds: (performance.now() - t0) / 1000, pending: o.background ? credit : 0 }
   report.endPhase()
   report.info('\n' + renderText(outcomes, totals))
-  if (env.GITHUB_ACTIONS === 'true' && env.GITHUB_STEP_SUMMARY) appendSummary(env.GITHUB_STEP_SUMMARY, outcomes, totals)
+  if (inGitHubActions(env) && env.GITHUB_STEP_SUMMARY) appendSummary(env.GITHUB_STEP_SUMMARY, outcomes, totals)
   const failed = outcomes.filter((d) => d.status === 'failed').length
   const short = o.targetFree !== undefined && !o.dryRun && freeAfter + totals.pending < o.targetFree
   if (short) {

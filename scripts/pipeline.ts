@@ -1,16 +1,15 @@
 #!/usr/bin/env bun
 // pipeline: the whole job — preflight → plan → builder → per instance (base → assemble → cleanup) — under one disk
 // budget, in an order that pulls each shared environment once, with one summary and one exit code.
-//   bun run scripts/pipeline.ts --instances ids.txt --registry ghcr.io/me/fleet --context docker/
+//   npx bun scripts/pipeline.ts --instances ids.txt --registry ghcr.io/me/fleet --context docker/
 //
 // Exit codes: 0 all built or skipped · 1 something failed · 2 bad usage or input · 3 preflight failed · 130 interrupted
-import os from 'node:os'
-import path from 'node:path'
 import pMap from 'p-map'
 import { $ } from 'zx'
-import { type FlagTable, parseFlags, renderHelp, UsageError } from '../lib/cli/flags.ts'
+import { type FlagTable, parseFlags, renderHelp, unexpectedArguments, UsageError } from '../lib/cli/flags.ts'
+import { dockerConfigDir } from '../lib/cli/environment.ts'
 import { EXIT, runMain } from '../lib/cli/main.ts'
-import { configureReport, report, secretValues } from '../lib/cli/report.ts'
+import { configureReport, count, report, secretValues } from '../lib/cli/report.ts'
 import { formatBytes } from '../lib/cli/size.ts'
 import { GracefulStop } from '../lib/cli/stop.ts'
 import type { DiskBudget, Ticket } from '../lib/disk/budget.ts'
@@ -24,7 +23,8 @@ import { RegistryClient } from '../lib/registry/client.ts'
 import { imageLayers } from '../lib/registry/image.ts'
 import { githubFromEnv } from '../lib/run/github.ts'
 import { mergeShards, writeMerged } from '../lib/run/merge.ts'
-import { failedIds, now } from '../lib/run/records.ts'
+import { now } from '../lib/run/records.ts'
+import { retryFailed } from '../lib/run/retry.ts'
 import { recordBlocked, recordSkip } from '../lib/run/step.ts'
 import {
   admitEach,
@@ -206,7 +206,9 @@ export async function planFleet(s: Setup): Promise<{ todo: Instance[]; done: Ins
     const there = s.build.known.get(tag) ?? await s.registry.manifestExists(tag).catch(() => false)
     ;(there ? done : todo).push(inst)
   }
-  report.info(`${todo.length} of ${fleet.instances.length} instances to build; ${done.length} already in the registry`)
+  report.info(
+    `${todo.length} of ${count(fleet.instances.length, 'instance')} to build; ${done.length} already in the registry`,
+  )
   return { todo, done }
 }
 
@@ -240,17 +242,6 @@ function finish(s: Setup, o: PipelineOptions, disk?: DiskBudget): number {
   return o.stop?.stopping ? EXIT.interrupted : code
 }
 
-/** --retry-failed: the instances whose last record in OUT failed. */
-function onlyFailed(instances: Instance[], out: string): Instance[] {
-  const failed = failedIds(out)
-  if (!failed) {
-    throw new UsageError(`--retry-failed: no manifest.jsonl in ${out} (run without it first, with the same --out)`)
-  }
-  const retry = instances.filter((i) => failed.has(i.id))
-  report.info(`--retry-failed: ${retry.length} of ${instances.length} instances failed last time in ${out}`)
-  return retry
-}
-
 /**
  * --shard I/N: this matrix job's instances. `count` groups by the instances file alone (no registry call: a shard
  * must never see a different fleet than its siblings); `bytes` reads every upstream image's layers — strictly: if one
@@ -259,7 +250,7 @@ function onlyFailed(instances: Instance[], out: string): Instance[] {
 async function shardOf(fleet: Fleet, spec: ShardSpec, byBytes: boolean, env: NodeJS.ProcessEnv): Promise<Instance[]> {
   let layers: Upstreams['layers'] | undefined
   if (byBytes) {
-    const registry = new RegistryClient({ dockerConfigDir: env.DOCKER_CONFIG ?? path.join(os.homedir(), '.docker') })
+    const registry = new RegistryClient({ dockerConfigDir: dockerConfigDir(env) })
     layers = await strictLayers(fleet, registry)
   }
   const layersOf = layers && ((i: Instance) => layers!.get(i.id))
@@ -269,7 +260,7 @@ async function shardOf(fleet: Fleet, spec: ShardSpec, byBytes: boolean, env: Nod
   const split = plan.split.map((g) => `${g.key} (${g.instances}) in ${g.pieces}`).join(', ')
   const extra = plan.split.reduce((n, g) => n + g.pieces - 1, 0)
   report.info(
-    `shard ${spec.index}/${spec.count}: ${mine.size} of ${fleet.instances.length} instances (balanced by ${
+    `shard ${spec.index}/${spec.count}: ${mine.size} of ${count(fleet.instances.length, 'instance')} (balanced by ${
       byBytes ? 'upstream bytes' : 'count'
     }; fair share ${byBytes ? formatBytes(plan.fair) : plan.fair.toFixed(1)})`,
   )
@@ -306,23 +297,28 @@ function mergeMain(dirs: string[], out: string): number {
 }
 
 async function main(argv: string[]) {
-  const { flags, positionals } = parseFlags(FLAGS, argv, process.env)
+  const { flags, positionals } = parseFlags(FLAGS, argv, process.env, { positionals: true })
+  if (positionals.length && !flags.merge) {
+    throw new UsageError(unexpectedArguments(positionals, "only --merge takes arguments (the shards' OUT dirs)"))
+  }
   if (flags.help) {
     return void console.log(
       renderHelp(
-        'bun run scripts/pipeline.ts --instances FILE --registry PREFIX [flags]',
+        'npx bun scripts/pipeline.ts --instances FILE --registry PREFIX [flags]',
         'Builds the builder image, then per instance a base image and a final (assembled) image, pushing each, under a disk budget.',
         FLAGS,
       ),
     )
   }
   if (flags.merge) return mergeMain(positionals, flags.out)
-  const fleet = loadFleet(flags, runFlagProblems(flags, process.env))
+  const loaded = loadFleet(flags, runFlagProblems(flags, process.env))
   if (flags.shard) {
-    fleet.instances = await shardOf(fleet, parseShard(flags.shard), flags.shardBy === 'bytes', process.env)
+    loaded.instances = await shardOf(loaded, parseShard(flags.shard), flags.shardBy === 'bytes', process.env)
   }
-  if (flags.retryFailed) fleet.instances = onlyFailed(fleet.instances, flags.out)
+  const retry = flags.retryFailed ? retryFailed(loaded, flags.out, flags.key) : undefined
+  const fleet = retry?.fleet ?? loaded
   const s = await startScript(flags, fleet)
+  s.run.earlier.push(...(retry?.earlier ?? [])) // the summary describes the whole fleet in --out
   const stop = new GracefulStop({
     graceMs: flags.grace,
     say: (text) => report.warn(text),

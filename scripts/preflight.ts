@@ -1,16 +1,22 @@
 #!/usr/bin/env bun
 // preflight: cheap checks before anything is built. Writes OUT/preflight.json; exit 3 when a check fails.
-//   bun run scripts/preflight.ts --registry 127.0.0.1:5000/fleet --min-free 20GB
+//   npx bun scripts/preflight.ts --registry 127.0.0.1:5000/fleet --min-free 20GB
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { $ } from 'zx'
-import { type FlagTable, parseFlags, renderHelp } from '../lib/cli/flags.ts'
+import { type FlagTable, parseFlags, renderHelp, UsageError } from '../lib/cli/flags.ts'
 import { PreflightError, runMain } from '../lib/cli/main.ts'
 import { sampleDisk } from '../lib/disk/statfs.ts'
 import { formatBytes } from '../lib/cli/size.ts'
 import { configureReport, mask, report, secretValues } from '../lib/cli/report.ts'
-import { registryAnswers, registryHost } from '../lib/registry/ping.ts'
+import { registryAnswers } from '../lib/registry/ping.ts'
+import { parsePrefix, prefixHost } from '../lib/registry/ref.ts'
+import { parseReferenceFlag } from '../lib/fleet/fleet.ts'
 import { type Check, type Preflight, versionAtLeast } from '../lib/engine/facts.ts'
+import { RUN_FLAGS } from '../lib/engine/options.ts'
+import { lastErrorLine } from '../lib/run/error-line.ts'
+import { inGitHubActions } from '../lib/cli/environment.ts'
 
 export type { Check, Preflight, PruneFlags } from '../lib/engine/facts.ts'
 
@@ -23,6 +29,7 @@ export const FLAGS = {
     help: "Where this machine sees the daemon's data root, when not at the path `docker info` reports",
   },
   builder: { type: 'string', arg: 'NAME', help: 'buildx builder to inspect (default: the selected one)' },
+  network: { ...RUN_FLAGS.network, help: `${RUN_FLAGS.network.help}; the RUN check builds with it` },
   out: { type: 'string', arg: 'DIR', default: 'builds', help: 'Writes DIR/preflight.json' },
   'insecure-registry': {
     type: 'list',
@@ -37,10 +44,32 @@ export type PreflightOptions = {
   minFree: number
   dataRoot?: string
   builder?: string
+  /** check that a RUN step can start, building with `network` (the builds' --network); prune skips it */
+  checkRun?: boolean
+  network?: string
   out?: string
   /** Registries spoken to over plain HTTP besides the daemon's own insecure ones (--insecure-registry). */
   insecureRegistry?: string[]
 }
+
+/** The RUN check: a build of an empty image whose one RUN execs a file that is not there (no image to pull). */
+const RUN_PROBE = '/imagefleet-run-check'
+/** What the probe's output tells, first match wins. */
+const RUN_ANSWERS: Array<{ pattern: RegExp; ok: boolean; why: string }> = [
+  // runc says `stat /x: no such file or directory`, crun `executable file /x not found`: the step's container
+  // started (namespaces, network, mounts) and got as far as exec — all a RUN needs from the engine
+  {
+    pattern: /stat \/imagefleet-run-check: no such file|executable file [`'"]?\/imagefleet-run-check[`'"]? not found/,
+    ok: true,
+    why: 'started',
+  },
+  // BuildKit cannot give the step the network it asks for (a dockerd with --bridge=none and the default network)
+  {
+    pattern: /network \S+ not found|network mode \S+ not supported|failed to (create|set up) network/i,
+    ok: false,
+    why: 'network',
+  },
+]
 
 /** Runs every check; never throws for a failed check (the caller decides). */
 export async function preflight(o: PreflightOptions): Promise<Preflight> {
@@ -51,6 +80,7 @@ export async function preflight(o: PreflightOptions): Promise<Preflight> {
   await checkBuildx(result, o.builder)
   if (result.server) await detectPruneFlags(result)
   await readInsecureRegistries(result, o.insecureRegistry ?? [])
+  if (result.server && o.checkRun) await checkRun(result, o)
   if (o.registry) await checkRegistry(result, o.registry)
   result.ok = checks.every((c) => c.ok)
   if (o.out) writeResult(o.out, result)
@@ -92,7 +122,7 @@ async function checkDataRoot(r: Preflight, o: PreflightOptions) {
     name: 'free space',
     ok: enough,
     detail: `${formatBytes(r.free)} free on the filesystem of ${local} (need ${formatBytes(o.minFree)})`,
-    fix: enough ? undefined : 'free disk first (bun run scripts/free-disk.ts) or lower --min-free',
+    fix: enough ? undefined : 'free disk first (npx bun scripts/free-disk.ts) or lower --min-free',
   })
 }
 
@@ -165,8 +195,36 @@ async function readInsecureRegistries(r: Preflight, extra: string[]) {
   r.insecure = { names: [...named.map((i) => i.Name!), ...extra], cidrs: daemon.InsecureRegistryCIDRs ?? [] }
 }
 
+/**
+ * Can a RUN step run? Honest on a fresh engine (nothing to pull: the image is empty) and on a runner alike. What it
+ * cannot tell: whether your images have the shell and tools your RUN lines call.
+ */
+async function checkRun(r: Preflight, o: PreflightOptions) {
+  const context = fs.mkdtempSync(path.join(os.tmpdir(), 'imagefleet-run-check-'))
+  fs.writeFileSync(path.join(context, 'Dockerfile'), `FROM scratch\nRUN ["${RUN_PROBE}"]\n`)
+  const network = o.network ? ['--network', o.network] : []
+  const out = o.builder
+    ? await $`docker buildx build --builder ${o.builder} --progress=plain ${network} ${context}`.nothrow().quiet()
+      .timeout('2m')
+    : await $`docker build --progress=plain ${network} ${context}`.nothrow().quiet().timeout('2m')
+  fs.rmSync(context, { recursive: true, force: true })
+  const answer = RUN_ANSWERS.find((a) => a.pattern.test(out.stdout + out.stderr))
+  const mode = `network ${o.network ?? 'default'}`
+  if (answer?.ok) {
+    return void r.checks.push({ name: 'RUN steps', ok: true, detail: `a RUN step starts (${mode})` })
+  }
+  r.checks.push({
+    name: 'RUN steps',
+    ok: false,
+    detail: `a RUN step cannot start (${mode}): ${lastErrorLine(out.stderr, out.stdout) ?? `exit ${out.exitCode}`}`,
+    fix: answer?.why === 'network'
+      ? "the daemon has no such network: pass --network none (RUN steps then have no network), or give dockerd a bridge; the sandbox's env sets IMAGEFLEET_NETWORK=none"
+      : 'every build with a RUN step would fail the same way: check the engine (its runtime, or the builder)',
+  })
+}
+
 async function checkRegistry(r: Preflight, registry: string) {
-  const host = registryHost(registry)
+  const host = prefixHost(registry)
   const answer = await registryAnswers(host, { insecure: r.insecure })
   r.checks.push(
     answer.ok ? { name: 'registry', ok: true, detail: `${host} answers at ${answer.url} (${answer.status})` } : {
@@ -204,15 +262,18 @@ async function main(argv: string[]) {
   if (flags.help) {
     return void console.log(
       renderHelp(
-        'bun run scripts/preflight.ts [flags]',
-        'Checks the daemon, its data root and free space, buildx and its prune flags, and the registry; writes OUT/preflight.json.',
+        'npx bun scripts/preflight.ts [flags]',
+        'Checks the daemon, its data root and free space, buildx and its prune flags, that a RUN step can start (a build of an empty image with --network), and the registry; writes OUT/preflight.json.',
         FLAGS,
       ),
     )
   }
-  configureReport({ github: process.env.GITHUB_ACTIONS === 'true', secrets: secretValues(process.env) })
+  const problems: string[] = []
+  if (flags.registry !== undefined) parseReferenceFlag('registry', flags.registry, parsePrefix, problems)
+  if (problems.length) throw new UsageError(problems.join('\n'), problems)
+  configureReport({ github: inGitHubActions(process.env), secrets: secretValues(process.env) })
   report.phase('preflight')
-  const result = await preflight({ ...flags, out: flags.out })
+  const result = await preflight({ ...flags, checkRun: true, out: flags.out })
   printChecks(result)
   if (!result.ok) {
     throw new PreflightError(

@@ -1,8 +1,8 @@
 #!/usr/bin/env bun
 // prune: the cleanup commands, each one measured (statfs of the data root before and after, seconds,
 // exit code) and logged. One prune at a time (a shared Mutex), every prune with a timeout.
-//   bun run scripts/prune.ts --until-free 20GB        tiers, cheapest first, until 20 GB are free
-//   bun run scripts/prune.ts --tier full --dry-run     what a full prune would run
+//   npx bun scripts/prune.ts --until-free 20GB        tiers, cheapest first, until 20 GB are free
+//   npx bun scripts/prune.ts --tier full --dry-run     what a full prune would run
 import cp from 'node:child_process'
 import { $, type ProcessPromise } from 'zx'
 import { type FlagTable, parseFlags, renderHelp, UsageError } from '../lib/cli/flags.ts'
@@ -15,6 +15,7 @@ import { dryRunSpawn } from '../lib/cli/dry-run.ts'
 import { preflight, printChecks } from './preflight.ts'
 import type { CleanupOptions } from '../lib/engine/options.ts'
 import type { CleanOutcome, CleanRequest, Tier } from '../lib/disk/budget.ts'
+import { inGitHubActions } from '../lib/cli/environment.ts'
 
 /** What a tier needs: the stale cutoff (seconds), the bytes still to free, a fixed cache cap (per-image --cache-cap). */
 type TierArgs = { staleSeconds: number; gap: number; cacheCap?: number }
@@ -253,24 +254,17 @@ async function explainHolders(): Promise<string[]> {
 }
 
 async function main(argv: string[]) {
-  const { flags, positionals } = parseFlags(FLAGS, argv, process.env)
+  const { flags } = parseFlags(FLAGS, argv, process.env)
   if (flags.help) {
     return void console.log(
       renderHelp(
-        'bun run scripts/prune.ts [--until-free SIZE | --tier TIER] [flags]',
+        'npx bun scripts/prune.ts [--until-free SIZE | --tier TIER] [flags]',
         'Measured Docker cleanups: rmi, stale and capped build-cache prunes, system prune, full prune (daemon and buildx builder).\nExit codes: 0 done · 1 a cleanup failed, or --until-free was not reached · 2 bad usage · 3 no daemon.',
         FLAGS,
       ),
     )
   }
-  if (positionals.length) {
-    throw new UsageError(`unexpected argument(s) ${positionals.join(' ')}: prune takes flags only (see --help)`)
-  }
-  configureReport({
-    github: process.env.GITHUB_ACTIONS === 'true',
-    secrets: secretValues(process.env),
-    comments: flags.dryRun,
-  })
+  configureReport({ github: inGitHubActions(process.env), secrets: secretValues(process.env), comments: flags.dryRun })
   const pre = await preflight({ minFree: 0, dataRoot: flags.dataRoot, builder: flags.builder })
   printChecks(pre)
   if (!pre.server) throw new PreflightError(['the Docker daemon does not answer'])

@@ -1,6 +1,10 @@
 import { describe, expect, test } from 'bun:test'
 import { type FlagTable, parseDuration, parseFlags, renderHelp, UsageError } from '../lib/cli/flags.ts'
 import { dockerSize, formatBytes, parseSize } from '../lib/cli/size.ts'
+import { $ } from 'zx'
+import { scriptNames } from '../scripts/docs.ts'
+import { fakeDocker } from './helpers/fake-docker.ts'
+import { ROOT } from './helpers/fixture.ts'
 
 const T = {
   'min-free': { type: 'size', default: '1GB', help: 'min free' },
@@ -36,7 +40,9 @@ describe('sizes', () => {
 
 describe('flags', () => {
   test('defaults, conversion and repeated lists', () => {
-    const { flags, positionals } = parseFlags(T, ['--build-arg', 'A=1', '--build-arg=B=2', '--force', 'extra'])
+    const { flags, positionals } = parseFlags(T, ['--build-arg', 'A=1', '--build-arg=B=2', '--force', 'extra'], {}, {
+      positionals: true,
+    })
     expect(flags).toMatchObject({
       minFree: 1e9,
       concurrency: 4,
@@ -74,6 +80,11 @@ describe('flags', () => {
       }
     }
   })
+  test('a stray argument is refused unless the command takes arguments', () => {
+    expect(() => parseFlags(T, ['--force', 'extra'])).toThrow(
+      "unexpected argument 'extra': this command takes flags only (a value with spaces needs quotes; see --help)",
+    )
+  })
   test('a bad value in the environment is refused like a bad flag', () => {
     expect(() => parseFlags(T, [], { IMAGEFLEET_MIN_FREE: 'lots' })).toThrow(UsageError)
   })
@@ -92,5 +103,26 @@ describe('flags', () => {
     for (const name of Object.keys(T)) expect(help).toContain(`--${name}`)
     expect(help).toContain('(default: 1GB)')
     expect(help).toContain('IMAGEFLEET_')
+  })
+})
+
+describe('every script', () => {
+  // the README's broken `\   # comment` continuation ran pipeline.ts with a stray '  # …' argument, silently
+  test('refuses a stray argument with exit 2 and runs no docker command (pipeline: outside --merge)', async () => {
+    const fake = fakeDocker()
+    const env = { ...process.env, ...fake.env, CI: '', GITHUB_ACTIONS: '' }
+    for (const script of scriptNames()) {
+      const args = script === 'sandbox.ts' ? ['status', 'stray'] : ['stray']
+      const r = await $({
+        env,
+        cwd: ROOT,
+        nothrow: true,
+        quiet: true,
+      })`${process.execPath} ${`scripts/${script}`} ${args}`
+      expect([script, r.exitCode]).toEqual([script, 2])
+      expect(r.stderr).toContain("'stray'")
+    }
+    expect(fake.calls()).toEqual([])
+    fake.cleanup()
   })
 })

@@ -13,7 +13,7 @@ import { Assembler } from '../lib/image/assemble-registry.ts'
 import { parseAssembleDockerfile } from '../lib/image/assemble-dockerfile.ts'
 import { buildkitVersion } from '../lib/image/buildkit-rules.ts'
 import { RegistryClient } from '../lib/registry/client.ts'
-import { type Sandbox, sandboxDown, sandboxUp } from '../scripts/sandbox.ts'
+import { type Sandbox, sandboxDown, sandboxUp } from '../scripts/_sandbox-engine.ts'
 import { CONFIG_FIELDS, differences, listing } from './helpers/image-listing.ts'
 import { describeIntegration } from './helpers/integration.ts'
 

@@ -1,4 +1,4 @@
-// README's CLI reference is every script's --help, verbatim: a flag added without `bun run scripts/docs.ts`
+// README's CLI reference is every script's --help, verbatim: a flag added without `npx bun scripts/docs.ts`
 // fails here.
 import { describe, expect, test } from 'bun:test'
 import fs from 'node:fs'
@@ -8,7 +8,7 @@ import { cliReference, END, scriptNames, START, withReference } from '../scripts
 const README = path.resolve(import.meta.dir, '../README.md')
 
 describe('README CLI reference', () => {
-  test('README carries the current --help of every script (run `bun run scripts/docs.ts` when this fails)', async () => {
+  test('README carries the current --help of every script (run `npx bun scripts/docs.ts` when this fails)', async () => {
     const readme = fs.readFileSync(README, 'utf8')
     const reference = await cliReference()
     for (const script of scriptNames()) expect(reference).toContain(`<code>scripts/${script}</code>`)

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test'
-import { dockerIdOf, fillTemplate, isImageReference, parseInstances, templateProblems } from '../lib/fleet/instances.ts'
+import { dockerIdOf, fillTemplate, parseInstances, referenceProblem, templateProblems } from '../lib/fleet/instances.ts'
 
 const TEMPLATE = 'docker.io/swebench/sweb.eval.x86_64.{docker_id}:latest'
 
@@ -73,8 +73,12 @@ describe('instances file', () => {
   test('upstream templates must use known placeholders and make valid references', () => {
     expect(templateProblems(TEMPLATE)).toEqual([])
     expect(templateProblems('reg/{instance}:latest')[0]).toContain('unknown placeholder {instance}')
-    expect(templateProblems('reg/UPPER/{docker_id}')[0]).toContain('does not make a valid image reference')
-    expect(templateProblems('reg/x:{id};rm -rf /')[0]).toContain('does not make a valid image reference')
+    expect(templateProblems('reg/UPPER/{docker_id}')).toEqual([
+      "--upstream reg/UPPER/{docker_id}: repository names are lower-case: 'reg/UPPER/{docker_id}' → use --upstream reg/upper/{docker_id}",
+    ])
+    expect(templateProblems('reg/x:{id};rm -rf /')).toEqual([
+      '--upstream reg/x:{id};rm -rf /: empty or contains white space',
+    ])
   })
 
   test('image references follow docker grammar', () => {
@@ -87,10 +91,44 @@ describe('instances file', () => {
         'localhost/x_y__z-w:1.0',
       ]
     ) {
-      expect(isImageReference(ok)).toBe(true)
+      expect(referenceProblem(ok)).toBeUndefined()
     }
     for (const bad of ['a/B', 'a b', 'a:b:c', 'a/b:', '-a', 'a//b', '$(x)', 'a/b:' + 't'.repeat(129)]) {
-      expect(isImageReference(bad)).toBe(false)
+      expect(referenceProblem(bad)).toBeString()
     }
+  })
+
+  test('a JSON array (a dataset saved whole) is named as the wrong format, not reported line by line', () => {
+    const rows = [{ instance_id: 'django__django-11099' }, { instance_id: 'sympy__sympy-20590' }]
+    for (const text of [JSON.stringify(rows), JSON.stringify(rows, null, 2)]) {
+      const { instances, problems } = parseInstances(text, TEMPLATE)
+      expect(instances).toEqual([])
+      expect(problems).toEqual([
+        "is a JSON array of 2 rows, not one instance a line: write one id or JSON object a line (JSON lines), e.g. with jq -c '.[]'",
+      ])
+    }
+    const object = parseInstances(JSON.stringify(rows[0], null, 2), TEMPLATE)
+    expect(object.problems).toEqual([
+      "is one JSON object over several lines, not one instance a line: write one id or JSON object a line (JSON lines), e.g. with jq -c '.[]'",
+    ])
+    expect(parseInstances('[{"id": "a"},\n', TEMPLATE).problems[0]).toStartWith("starts with '[' like a JSON array")
+  })
+
+  test('a bad --upstream template is named once, not again on every line it fills', () => {
+    expect(parseInstances('a__b-1\na__b-2\n', 'ghcr.io/MyOrg/{docker_id}:latest').problems).toEqual([])
+    expect(templateProblems('ghcr.io/MyOrg/{docker_id}:latest')).toEqual([
+      "--upstream ghcr.io/MyOrg/{docker_id}:latest: repository names are lower-case: 'MyOrg/{docker_id}' → use --upstream ghcr.io/myorg/{docker_id}:latest",
+    ])
+  })
+
+  test('an upstream with capitals or a URL scheme is named with its fix', () => {
+    const { problems } = parseInstances(
+      '{"id": "a-1", "upstream": "ghcr.io/Me/env:1"}\n{"id": "a-2", "upstream": "https://ghcr.io/me/env:1"}',
+      TEMPLATE,
+    )
+    expect(problems).toEqual([
+      `line 1: upstream "ghcr.io/Me/env:1" is not a valid image reference: repository names are lower-case: 'Me/env' (use 'ghcr.io/me/env:1')`,
+      `line 2: upstream "https://ghcr.io/me/env:1" is not a valid image reference: 'https://' is a URL scheme: image names have none (docker picks HTTPS, or plain HTTP for a loopback or insecure registry) (use 'ghcr.io/me/env:1')`,
+    ])
   })
 })

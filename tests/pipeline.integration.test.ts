@@ -7,7 +7,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { $ } from 'zx'
 import { describeIntegration } from './helpers/integration.ts'
-import { type Sandbox, sandboxDown, sandboxUp } from '../scripts/sandbox.ts'
+import { type Sandbox, sandboxDown, sandboxUp } from '../scripts/_sandbox-engine.ts'
 import { type Fleet, generateFleet } from '../examples/synthetic-fleet/generate.ts'
 import { RegistryClient } from '../lib/registry/client.ts'
 

@@ -200,6 +200,8 @@ describe('pipeline with a recording fake docker', () => {
     expect(printed.filter((l) => l.startsWith('docker build ')).length).toBe(5) // builder + 2 bases + 2 assemblies
     expect(printed.filter((l) => l.startsWith('docker push ')).length).toBe(5)
     expect(r.stdout.split('\n').every((l) => !l.trim() || l.startsWith('#') || l.startsWith('docker '))).toBe(true)
+    // the run's concurrency (the default 4), not the dry run's one-at-a-time listing
+    expect(r.stdout).toContain('instances: 2 (concurrency 4; the dry run lists one image at a time, cleanup adaptive)')
     fake.cleanup()
   })
 

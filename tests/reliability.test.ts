@@ -158,7 +158,7 @@ describe('bad input is refused before anything runs', () => {
       'nostage',
     ], [
       '{nope}',
-      "'UP;rm/eval-builder'",
+      '--registry UP;rm:',
       "--build-arg 'NOTKV'",
       '--platform',
       '--key',

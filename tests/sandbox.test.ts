@@ -4,18 +4,12 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { sampleDisk } from '../lib/disk/statfs.ts'
-import { type Sandbox, sandboxDown, sandboxState, sandboxUp } from '../scripts/sandbox.ts'
+import { type Sandbox, sandboxDown, sandboxState, sandboxUp } from '../scripts/_sandbox-engine.ts'
 import { describeIntegration } from './helpers/integration.ts'
+import { alive } from '../lib/host/processes.ts'
 
 const GiB = 2 ** 30
 const repoRoot = path.resolve(import.meta.dir, '..')
-const alive = (pid: number) => {
-  try {
-    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'))
-  } catch {
-    return false
-  }
-}
 const mountsUnder = (dir: string) =>
   fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').filter((l) => l.split(' ')[1]?.startsWith(dir))
 
@@ -82,6 +76,69 @@ describeIntegration('sandbox', () => {
       cwd: repoRoot,
     })`node_modules/.bin/deno run -A scripts/sandbox.ts status --dir ${dir}`
     expect(deno.stdout).toContain(`registry: ${sandbox.registry}`)
+  })
+
+  test("preflight's RUN check on the real engine: ✓ with the sandbox's exports, ✗ without IMAGEFLEET_NETWORK, naming the fix", async () => {
+    const preflight = (env: Record<string, string>) =>
+      $({
+        env,
+        cwd: repoRoot,
+        quiet: true,
+        nothrow: true,
+      })`${process.execPath} scripts/preflight.ts --min-free 0 --out ${path.join(tmp, 'preflight')}`
+    const ok = await preflight(sandbox.env)
+    expect(ok.exitCode).toBe(0)
+    expect(ok.stdout).toContain('✓ RUN steps: a RUN step starts (network none)')
+    const { IMAGEFLEET_NETWORK: _, ...withoutNetwork } = sandbox.env
+    const bad = await preflight(withoutNetwork)
+    expect(bad.exitCode).toBe(3)
+    expect(bad.stdout).toContain('✗ RUN steps: a RUN step cannot start (network default)')
+    expect(bad.stdout).toContain('network bridge not found')
+    expect(bad.stdout).toContain('pass --network none')
+  })
+
+  test('Dockerfiles with RUN steps build through the pipeline with nothing but the sandbox exports (no --network)', async () => {
+    const context = path.join(tmp, 'run-steps')
+    fs.mkdirSync(context)
+    fs.writeFileSync(
+      path.join(context, 'Dockerfile'),
+      `ARG BASE_IMAGE=scratch\nFROM ${sandbox.seedImage} AS builder\nRUN mkdir -p /opt/agent && echo agent > /opt/agent/VERSION\n` +
+        'FROM ${BASE_IMAGE} AS base\nRUN echo base > /etc/base\n',
+    )
+    fs.writeFileSync(
+      path.join(context, 'Dockerfile.assemble'),
+      'ARG BASE_IMAGE\nARG BUILDER_IMAGE\nFROM ${BUILDER_IMAGE} AS builder\nFROM ${BASE_IMAGE}\nCOPY --from=builder /opt/agent /opt/agent\n',
+    )
+    const instances = path.join(context, 'instances.jsonl')
+    fs.writeFileSync(
+      instances,
+      ['a__run-1', 'a__run-2'].map((id) => JSON.stringify({ id, upstream: sandbox.seedImage })).join('\n'),
+    )
+    const out = path.join(tmp, 'run-steps-out')
+    const r = await $({
+      env: sandbox.env,
+      cwd: repoRoot,
+      quiet: true,
+      nothrow: true,
+    })`${process.execPath} scripts/pipeline.ts --instances ${instances} --registry ${sandbox.registry}/runsteps --context ${context} --min-free 0 --key rs --out ${out}`
+    expect(r.exitCode).toBe(0)
+    const records = fs.readFileSync(path.join(out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) =>
+      JSON.parse(l)
+    )
+    expect(records.map((m) => `${m.phase} ${m.id} ${m.status}`).sort()).toEqual([
+      'assemble a__run-1 built',
+      'assemble a__run-2 built',
+      'base a__run-1 built',
+      'base a__run-2 built',
+      'builder builder built',
+    ])
+    const image = `${sandbox.registry}/runsteps/eval-agent:rs-a_1776_run-2`
+    const cat = await $({
+      quiet: true,
+      env: sandbox.env,
+    })`docker run --rm --network none ${image} cat /etc/base /opt/agent/VERSION`
+    expect(cat.stdout).toBe('base\nagent\n')
+    await $({ quiet: true, env: sandbox.env })`docker rmi ${image}`
   })
 
   test('down stops every process, unmounts, detaches the loop device and removes the directory', async () => {

@@ -7,7 +7,7 @@ import path from 'node:path'
 import { $ } from 'zx'
 import { describeIntegration } from './helpers/integration.ts'
 import { CONTEXT } from './helpers/fixture.ts'
-import { type Sandbox, sandboxDown, sandboxUp } from '../scripts/sandbox.ts'
+import { type Sandbox, sandboxDown, sandboxUp } from '../scripts/_sandbox-engine.ts'
 import { type Fleet, generateFleet } from '../examples/synthetic-fleet/generate.ts'
 
 describeIntegration('the synthetic fleet on the sandbox engine', () => {

@@ -24,6 +24,7 @@ import {
   textFile,
 } from './push.ts'
 import { type FleetPlan, ORDERS, orderSketch, planFleet, type ShapeOptions, upstreamTemplate } from './shape.ts'
+import { inGitHubActions } from '../../lib/cli/environment.ts'
 
 export const FLAGS = {
   registry: {
@@ -255,7 +256,7 @@ async function main(argv: string[]): Promise<number> {
     flags.registry && !/^[\w.-]+(:\d+)?$/.test(flags.registry) && `--registry wants HOST:PORT, got '${flags.registry}'`,
   ].filter((p): p is string => !!p)
   if (problems.length) throw new UsageError(problems.join('\n'), problems)
-  configureReport({ github: env.GITHUB_ACTIONS === 'true', secrets: secretValues(env) })
+  configureReport({ github: inGitHubActions(env), secrets: secretValues(env) })
   await generateFleet({
     ...flags,
     registry: flags.registry!,

@@ -34,12 +34,14 @@ export const envName = (name: string) => `IMAGEFLEET_${name.toUpperCase().replac
 
 /**
  * Parses argv against a flag table. Returns typed flags plus positionals.
- * Unknown flags, bad numbers and bad sizes are all collected into one UsageError.
+ * Unknown flags, bad numbers and bad sizes are all collected into one UsageError; so are arguments that are not
+ * flags, unless `accepts.positionals` (a stray word is a mistake: an unquoted value with spaces, a broken `\`).
  */
 export function parseFlags<T extends FlagTable>(
   table: T,
   argv: string[],
   env: Record<string, string | undefined> = {},
+  accepts: { positionals?: boolean } = {},
 ): { flags: Flags<T>; positionals: string[] } {
   const names = Object.keys(table)
   const booleans = names.filter((n) => table[n].type === 'boolean')
@@ -78,8 +80,19 @@ export function parseFlags<T extends FlagTable>(
     flags[camel(name)] = value
   }
   flags.help = Boolean(raw.help)
+  const positionals = raw._.map(String)
+  if (positionals.length && !accepts.positionals) {
+    problems.push(unexpectedArguments(positionals, 'this command takes flags only'))
+  }
   if (problems.length) throw new UsageError(problems.join('\n'), problems)
-  return { flags: flags as Flags<T>, positionals: raw._.map(String) }
+  return { flags: flags as Flags<T>, positionals }
+}
+
+/** The problem for arguments a command does not take; `why` says what it takes instead. */
+export function unexpectedArguments(args: string[], why: string): string {
+  return `unexpected argument${args.length > 1 ? 's' : ''} ${
+    args.map((a) => `'${a}'`).join(' ')
+  }: ${why} (a value with spaces needs quotes; see --help)`
 }
 
 function convert(name: string, spec: FlagSpec, text: string, problems: string[]): unknown {

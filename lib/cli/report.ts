@@ -113,3 +113,6 @@ export const report = {
 }
 
 export const seconds = (ms: number) => `${(ms / 1000).toFixed(1)}s`
+
+/** `1 image`, `2 images`: a count with its noun (`plural` when the noun does not just take an s). */
+export const count = (n: number, noun: string, plural = `${noun}s`) => `${n} ${n === 1 ? noun : plural}`

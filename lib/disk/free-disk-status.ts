@@ -3,6 +3,7 @@
 // budgeting disk, e.g. the pipeline, which counts the bytes still to come.
 import fs from 'node:fs'
 import path from 'node:path'
+import { alive } from '../host/processes.ts'
 
 export type TrashItem = {
   target: string
@@ -61,13 +62,4 @@ export const bytesToCome = (file: string) => pendingBytes(readFreeDiskStatus(fil
 export function bytesGivenBack(file: string): number {
   const status = readFreeDiskStatus(file)
   return status ? status.items.filter((i) => i.done && i.measured).reduce((sum, i) => sum + i.bytes, 0) : 0
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }

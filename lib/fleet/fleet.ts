@@ -4,7 +4,16 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { createHash } from 'node:crypto'
 import { type Flags, type FlagTable, UsageError } from '../cli/flags.ts'
-import { type Instance, isRepository, parseInstances, parseSelection, templateProblems } from './instances.ts'
+import { count } from '../cli/report.ts'
+import { type Instance, parseInstances, parseSelection, templateProblems } from './instances.ts'
+import { ImageRefError, parsePrefix, parseRepository } from '../registry/ref.ts'
+import {
+  builderBuildArgs,
+  contractProblems,
+  type DockerfileShape,
+  readDockerfile,
+  stageNames,
+} from './dockerfile-contract.ts'
 
 export const FLEET_FLAGS = {
   instances: { type: 'string', arg: 'FILE', help: 'Instances: one id or JSON object a line (required)' },
@@ -53,9 +62,12 @@ export const FLEET_FLAGS = {
 
 export type FleetFlags = Flags<typeof FLEET_FLAGS>
 
+export type Repositories = Record<'builder' | 'base' | 'final', string>
+
 export type Fleet = {
   instances: Instance[]
   key: string
+  repos: Repositories
   builderImage: string
   baseImage: (i: Instance) => string
   finalImage: (i: Instance) => string
@@ -63,14 +75,11 @@ export type Fleet = {
   dockerfile: string
   assembleDockerfile: string
   builderTarget: string
+  /** build args of the builder build only: BASE_IMAGE=scratch when the Dockerfile leaves it without a default */
+  builderArgs: string[]
   baseTarget: string
   buildArgs: string[]
   platform?: string
-}
-
-/** Stage names declared with `FROM … AS name` in a Dockerfile. */
-export function stagesOf(dockerfile: string): string[] {
-  return [...dockerfile.matchAll(/^\s*FROM\s+(?:--\S+\s+)*\S+\s+AS\s+(\S+)\s*$/gim)].map((m) => m[1].toLowerCase())
 }
 
 export function contextKey(parts: string[]): string {
@@ -89,20 +98,60 @@ function readOrProblem(file: string, what: string, problems: string[]): string |
   }
 }
 
+/** The three repositories, from --registry PREFIX or their own flags; one problem line per problem, naming the flag. */
 function checkRepos(flags: FleetFlags, problems: string[]) {
-  const prefix = flags.registry?.replace(/\/+$/, '')
-  const repos = {
-    builder: flags.builderRepo ?? (prefix && `${prefix}/eval-builder`),
-    base: flags.baseRepo ?? (prefix && `${prefix}/eval-base`),
-    final: flags.finalRepo ?? (prefix && `${prefix}/eval-agent`),
+  const prefix = flags.registry === undefined
+    ? undefined
+    : parseReferenceFlag('registry', flags.registry, parsePrefix, problems)
+  const repo = (what: 'builder' | 'base' | 'final', own: string | undefined, suffix: string) => {
+    if (own !== undefined) return parseReferenceFlag(`${what}-repo`, own, parseRepository, problems) && own
+    if (prefix === undefined) {
+      if (flags.registry === undefined) {
+        problems.push(`no ${what} repository: give --registry PREFIX (or --${what}-repo)`)
+      }
+      return undefined
+    }
+    return parseReferenceFlag('registry', `${prefix.prefix}/${suffix}`, parseRepository, problems) &&
+      `${prefix.prefix}/${suffix}`
   }
-  for (const [what, repo] of Object.entries(repos)) {
-    if (!repo) problems.push(`no ${what} repository: give --registry PREFIX (or --${what}-repo)`)
-    else if (!isRepository(repo)) {
-      problems.push(`${what} repository '${repo}' is not a valid image repository (lower-case, no tag)`)
+  return {
+    builder: repo('builder', flags.builderRepo, 'eval-builder'),
+    base: repo('base', flags.baseRepo, 'eval-base'),
+    final: repo('final', flags.finalRepo, 'eval-agent'),
+  } as Repositories
+}
+
+/** Parses a flag's value with the reference grammar; on failure one problem per thing wrong, each with the fix. */
+export function parseReferenceFlag<T>(
+  flag: string,
+  value: string,
+  parse: (text: string) => T,
+  problems: string[],
+): T | undefined {
+  try {
+    return parse(value)
+  } catch (e) {
+    if (!(e instanceof ImageRefError)) throw e
+    const fix = e.suggestion ? ` → use --${flag} ${e.suggestion}` : ''
+    problems.push(...e.problems.map((p) => `--${flag} ${value}: ${p}${fix}`))
+  }
+}
+
+/** The builder and base targets exist, and every FROM of DIR/Dockerfile can be read by both builds. */
+function checkStages(dockerfile: string, shape: DockerfileShape, flags: FleetFlags, problems: string[]) {
+  const names = stageNames(shape)
+  for (const stage of [flags.builderTarget, flags.baseTarget]) {
+    if (!names.includes(stage.toLowerCase())) {
+      problems.push(`${dockerfile} has no stage '${stage}' (stages: ${names.join(', ') || 'none'})`)
     }
   }
-  return repos as Record<keyof typeof repos, string>
+  problems.push(
+    ...contractProblems(dockerfile, shape, {
+      given: ['BASE_IMAGE'],
+      buildArgs: flags.buildArg,
+      builder: flags.builderTarget.toLowerCase(),
+    }),
+  )
 }
 
 /** Reads and validates everything a build needs; throws one UsageError listing every problem (with `more` found by the caller). */
@@ -128,31 +177,58 @@ export function loadFleet(flags: FleetFlags, more: string[] = []): Fleet {
   }
   const main = readOrProblem(dockerfile, 'Dockerfile', problems)
   const assemble = readOrProblem(assembleDockerfile, 'assemble Dockerfile', problems)
-  for (const stage of [flags.builderTarget, flags.baseTarget]) {
-    if (main !== undefined && !stagesOf(main).includes(stage.toLowerCase())) {
-      problems.push(`${dockerfile} has no stage '${stage}' (stages: ${stagesOf(main).join(', ') || 'none'})`)
-    }
+  const shape = main === undefined ? undefined : readDockerfile(main)
+  if (shape) checkStages(dockerfile, shape, flags, problems)
+  if (assemble !== undefined) {
+    problems.push(
+      ...contractProblems(assembleDockerfile, readDockerfile(assemble), {
+        given: ['BASE_IMAGE', 'BUILDER_IMAGE'],
+        buildArgs: flags.buildArg,
+      }),
+    )
   }
 
   const instances = loadInstances(flags, problems)
-  if (problems.length) throw new UsageError(`bad input (${problems.length} problems)`, problems)
+  if (problems.length) throw new UsageError(`bad input (${count(problems.length, 'problem')})`, problems)
 
   const key = flags.key ??
     contextKey([main!, assemble!, flags.builderTarget, flags.baseTarget, ...flags.buildArg, flags.platform ?? ''])
   return {
     instances,
-    key,
     context,
     dockerfile,
     assembleDockerfile,
-    builderImage: `${repos.builder}:${key}`,
-    baseImage: (i) => `${repos.base}:${key}-${i.dockerId}`,
-    finalImage: (i) => `${repos.final}:${key}-${i.dockerId}`,
+    ...imageNames(repos, key),
     builderTarget: flags.builderTarget,
+    builderArgs: builderBuildArgs(shape!, flags.buildArg),
     baseTarget: flags.baseTarget,
     buildArgs: flags.buildArg,
     platform: flags.platform,
   }
+}
+
+/** The fleet's image names under a key: `REPO:KEY` for the builder, `REPO:KEY-DOCKER_ID` per instance. */
+function imageNames(
+  repos: Repositories,
+  key: string,
+): Pick<Fleet, 'key' | 'repos' | 'builderImage' | 'baseImage' | 'finalImage'> {
+  return {
+    key,
+    repos,
+    builderImage: `${repos.builder}:${key}`,
+    baseImage: (i) => `${repos.base}:${key}-${i.dockerId}`,
+    finalImage: (i) => `${repos.final}:${key}-${i.dockerId}`,
+  }
+}
+
+/** The same fleet with its images named under another key (--retry-failed keeps the key of the run it retries). */
+export const withKey = (fleet: Fleet, key: string): Fleet => ({ ...fleet, ...imageNames(fleet.repos, key) })
+
+/** The key in a tag this fleet names: `REPO:KEY` (the builder, `dockerId` undefined) or `REPO:KEY-DOCKER_ID`. */
+export function keyOfTag(tag: string, dockerId?: string): string | undefined {
+  const version = tag.slice(tag.lastIndexOf(':') + 1)
+  if (dockerId === undefined) return version
+  return version.endsWith(`-${dockerId}`) ? version.slice(0, -dockerId.length - 1) : undefined
 }
 
 function loadInstances(flags: FleetFlags, problems: string[]): Instance[] {

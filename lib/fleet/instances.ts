@@ -3,6 +3,7 @@
 //   {"id": "x", "upstream": "reg/img:tag"}                an id with its own upstream image
 //   {"instance_id": "x", "repo": "django/django", ...}    a SWE-bench dataset row, as it is
 // Blank lines and `#` comments are skipped. Every problem is reported with its line number.
+import { ImageRefError, parseImageRef } from '../registry/ref.ts'
 
 export type Instance = {
   id: string
@@ -20,18 +21,17 @@ const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,114}$/
 const PLACEHOLDER = /\{([^}]*)\}/g
 const KNOWN_PLACEHOLDERS = ['id', 'docker_id']
 
-// Docker's reference grammar (distribution/reference), anchored: what `docker build -t` accepts.
-const DOMAIN = String
-  .raw`(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?`
-const COMPONENT = String.raw`[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*`
-const TAG = String.raw`[\w][\w.-]{0,127}`
-const DIGEST = String.raw`[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}`
-const REFERENCE = new RegExp(`^(?:${DOMAIN}/)?${COMPONENT}(?:/${COMPONENT})*(?::${TAG})?(?:@${DIGEST})?$`)
-const REPOSITORY = new RegExp(`^(?:${DOMAIN}/)?${COMPONENT}(?:/${COMPONENT})*$`)
-
 export const dockerIdOf = (id: string) => id.toLowerCase().replace(/__/g, '_1776_')
-export const isImageReference = (ref: string) => ref.length <= 255 && REFERENCE.test(ref)
-export const isRepository = (repo: string) => repo.length <= 255 && REPOSITORY.test(repo)
+
+/** What is wrong with an image reference (the one grammar, lib/registry/ref.ts), or undefined when docker accepts it. */
+export function referenceProblem(ref: string): string | undefined {
+  try {
+    parseImageRef(ref)
+  } catch (e) {
+    if (!(e instanceof ImageRefError)) throw e
+    return `${e.problems.join('; ')}${e.suggestion ? ` (use '${e.suggestion}')` : ''}`
+  }
+}
 
 /** Names what is wrong with an id, or undefined when it can be a tag suffix and a log file name. */
 export function idProblem(id: string): string | undefined {
@@ -43,13 +43,20 @@ export function idProblem(id: string): string | undefined {
   return `id ${JSON.stringify(id)} must be letters, digits, '.', '_' or '-', starting with a letter or digit`
 }
 
-/** Checks an --upstream template's placeholders; returns problems (empty when fine). */
+/** Checks an --upstream template's placeholders; returns problems (empty when fine), one per problem, with the fix. */
 export function templateProblems(template: string): string[] {
   const unknown = [...template.matchAll(PLACEHOLDER)].map((m) => m[1]).filter((p) => !KNOWN_PLACEHOLDERS.includes(p))
   const problems = unknown.map((p) => `--upstream: unknown placeholder {${p}} (use {id} or {docker_id})`)
-  const sample = fillTemplate(template, 'example__example-1')
-  if (!unknown.length && !isImageReference(sample)) {
-    problems.push(`--upstream: '${template}' does not make a valid image reference (e.g. ${JSON.stringify(sample)})`)
+  if (unknown.length) return problems
+  // the template's reference problems are those of any id filled in; a sample id, put back as placeholders
+  const id = 'example__example-1'
+  const unfill = (text: string) => text.replaceAll(dockerIdOf(id), '{docker_id}').replaceAll(id, '{id}')
+  try {
+    parseImageRef(fillTemplate(template, id))
+  } catch (e) {
+    if (!(e instanceof ImageRefError)) throw e
+    const fix = e.suggestion ? ` → use --upstream ${unfill(e.suggestion)}` : ''
+    problems.push(...e.problems.map((p) => `--upstream ${template}: ${unfill(p)}${fix}`))
   }
   return problems
 }
@@ -78,6 +85,9 @@ function parseLine(text: string): Entry {
  * each prefixed with its line number, so the caller can refuse the whole list at once.
  */
 export function parseInstances(text: string, upstreamTemplate: string): { instances: Instance[]; problems: string[] } {
+  const wrongFormat = wholeDocument(text)
+  if (wrongFormat) return { instances: [], problems: [wrongFormat] }
+  const templateOk = templateProblems(upstreamTemplate).length === 0 // else named once, as --upstream's problem
   const instances: Instance[] = []
   const problems: string[] = []
   const seen = new Map<string, number>()
@@ -96,7 +106,8 @@ export function parseInstances(text: string, upstreamTemplate: string): { instan
     seen.set(dockerId, line)
     if (entry.upstream !== undefined && typeof entry.upstream !== 'string') return say('"upstream" must be a string')
     const upstream = entry.upstream ?? fillTemplate(upstreamTemplate, entry.id)
-    if (!isImageReference(upstream)) return say(`upstream ${JSON.stringify(upstream)} is not a valid image reference`)
+    const badRef = entry.upstream !== undefined || templateOk ? referenceProblem(upstream) : undefined
+    if (badRef) return say(`upstream ${JSON.stringify(upstream)} is not a valid image reference: ${badRef}`)
     const env = {
       ...(typeof entry.repo === 'string' && entry.repo ? { repo: entry.repo } : {}),
       ...(typeof entry.version === 'string' || typeof entry.version === 'number'
@@ -106,6 +117,25 @@ export function parseInstances(text: string, upstreamTemplate: string): { instan
     instances.push({ id: entry.id, dockerId, upstream, line, ...env })
   })
   return { instances, problems }
+}
+
+/**
+ * A file that is one JSON document (an array of rows, as datasets are often saved, or one object over several
+ * lines) instead of one instance a line: named as the wrong format, not reported line by line.
+ */
+function wholeDocument(text: string): string | undefined {
+  const t = text.trim()
+  if (!t.startsWith('[') && !(t.startsWith('{') && t.includes('\n'))) return undefined
+  let doc: unknown
+  try {
+    doc = JSON.parse(t)
+  } catch {
+    if (!t.startsWith('[')) return undefined // JSON lines with a bad line: reported line by line
+  }
+  const fix = "write one id or JSON object a line (JSON lines), e.g. with jq -c '.[]'"
+  if (Array.isArray(doc)) return `is a JSON array of ${doc.length} rows, not one instance a line: ${fix}`
+  if (doc && typeof doc === 'object') return `is one JSON object over several lines, not one instance a line: ${fix}`
+  return `starts with '[' like a JSON array (and is not valid JSON): ${fix}`
 }
 
 /** Ids from a --select file: one a line, `#` comments allowed. */

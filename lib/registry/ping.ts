@@ -1,5 +1,6 @@
 // Is the registry there, and how is it spoken to? Plain HTTP for the registries docker itself treats as insecure,
 // HTTPS for every other. A GET /v2/ answers 200 (open) or 401 (needs a token): both mean it is up.
+// (The host of a prefix or reference comes from the one reference grammar: prefixHost / refHost in ref.ts.)
 import { lookup } from 'node:dns/promises'
 import net from 'node:net'
 import { isLoopback } from './ref.ts'
@@ -10,13 +11,6 @@ import { isLoopback } from './ref.ts'
  * the caller names (--insecure-registry). Loopback is always plain HTTP, as for docker.
  */
 export type InsecureRegistries = { names?: string[]; cidrs?: string[] }
-
-/** The registry host of an image prefix or reference: `127.0.0.1:5000/a/b` → `127.0.0.1:5000`; `a/b` → `docker.io`. */
-export function registryHost(prefix: string): string {
-  const first = prefix.split('/')[0]
-  const isHost = prefix.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost')
-  return isHost ? first : 'docker.io'
-}
 
 /** `host:port` → `host`; `[::1]:5000` → `::1`. */
 const hostname = (registry: string) =>

@@ -1,6 +1,7 @@
 // Error classes for failed commands: what went wrong, in words a CI log reader can act on.
 // The catalogue is ordered: the first pattern that matches a command's output wins.
 import { RegistryError } from '../registry/client.ts'
+import { lastErrorLine } from './error-line.ts'
 
 export type ErrorClass =
   | 'no_space'
@@ -68,13 +69,14 @@ export function explain(cls: ErrorClass): string {
   return CATALOGUE.find(([c]) => c === cls)?.[2] ?? OTHER_WORDS[cls] ?? 'the build failed'
 }
 
-/** A failed docker command with the class of its failure and the last lines of its output. */
+/** A failed docker command with the class of its failure, the last lines of its output and (`line`) the one that says why. */
 export class CommandError extends Error {
   constructor(
     readonly what: string,
     readonly errorClass: ErrorClass,
     readonly tail: string,
     readonly exitCode: number | null,
+    readonly line?: string,
   ) {
     super(`${what} failed (${errorClass}: ${explain(errorClass)})${tail ? `\n${tail}` : ''}`)
   }
@@ -97,7 +99,7 @@ export function toCommandError(what: string, error: unknown): CommandError {
     const cls = error.status === 404 && /manifest/i.test(error.message)
       ? 'upstream_missing'
       : REGISTRY_CLASSES[error.errorClass]
-    return new CommandError(what, cls, error.message, null)
+    return new CommandError(what, cls, error.message, null, error.message)
   }
   const e = error as {
     stderr?: string
@@ -108,5 +110,6 @@ export function toCommandError(what: string, error: unknown): CommandError {
   }
   const text = `${e.stderr ?? ''}\n${e.stdout ?? ''}`.trim() || String(e.message ?? error)
   const tail = text.split('\n').filter(Boolean).slice(-6).join('\n')
-  return new CommandError(what, classify(text, e.signal), tail, e.exitCode ?? null)
+  const line = e.signal ? `killed by ${e.signal}` : lastErrorLine(e.stderr ?? '', e.stdout ?? '') ?? e.message
+  return new CommandError(what, classify(text, e.signal), tail, e.exitCode ?? null, line)
 }

@@ -3,6 +3,7 @@
 // The entry point reads the environment (githubFromEnv); everything else takes paths and data.
 import fs from 'node:fs'
 import { type DiskEvent, readJsonl } from './records.ts'
+import { inGitHubActions } from '../cli/environment.ts'
 
 export type GitHubOptions = {
   /** GITHUB_ACTIONS=true: groups, annotations, forced colour */
@@ -15,7 +16,7 @@ export type GitHubOptions = {
 
 /** The Actions settings from an environment (the caller passes process.env). */
 export function githubFromEnv(env: Record<string, string | undefined>): GitHubOptions {
-  const github = env.GITHUB_ACTIONS === 'true'
+  const github = inGitHubActions(env)
   return { github, stepSummary: env.GITHUB_STEP_SUMMARY || undefined, outputFile: env.GITHUB_OUTPUT || undefined }
 }
 

@@ -5,7 +5,7 @@ import path from 'node:path'
 import { UsageError } from '../cli/flags.ts'
 import { type ChartMark, type ChartSeries, type GitHubOptions, readDiskEvents } from './github.ts'
 import { mask, report } from '../cli/report.ts'
-import { type ManifestRecord, readJsonl } from './records.ts'
+import { lastPerImage, type ManifestRecord, readJsonl } from './records.ts'
 import { cleanupMarks, printTotals, publishToGitHub, summarizeFacts, type Summary, summaryMarkdown } from './summary.ts'
 
 export type Merged = { summary: Summary; series: ChartSeries[]; marks: ChartMark[]; records: ManifestRecord[] }
@@ -25,7 +25,7 @@ export function mergeShards(dirs: string[]): Merged {
   }))
   const lowest = shards.map((s) => s.summary.minFree).filter((x): x is number => x !== null)
   const summary = summarizeFacts({
-    records: shards.flatMap((s) => s.records),
+    records: shards.flatMap((s) => [...lastPerImage(s.records).values()]), // a shard rerun or retried: where it ended
     cleanups: shards.flatMap((s) => s.summary.cleanups.total),
     startedAt: shards.map((s) => s.summary.startedAt).sort()[0],
     wallSeconds: Math.max(...shards.map((s) => s.summary.wallSeconds)),

@@ -7,6 +7,7 @@ import path from 'node:path'
 import { dockerIdOf } from '../fleet/instances.ts'
 import { drawLive, report, setLiveLine } from '../cli/report.ts'
 import type { Phase, Run } from './records.ts'
+import { stepName } from './step.ts'
 import { formatBytes } from '../cli/size.ts'
 
 export type ProgressOptions = {
@@ -106,7 +107,7 @@ export class Progress {
     if (!oldest || this.now() - oldest.since < 30_000) return ''
     const log = path.join(this.run.out, 'logs', oldest.phase, `${dockerIdOf(oldest.id)}.log`)
     const size = fs.existsSync(log) ? `, log ${formatBytes(fs.statSync(log).size)}` : ''
-    return `longest: ${oldest.phase} ${oldest.id} ${clock(this.now() - oldest.since)}${size}`
+    return `longest: ${stepName(oldest)} ${clock(this.now() - oldest.since)}${size}`
   }
 }
 

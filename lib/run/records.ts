@@ -52,6 +52,8 @@ export type DiskEvent = { t: number; free: number; used: number; event: string }
 
 export class Run {
   readonly records: ManifestRecord[] = []
+  /** --retry-failed: the records in OUT of the run this one retries (the summary covers them with this run's) */
+  readonly earlier: ManifestRecord[] = []
   readonly cleanups: CleanupRecord[] = []
   /** what the disk budget did (set at the end of a run that had one) */
   disk?: DiskSummary
@@ -127,22 +129,16 @@ export function readJsonl<T>(file: string): T[] {
   })
 }
 
-/** Records of the previous runs in OUT (for resume and --retry-failed): the last record per phase and id. */
-export function previousRecords(out: string): Map<string, ManifestRecord> {
+/** The last record per phase and id: where each image stands after these records, in order. */
+export function lastPerImage(records: ManifestRecord[]): Map<string, ManifestRecord> {
   const last = new Map<string, ManifestRecord>()
-  for (const rec of readJsonl<ManifestRecord>(path.join(out, 'manifest.jsonl'))) last.set(`${rec.phase}:${rec.id}`, rec)
+  for (const rec of records) last.set(`${rec.phase}:${rec.id}`, rec)
   return last
 }
 
-/** Ids whose last record in OUT failed in any phase (what --retry-failed reruns); undefined when OUT has no manifest. */
-export function failedIds(out: string): Set<string> | undefined {
-  if (!fs.existsSync(path.join(out, 'manifest.jsonl'))) return undefined
-  const ids = new Set<string>()
-  for (const rec of previousRecords(out).values()) {
-    if (rec.status === 'failed' && rec.phase !== 'builder') ids.add(rec.id)
-  }
-  return ids
-}
+/** Records of the previous runs in OUT (for resume and --retry-failed): the last record per phase and id. */
+export const previousRecords = (out: string) =>
+  lastPerImage(readJsonl<ManifestRecord>(path.join(out, 'manifest.jsonl')))
 
 /** A zx `$.log` that appends each command and its output to a log file (masked). */
 export function logTo(file: string) {

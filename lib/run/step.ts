@@ -3,7 +3,7 @@
 // fills, one manifest record, and one ✓/✗ line. The docker commands stay in the scripts (`work`).
 import fs from 'node:fs'
 import { $, within } from 'zx'
-import { CommandError, toCommandError, TRANSIENT } from './errors.ts'
+import { CommandError, explain, toCommandError, TRANSIENT } from './errors.ts'
 import { formatBytes } from '../cli/size.ts'
 import { report, seconds } from '../cli/report.ts'
 import { logTo, now, type Phase, type Run } from './records.ts'
@@ -33,6 +33,14 @@ export type StepInfo = { phase: Phase; id: string; dockerId: string; tag: string
 export type StepResult = { ok: boolean; error?: CommandError; seconds: number }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** How a step is named in lines and titles: `base django__django-11099`; the builder is just `builder`. */
+export const stepName = (info: { phase: Phase; id: string }) =>
+  info.phase === info.id ? info.phase : `${info.phase} ${info.id}`
+
+/** A failed step's manifest reason: the line of its output that says why (else its class, explained), then detail. */
+export const reasonOf = (error: CommandError, detail?: string) =>
+  `${error.line ?? explain(error.errorClass)}${detail ? `: ${detail}` : ''}`
 
 /** Runs `work` (which runs the docker commands) under the step's log, retries and manifest record. */
 export async function runStep(
@@ -69,7 +77,7 @@ export async function runStep(
       detail = cleaned.detail
       if (!cleaned.retry) break
       report.warn(
-        `${info.phase} ${info.id}: no space left on device; emergency cleanup reclaimed ${
+        `${stepName(info)}: no space left on device; emergency cleanup reclaimed ${
           formatBytes(cleaned.reclaimed)
         }, retrying`,
       )
@@ -96,11 +104,7 @@ export async function runStep(
     id: info.id,
     tag: info.tag,
     status: error ? 'failed' : 'built',
-    reason: error
-      ? firstLine(error.message) + (detail ? `: ${detail}` : '')
-      : attempts > 1
-      ? `built after ${attempts} attempts`
-      : 'built',
+    reason: error ? reasonOf(error, detail) : attempts > 1 ? `built after ${attempts} attempts` : 'built',
     attempts,
     started_at: startedAt,
     finished_at: now(),
@@ -110,11 +114,11 @@ export async function runStep(
   })
   if (error) {
     report.fail(
-      `${info.phase} ${info.id} (${error.errorClass}, ${seconds(secs * 1000)}) → ${log}\n${
+      `${stepName(info)} (${error.errorClass}, ${seconds(secs * 1000)}) → ${log}\n${
         indent([detail, error.tail].filter(Boolean).join('\n'))
       }`,
     )
-  } else report.ok(`${info.phase} ${info.id} ${seconds(secs * 1000)}`)
+  } else report.ok(`${stepName(info)} ${seconds(secs * 1000)}`)
   return { ok: !error, error, seconds: secs }
 }
 
@@ -125,7 +129,7 @@ async function attempt(log: string, info: StepInfo, work: () => Promise<void>): 
       await work()
     })
   } catch (e) {
-    return toCommandError(`${info.phase} ${info.id}`, e)
+    return toCommandError(stepName(info), e)
   }
 }
 
@@ -143,7 +147,7 @@ export function recordSkip(run: Run, info: StepInfo, reason: string): void {
     seconds: 0,
     log: '',
   })
-  report.skip(`${info.phase} ${info.id}: ${reason}`)
+  report.skip(`${stepName(info)}: ${reason}`)
 }
 
 /** Records an image that was never tried because something it needs failed. */
@@ -166,11 +170,11 @@ export function recordBlocked(
     log: '',
     error_class: cls,
   })
-  report.fail(`${info.phase} ${info.id}: ${reason}`)
+  report.fail(`${stepName(info)}: ${reason}`)
 }
 
 /** A step the run's stop killed (or kept from retrying): its own error stays in the tail. */
-const interrupted = (e: CommandError) => new CommandError(e.what, 'interrupted', e.tail, e.exitCode)
+const interrupted = (e: CommandError) => new CommandError(e.what, 'interrupted', e.tail, e.exitCode, e.line)
 
 function recordInterrupted(
   run: Run,
@@ -195,5 +199,4 @@ function recordInterrupted(
   })
 }
 
-const firstLine = (text: string) => text.split('\n')[0]
 const indent = (text: string) => text.split('\n').map((l) => `    ${l}`).join('\n')

@@ -14,8 +14,9 @@ import {
   readDiskEvents,
   writeOutputs,
 } from './github.ts'
-import { mask, report } from '../cli/report.ts'
-import type { CleanupRecord, ManifestRecord, Phase, Run, Status } from './records.ts'
+import { count, mask, report } from '../cli/report.ts'
+import { stepName } from './step.ts'
+import { type CleanupRecord, lastPerImage, type ManifestRecord, type Phase, type Run, type Status } from './records.ts'
 import { formatBytes } from '../cli/size.ts'
 import type { DiskSummary } from '../disk/budget.ts'
 
@@ -25,6 +26,8 @@ const SLOWEST = 10
 
 export type Summary = {
   instances: number
+  /** after --retry-failed: how many instances this run retried (the counts cover every instance in OUT) */
+  retried?: number
   key?: string
   startedAt: string
   counts: Record<Phase, Record<Status, number>>
@@ -62,6 +65,7 @@ export type RunFacts = {
   instances: number
   key?: string
   disk?: DiskSummary
+  retried?: number
 }
 
 export function summarizeFacts(f: RunFacts): Summary {
@@ -81,6 +85,7 @@ export function summarizeFacts(f: RunFacts): Summary {
   }
   return {
     instances: f.instances,
+    ...(f.retried === undefined ? {} : { retried: f.retried }),
     key: f.key,
     startedAt: f.startedAt,
     counts,
@@ -139,26 +144,34 @@ function registryTotals(records: ManifestRecord[]): Pick<Summary, 'registry'> {
 
 /** Registry assembly in one line; copies (a refused mount, or another registry) are called out. */
 export function registryLine(r: NonNullable<Summary['registry']>): string {
-  return `Assembled in the registry: ${r.images} images, ${
-    formatBytes(r.bytesUploaded)
-  } uploaded, ${r.mounted} blobs mounted, ${r.copied} copied, ${r.present} already there` +
-    (r.copied ? ` (${r.copied} blobs could not be mounted and were copied through this runner)` : '')
+  return `Assembled in the registry: ${count(r.images, 'image')}, ${formatBytes(r.bytesUploaded)} uploaded, ${
+    count(r.mounted, 'blob')
+  } mounted, ${r.copied} copied, ${r.present} already there` +
+    (r.copied ? ` (${count(r.copied, 'blob')} could not be mounted and were copied through this runner)` : '')
 }
 
+/** The run's summary; after --retry-failed (run.earlier), of the whole fleet in OUT: the last record of every image. */
 export function summarize(run: Run, fleet?: Fleet): Summary {
+  const retry = run.earlier.length > 0
+  const records = retry ? [...lastPerImage([...run.earlier, ...run.records]).values()] : run.records
   return summarizeFacts({
-    records: run.records,
+    records,
     cleanups: run.cleanups,
     startedAt: new Date(run.started).toISOString(),
     wallSeconds: Number(((Date.now() - run.started) / 1000).toFixed(1)),
     peakUsed: run.peakUsed,
     minFree: Number.isFinite(run.minFree) ? run.minFree : null,
-    instances: fleet?.instances.length ?? 0,
+    instances: retry
+      ? new Set(records.filter((r) => r.phase !== 'builder').map((r) => r.id)).size
+      : fleet?.instances.length ?? 0,
     key: fleet?.key,
     disk: run.disk,
+    retried: retry ? fleet?.instances.length ?? 0 : undefined,
   })
 }
 
+/** `base \`django__django-11099\``; the builder is just `builder`. */
+const imageCell = (x: { phase: Phase; id: string }) => (x.phase === x.id ? x.phase : `${x.phase} \`${x.id}\``)
 const total = (s: Summary, st: Status) => PHASES.reduce((n, p) => n + s.counts[p][st], 0)
 const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ')
 
@@ -174,10 +187,16 @@ export function summaryMarkdown(
   title = 'imagefleet',
 ): string {
   const lines = [
-    `## ${title}: ${s.instances} instances${s.key ? ` (key \`${s.key}\`)` : ''} — ${total(s, 'built')} built, ${
-      total(s, 'skipped')
-    } skipped, ${total(s, 'failed')} failed`,
+    `## ${title}: ${count(s.instances, 'instance')}${s.key ? ` (key \`${s.key}\`)` : ''} — ${
+      total(s, 'built')
+    } built, ${total(s, 'skipped')} skipped, ${total(s, 'failed')} failed`,
     '',
+    ...(s.retried === undefined ? [] : [
+      `After \`--retry-failed\` of ${
+        count(s.retried, 'instance')
+      }: every instance in this output directory, as its last record says.`,
+      '',
+    ]),
     '| phase | built | skipped | failed |',
     '|---|---:|---:|---:|',
     ...PHASES.map((p) => `| ${p} | ${s.counts[p].built} | ${s.counts[p].skipped} | ${s.counts[p].failed} |`),
@@ -194,7 +213,7 @@ export function summaryMarkdown(
       '| image | class | reason | log |',
       '|---|---|---|---|',
       ...s.failed.map((f) =>
-        `| ${f.phase} \`${f.id}\` | ${f.error_class ?? ''} | ${cell(f.reason)} | ${f.log ? `\`${f.log}\`` : ''} |`
+        `| ${imageCell(f)} | ${f.error_class ?? ''} | ${cell(f.reason)} | ${f.log ? `\`${f.log}\`` : ''} |`
       ),
       '',
     )
@@ -224,11 +243,11 @@ export function summaryMarkdown(
   }
   if (s.slowest.length) {
     lines.push(
-      `### Slowest ${s.slowest.length} images`,
+      `### Slowest ${count(s.slowest.length, 'image')}`,
       '',
       '| image | seconds | log |',
       '|---|---:|---|',
-      ...s.slowest.map((x) => `| ${x.phase} \`${x.id}\` | ${x.seconds.toFixed(1)} | \`${x.log}\` |`),
+      ...s.slowest.map((x) => `| ${imageCell(x)} | ${x.seconds.toFixed(1)} | \`${x.log}\` |`),
       '',
     )
   }
@@ -238,12 +257,15 @@ export function summaryMarkdown(
 /** In Actions: one ::error per image that failed when tried (naming its log), one for all blocked ones. */
 export function annotateFailures(s: Summary): void {
   const tried = s.failed.filter((f) => f.attempts > 0)
-  for (const f of tried) report.error(`${f.reason} — log: ${f.log}`, { title: `imagefleet: ${f.phase} ${f.id} failed` })
+  for (const f of tried) report.error(`${f.reason} — log: ${f.log}`, { title: `imagefleet: ${stepName(f)} failed` })
   const blocked = s.failed.length - tried.length
   if (blocked) {
-    report.error(`not tried because something they need failed: ${blocked} images (listed in the job summary)`, {
-      title: 'imagefleet: blocked images',
-    })
+    report.error(
+      `not tried because something they need failed: ${count(blocked, 'image')} (listed in the job summary)`,
+      {
+        title: 'imagefleet: blocked images',
+      },
+    )
   }
 }
 
@@ -285,7 +307,7 @@ export function printTotals(s: Summary, file?: string, dry = false): void {
   if (s.registry) report.info(registryLine(s.registry))
   if (s.disk && !dry) report.info(diskLine(s.disk))
   report.info(
-    `\n${
+    `\n${s.retried === undefined ? '' : 'every instance in --out after the retry: '}${
       PHASES.map((p) =>
         `${p}: ${s.counts[p].built} built, ${s.counts[p].skipped} skipped, ${s.counts[p].failed} failed`
       ).join(' · ')
@@ -295,9 +317,9 @@ export function printTotals(s: Summary, file?: string, dry = false): void {
     `${total(s, 'built') + total(s, 'skipped')} ok, ${total(s, 'failed')} failed${
       dry
         ? ' (dry run: nothing ran)'
-        : ` in ${s.wallSeconds}s · peak disk used ${
-          formatBytes(s.peakUsed)
-        } · ${s.cleanups.total.length} cleanups reclaimed ${formatBytes(s.reclaimed)}`
+        : ` in ${s.wallSeconds}s · peak disk used ${formatBytes(s.peakUsed)} · ${
+          count(s.cleanups.total.length, 'cleanup')
+        } reclaimed ${formatBytes(s.reclaimed)}`
     }${file ? ` · ${file}` : ''}`,
   )
 }

@@ -32,6 +32,8 @@ if [ "$1" = login ]; then cat > "$FAKE_DOCKER_LOG.stdin"; fi
 all="$*"
 if [ -n "$FAKE_DOCKER_HANG" ] && [[ "$all" =~ $FAKE_DOCKER_HANG ]]; then sleep 3600; fi
 if [ -n "$FAKE_DOCKER_FAIL" ] && [[ "$all" =~ $FAKE_DOCKER_FAIL ]]; then echo "$FAKE_DOCKER_FAIL_STDERR" >&2; exit 1; fi
+# preflight's RUN check (an empty image whose RUN execs a missing file): the step starts, exec fails, as runc says
+if [[ "$all" =~ imagefleet-run-check ]]; then echo 'runc run failed: unable to start container process: exec: "/imagefleet-run-check": stat /imagefleet-run-check: no such file or directory' >&2; exit 1; fi
 case "$1 $2" in
   "version --format") echo '{"Client":{"Version":"28.0.1"},"Server":{"Version":"28.0.1"}}' ;;
   "info --format") echo "\"$FAKE_DOCKER_DATA_ROOT\"" ;;
@@ -82,11 +84,14 @@ export function fakeDocker(o: FakeDockerOptions = {}): FakeDocker {
   }
 }
 
-/** Calls that change state: anything but reads (version, info, inspect, --help, df). */
+/**
+ * Calls that change state: anything but reads (version, info, inspect, --help, df) and preflight's RUN check (a build
+ * of an empty image that fails at exec: it tags, pushes and keeps nothing).
+ */
 export function mutatingCalls(calls: string[][]): string[][] {
   return calls.filter((argv) => {
     const s = argv.join(' ')
-    return !/^(version|info)\b|^buildx (version|inspect|ls)\b|--help\b|^system df\b|^image inspect\b|^manifest inspect\b/
+    return !/^(version|info)\b|^buildx (version|inspect|ls)\b|--help\b|^system df\b|^image inspect\b|^manifest inspect\b|imagefleet-run-check/
       .test(s)
   })
 }

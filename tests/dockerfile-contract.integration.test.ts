@@ -1,0 +1,57 @@
+// The Dockerfile contract on the real engine: `ARG BASE_IMAGE` without a default (what BuildKit refuses for the
+// builder target with `base name (${BASE_IMAGE}) should not be blank`) builds the whole fleet.
+import { afterAll, beforeAll, expect, test } from 'bun:test'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { $ } from 'zx'
+import { type Sandbox, sandboxDown, sandboxUp } from '../scripts/_sandbox-engine.ts'
+import { describeIntegration } from './helpers/integration.ts'
+import { ROOT } from './helpers/fixture.ts'
+
+describeIntegration('the Dockerfile contract', () => {
+  let tmp: string, sb: Sandbox
+  beforeAll(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'contract-test-'))
+    sb = await sandboxUp({ dir: path.join(tmp, 'sb'), disk: 2 ** 30, baseEnv: process.env })
+  })
+  afterAll(async () => {
+    if (!tmp) return
+    await sandboxDown({ dir: path.join(tmp, 'sb') })
+    fs.rmSync(tmp, { recursive: true, force: true })
+  })
+
+  test('ARG BASE_IMAGE without a default: the builder build gets BASE_IMAGE=scratch and every image builds', async () => {
+    const context = path.join(tmp, 'ctx')
+    fs.mkdirSync(context)
+    fs.writeFileSync(
+      path.join(context, 'Dockerfile'),
+      `ARG BASE_IMAGE\nFROM ${sb.seedImage} AS builder\nRUN mkdir -p /opt/agent && echo agent > /opt/agent/VERSION\n` +
+        'FROM ${BASE_IMAGE} AS base\nRUN echo base > /etc/base\n',
+    )
+    fs.writeFileSync(
+      path.join(context, 'Dockerfile.assemble'),
+      'ARG BASE_IMAGE\nARG BUILDER_IMAGE\nFROM ${BUILDER_IMAGE} AS builder\nFROM ${BASE_IMAGE}\nCOPY --from=builder /opt/agent /opt/agent\n',
+    )
+    const instances = path.join(context, 'instances.jsonl')
+    fs.writeFileSync(
+      instances,
+      ['c__t-1', 'c__t-2'].map((id) => JSON.stringify({ id, upstream: sb.seedImage })).join('\n'),
+    )
+    const out = path.join(tmp, 'out')
+    const r = await $({
+      env: sb.env,
+      cwd: ROOT,
+      quiet: true,
+      nothrow: true,
+    })`${process.execPath} scripts/pipeline.ts --instances ${instances} --registry ${sb.registry}/contract --context ${context} --min-free 0 --out ${out}`
+    expect(r.exitCode).toBe(0)
+    const records = fs.readFileSync(path.join(out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) =>
+      JSON.parse(l)
+    )
+    expect(records.filter((m) => m.status === 'built')).toHaveLength(5) // builder, 2 bases, 2 assemblies
+    expect(fs.readFileSync(path.join(out, 'logs/builder/builder.log'), 'utf8')).toContain(
+      '--build-arg BASE_IMAGE=scratch --target builder',
+    )
+  })
+})
