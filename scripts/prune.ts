@@ -5,7 +5,7 @@
 //   npx bun scripts/prune.ts --tier full --dry-run     what a full prune would run
 import cp from 'node:child_process'
 import { $, type ProcessPromise } from 'zx'
-import { type FlagTable, parseFlags, renderHelp, UsageError } from '../lib/cli/flags.ts'
+import { type FlagTable, parseFlags, renderHelp } from '../lib/cli/flags.ts'
 import { PreflightError, runMain } from '../lib/cli/main.ts'
 import { Mutex } from '../lib/disk/prune-lock.ts'
 import { configureReport, report, seconds, secretValues } from '../lib/cli/report.ts'
