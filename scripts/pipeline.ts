@@ -120,7 +120,7 @@ export async function pipeline(s: Setup, o: PipelineOptions): Promise<number> {
     return finish(s, o, disk)
   }
   report.phase(
-    `instances: ${buildable.length} (concurrency ${s.concurrency}, cleanup ${o.disk.cleanup}, order ${o.order})`,
+    `instances: ${buildable.length} (${s.concurrencyNote}, cleanup ${o.disk.cleanup}, order ${o.order})`,
   )
   await admitEach(
     s,

@@ -4,7 +4,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
 import { dryRunSpawn, tidyCommand } from '../lib/cli/dry-run.ts'
-import { CONTEXT, registryFixture, ROOT } from './helpers/fixture.ts'
+import { CONTEXT, instancesFile, registryFixture, ROOT } from './helpers/fixture.ts'
 import { fakeDocker, mutatingCalls } from './helpers/fake-docker.ts'
 
 /** Words outside quotes separated by more than one space (what `docker build  --target` showed). */
@@ -47,8 +47,7 @@ describe('pipeline --dry-run against a real registry and a recording fake docker
 
   test('the plan has no double space where an empty flag list sits, and runs no docker command that changes state', async () => {
     const fake = fakeDocker()
-    const instances = path.join(fx.work, 'instances.txt')
-    fs.writeFileSync(instances, 'a__b-1\nc__d-2\n')
+    const instances = await instancesFile(fx, ['a__b-1', 'c__d-2'])
     const r = await $({
       env: { ...process.env, ...fake.env, CI: '', GITHUB_ACTIONS: '' },
       cwd: ROOT,

@@ -148,7 +148,7 @@ describe('pipeline with a recording fake docker', () => {
           ['base', 'failed', 'upstream_missing', 0],
           ['assemble', 'failed', 'upstream_missing', 0],
         ])
-      expect(records.filter((m) => m.phase === 'assemble' && m.status === 'built').map((m) => m.id)).toEqual([
+      expect(records.filter((m) => m.phase === 'assemble' && m.status === 'built').map((m) => m.id).sort()).toEqual([
         'a__b-20',
         'a__b-21',
       ])
@@ -201,7 +201,9 @@ describe('pipeline with a recording fake docker', () => {
     expect(printed.filter((l) => l.startsWith('docker push ')).length).toBe(5)
     expect(r.stdout.split('\n').every((l) => !l.trim() || l.startsWith('#') || l.startsWith('docker '))).toBe(true)
     // the run's concurrency (the default 4), not the dry run's one-at-a-time listing
-    expect(r.stdout).toContain('instances: 2 (concurrency 4; the dry run lists one image at a time, cleanup adaptive)')
+    expect(r.stdout).toContain(
+      'instances: 2 (concurrency 4; the dry run lists one image at a time, cleanup adaptive, order groups)',
+    )
     fake.cleanup()
   })
 

@@ -8,7 +8,7 @@ import path from 'node:path'
 import { $ } from 'zx'
 import { Run } from '../lib/run/records.ts'
 import { DEFAULT_POLICY, runStep } from '../lib/run/step.ts'
-import { CONTEXT, registryFixture, ROOT } from './helpers/fixture.ts'
+import { CONTEXT, instancesFile, registryFixture, ROOT } from './helpers/fixture.ts'
 import { fakeDocker } from './helpers/fake-docker.ts'
 
 const fx = registryFixture('step-test')
@@ -38,8 +38,7 @@ async function pipeline(fail: { match: string; stderr: string }, name: string) {
   const fake = fakeDocker({ fail })
   const out = path.join(fx.work, name)
   const summaryFile = path.join(fx.work, `${name}.md`)
-  const instances = path.join(fx.work, `${name}.txt`)
-  fs.writeFileSync(instances, 'a__b-1\na__b-2\n')
+  const instances = await instancesFile(fx, ['a__b-1', 'a__b-2'])
   const env = { ...process.env, ...fake.env, CI: 'true', GITHUB_ACTIONS: 'true', GITHUB_STEP_SUMMARY: summaryFile }
   const r = await $({
     env,
