@@ -3,8 +3,9 @@
 // told is kept for the run.
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { BaseReader } from '../lib/image/base-files.ts'
-import type { LayerFile } from '../lib/image/layer.ts'
-import { RegistryClient } from '../lib/registry/client.ts'
+import { type LayerFile, writeLayer } from '../lib/image/layer.ts'
+import { sha256, uploadBlob } from '../lib/registry/blobs.ts'
+import { MEDIA, RegistryClient } from '../lib/registry/client.ts'
 import { type Manifest, repoOf } from '../lib/registry/image.ts'
 import { parseImageRef } from '../lib/registry/ref.ts'
 import { pushTestImage, type RegistryServer, startRegistry } from './helpers/registry-server.ts'
@@ -105,5 +106,18 @@ describe('reading a base image through the registry', () => {
     expect([second.stats.layersRead, second.stats.layersCached]).toEqual([1, 2])
     expect(second.stats.bytesRead).toBe(b.layers[2].size)
     expect(second.files.answer('agent-server')).toBeNull()
+  })
+
+  test('a plain tar under a gzip media type (as docker push leaves a blob the registry already had) is read by its bytes', async () => {
+    const tar = writeLayer([dir('etc'), file('etc/passwd', 'root:x:0:0::/root:/bin/sh\nagent:x:7:7::/:/bin/sh\n')]).tar
+    const repo = { registry: reg.address, repository: 'fleet/plain' }
+    await uploadBlob(client, repo, tar)
+    const layers = [{ mediaType: MEDIA.dockerLayer, digest: sha256(tar), size: tar.length }]
+    const { files } = await new BaseReader(client).read(repo, layers, {
+      points: ['etc'],
+      subtrees: [],
+      data: ['etc/passwd'],
+    })
+    expect(new TextDecoder().decode(files.data('etc/passwd'))).toContain('agent:x:7:7')
   })
 })
