@@ -55,6 +55,8 @@ type Result = Run & {
   noSpace: number
   wall: number
   repull: number
+  /** bytes of upstream layers imagefleet's own client read (registry assembly reads the bases), ÷ unique bytes */
+  reads: number
   utilisation: number | null
   cleanups: number
   perImage: number
@@ -111,7 +113,8 @@ async function runOne(
       failed: failedIds(),
       noSpace: failedIds('no_space'),
       wall,
-      repull: repullFactor(o.proxy, layers),
+      repull: repullFactor(o.proxy, layers, 'engine'),
+      reads: repullFactor(o.proxy, layers, 'imagefleet'),
       utilisation: s.disk?.utilisation ?? null,
       cleanups: cleanups.length,
       perImage: done ? cleanups.length / done : 0,
@@ -134,14 +137,16 @@ async function runOne(
 function table(results: Result[], n: number): string {
   const pct = (x: number | null) => (x === null ? 'n/a' : `${Math.round(x * 100)}%`)
   return [
-    '| run | policy | disk | done | failed (no_space) | wall s | re-pull (registry) | utilisation | cleanups (per image) | reclaimed | lowest free | waits | overlapping prunes |',
-    '|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| run | policy | disk | done | failed (no_space) | wall s | re-pull (engine, at the registry) | assembly reads | utilisation | cleanups (per image) | reclaimed | lowest free | waits | overlapping prunes |',
+    '|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...results.map((r) =>
       `| ${r.name} | ${r.policy} | ${formatBytes(r.disk)} | ${r.done}/${n} | ${r.failed} (${r.noSpace}) | ${
         r.wall.toFixed(1)
-      } | ${r.repull.toFixed(2)} | ${pct(r.utilisation)} | ${r.cleanups} (${r.perImage.toFixed(2)}) | ${
-        formatBytes(r.reclaimed)
-      } | ${r.lowestFree === null ? 'n/a' : formatBytes(r.lowestFree)} | ${r.waits} | ${r.overlaps} |`
+      } | ${r.repull.toFixed(2)} | ${r.reads.toFixed(2)} | ${pct(r.utilisation)} | ${r.cleanups} (${
+        r.perImage.toFixed(2)
+      }) | ${formatBytes(r.reclaimed)} | ${
+        r.lowestFree === null ? 'n/a' : formatBytes(r.lowestFree)
+      } | ${r.waits} | ${r.overlaps} |`
     ),
   ].join('\n')
 }

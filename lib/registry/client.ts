@@ -31,6 +31,9 @@ export { ERROR_CLASSES, type ErrorClass, RegistryError } from './http.ts'
 export { MANIFEST_ACCEPT, MEDIA } from './media.ts'
 export { formatImageRef, type ImageRef, ImageRefError, parseImageRef } from './ref.ts'
 
+/** What this client says it is: registries log it, and a test can tell its reads from the engine's pulls. */
+export const USER_AGENT = 'imagefleet (registry client)'
+
 export type RegistryClientOptions = CredentialOptions & {
   /** Extra attempts for transient failures (network, timeout, 5xx, 429, token server). Default 2. */
   retries?: number
@@ -215,7 +218,7 @@ export class RegistryClient {
 
   /** Sends a request as it is (no auth round, no retry): the answer and idle limits apply, the bytes are counted. */
   private fetchOnce(url: string, init: SendInit, auth?: string): Promise<Response> {
-    const headers = { ...init.headers, ...(auth ? { authorization: auth } : {}) }
+    const headers = { 'user-agent': USER_AGENT, ...init.headers, ...(auth ? { authorization: auth } : {}) }
     this.counters.requests++
     if (init.body instanceof Uint8Array) this.counters.bytesUploaded += init.body.byteLength
     const request: HttpInit = { method: init.method ?? 'GET', headers, body: init.body ?? undefined }
