@@ -5,7 +5,8 @@
 //                 find missing upstream images before anything is built
 //   openDisk      the disk budget (lib/disk/budget.ts), the one owner of cleanups, wired to scripts/prune.ts
 //   admitEach     every instance in schedule order, `concurrency` at a time, each admitted by the disk budget,
-//                 its steps' full-disk recovery bound to that budget
+//                 its steps' full-disk recovery bound to that budget (off this disk: a remote builder's bases
+//                 pass at once, costing nothing), the builder's own cache bounded after each (--builder-max-used)
 //   finishRun     summary.json/.md and the exit code
 import os from 'node:os'
 import path from 'node:path'
@@ -17,6 +18,8 @@ import { configureReport, report, secretValues } from '../lib/cli/report.ts'
 import { formatBytes } from '../lib/cli/size.ts'
 import type { GracefulStop } from '../lib/cli/stop.ts'
 import { DiskBudget, type Policy, type Ticket } from '../lib/disk/budget.ts'
+import { BuilderCacheBound } from '../lib/disk/builder-cache.ts'
+import { boundFlag, onThisDisk } from '../lib/engine/capabilities.ts'
 import { bytesGivenBack, bytesToCome } from '../lib/disk/free-disk-status.ts'
 import { Mutex } from '../lib/disk/prune-lock.ts'
 import { sampleDisk } from '../lib/disk/statfs.ts'
@@ -33,7 +36,7 @@ import { Run } from '../lib/run/records.ts'
 import { DEFAULT_POLICY, type StepPolicy } from '../lib/run/step.ts'
 import { writeSummary } from '../lib/run/summary.ts'
 import { type Preflight, preflight, printChecks } from './preflight.ts'
-import { cleanUntil } from './prune.ts'
+import { builderCacheBytes, cleanUntil, cleanupTargets, pruneBuilderTo } from './prune.ts'
 
 export type SetupFlags = {
   out: string
@@ -44,6 +47,7 @@ export type SetupFlags = {
   network?: string
   useBuildx: string
   builder?: string
+  builderMaxUsed?: number
   retries: number
   backoff: number
   timeout: number
@@ -77,6 +81,10 @@ export type Setup = {
   github: GitHubOptions
   out: string
   progress?: Progress
+  /** base builds happen off this disk: the buildx builder is remote or kubernetes (lib/engine/capabilities.ts) */
+  offDisk: boolean
+  /** --builder-max-used: the builder's own cache, bounded */
+  builderCache?: BuilderCacheBound
 }
 
 /** What the registry said about each instance's upstream image. */
@@ -122,12 +130,11 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
     insecure: pre.insecure ?? { names: flags.insecureRegistry }, // plain HTTP where the daemon speaks it too
   })
   const cleanup: CleanupOptions = {
+    ...cleanupTargets(pre),
     run,
     lock: new Mutex(),
-    pruneFlags: pre.pruneFlags,
     timeout: flags.pruneTimeout,
     lowWater: flags.minFree,
-    containerBuilder: pre.buildx && pre.buildx.driver !== 'docker' ? (flags.builder ?? pre.buildx.builder) : undefined,
   }
   const build: BuildOptions = {
     run,
@@ -140,7 +147,45 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
     registry,
     known: new Map(),
   }
-  return { pre, run, fleet, build, cleanup, registry, concurrency: flags.concurrency, github, out: flags.out, progress }
+  const offDisk = Boolean(build.buildx && pre.buildx && !onThisDisk(pre.buildx.driver))
+  if (offDisk) report.info(`bases build on ${pre.buildx!.builder} (${pre.buildx!.driver}): they cost this disk nothing`)
+  const builderCache = flags.builderMaxUsed !== undefined
+    ? boundBuilderCache(pre, cleanup, flags.builderMaxUsed)
+    : undefined
+  return {
+    pre,
+    run,
+    fleet,
+    build,
+    cleanup,
+    registry,
+    concurrency: flags.concurrency,
+    github,
+    out: flags.out,
+    progress,
+    offDisk,
+    builderCache,
+  }
+}
+
+/** --builder-max-used: the inspected builder's cache bounded with the flag its prune accepts (preflight found it). */
+function boundBuilderCache(pre: Preflight, cleanup: CleanupOptions, max: number): BuilderCacheBound {
+  const builder = pre.buildx?.driver !== 'docker' ? pre.buildx?.builder : undefined
+  const flag = boundFlag(pre.builderPruneFlags)
+  if (!builder || !flag || !pre.engine?.prunes.usage) {
+    throw new PreflightError([
+      `--builder-max-used needs a buildx builder other than the docker driver whose prune takes a size flag and whose usage docker buildx du reports (found: ${
+        pre.buildx ? `${pre.buildx.builder}, driver ${pre.buildx.driver}` : 'no buildx'
+      })`,
+    ])
+  }
+  return new BuilderCacheBound({
+    builder,
+    max,
+    usage: () => builderCacheBytes(builder),
+    prune: (bytes) => pruneBuilderTo(builder, flag, bytes, cleanup),
+    onEvent: (event) => cleanup.run.sample(`budget ${event}`),
+  })
 }
 
 /** Asks the registry about many tags at once (in parallel); later existence checks answer from `build.known`. */
@@ -228,23 +273,25 @@ export async function admitEach(
   work: (inst: Instance, build: BuildOptions, ticket: Ticket) => Promise<string[]>,
   stop: GracefulStop | undefined,
   notStarted: (inst: Instance) => void,
+  offDisk = false,
 ): Promise<void> {
   let skipped = 0
   await pMap(order, async (inst) => {
     if (stop?.stopping) return void (skipped++, notStarted(inst))
     const layers = layersOf(inst)
-    const ticket = await disk.admit(inst.id, layers)
+    const ticket = offDisk ? disk.pass(inst.id) : await disk.admit(inst.id, layers)
     if (stop?.stopping) return void (skipped++, await ticket.done([]), notStarted(inst))
     let local: string[] = []
     try {
-      local = await work(inst, {
-        ...s.build,
-        policy: { ...s.build.policy, emergency: emergencyFor(s, disk, ticket, layers) },
-      }, ticket)
+      // off this disk, a full disk is the builder's: no local cleanup can help it
+      const emergency = offDisk ? undefined : emergencyFor(s, disk, ticket, layers)
+      local = await work(inst, { ...s.build, policy: { ...s.build.policy, emergency } }, ticket)
     } finally {
       await ticket.done(local)
+      void s.builderCache?.check()
     }
   }, { concurrency: s.run.dry ? 1 : s.concurrency })
+  await s.builderCache?.idle()
   if (skipped) {
     report.warn(`${skipped} instances not started (recorded as interrupted): rerun with the same --out to finish them`)
   }
@@ -303,5 +350,5 @@ function chooseBuildx(flags: SetupFlags, pre: Preflight): BuildOptions['buildx']
     }
     return undefined
   }
-  return { builder: flags.builder }
+  return { builder: flags.builder, keepsImage: pre.buildx.driver === 'docker' }
 }

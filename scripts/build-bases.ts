@@ -29,6 +29,11 @@ export function commonBuildFlags(fleet: Fleet, network?: string): string[] {
   ]
 }
 
+/** Does a base built with these options stay in the local image store (docker build, or buildx's docker driver)? */
+export function baseStaysLocal(o: BuildOptions): boolean {
+  return !o.buildx || o.buildx.keepsImage
+}
+
 /** Skips what the registry has (unless --force); resolves to the reason when skipping. */
 export async function alreadyPushed(tag: string, o: BuildOptions): Promise<string | undefined> {
   if (o.force) return undefined
@@ -111,7 +116,7 @@ async function main(argv: string[]) {
   const schedule = scheduleFleet(buildable, (i) => upstreams.layers.get(i.id), flags.order as Order)
   for (const line of describeSchedule(schedule)) report.info(line)
   const disk = openDisk(s, flags)
-  const layersOf = (inst: Instance) => costLayers(inst, upstreams, flags.expectGrowth)
+  const layersOf = (inst: Instance) => s.offDisk ? [] : costLayers(inst, upstreams, flags.expectGrowth)
   disk.expect(schedule.order.map(layersOf))
   report.phase(`builder ${fleet.builderImage}`)
   const builder = await buildBuilder(s.build)
@@ -125,10 +130,11 @@ async function main(argv: string[]) {
     async (inst, build, ticket) => {
       const result = await buildBase(inst, build)
       ticket.based()
-      return result !== 'skipped' && !build.buildx ? [fleet.baseImage(inst)] : []
+      return result !== 'skipped' && baseStaysLocal(build) ? [fleet.baseImage(inst)] : []
     },
     undefined,
     () => {},
+    s.offDisk,
   )
   await disk.settle()
   return finishRun(s, disk)

@@ -39,7 +39,7 @@ import {
   type Upstreams,
 } from './_setup.ts'
 import { ASSEMBLE_FLAGS, type AssembleMode, type Assembly, prepareAssembly } from './assemble.ts'
-import { buildBase, buildBuilder } from './build-bases.ts'
+import { baseStaysLocal, buildBase, buildBuilder } from './build-bases.ts'
 
 export const FLAGS = {
   ...FLEET_FLAGS,
@@ -102,7 +102,9 @@ export async function pipeline(s: Setup, o: PipelineOptions): Promise<number> {
   if (!buildable.length) return finish(s, o)
 
   const disk = openDisk(s, o.disk)
-  const layersOf = (inst: Instance) => costLayers(inst, upstreams, o.disk.expectGrowth)
+  // a remote builder builds and pushes the bases elsewhere; registry assembly pulls nothing: no local bytes at all
+  const offDisk = s.offDisk && !o.assembly.local
+  const layersOf = (inst: Instance) => offDisk ? [] : costLayers(inst, upstreams, o.disk.expectGrowth)
   disk.expect(schedule.order.map(layersOf))
   report.phase(`builder ${fleet.builderImage}`)
   const builder = await buildBuilder({ ...s.build, policy: { ...s.build.policy, emergency: builderEmergency(disk) } })
@@ -130,6 +132,7 @@ export async function pipeline(s: Setup, o: PipelineOptions): Promise<number> {
     (inst, build, ticket) => buildInstance(inst, build, ticket, s, o),
     o.stop,
     (inst) => recordNotStarted(inst, s, ['base', 'assemble']),
+    offDisk,
   )
   await disk.settle()
   return finish(s, o, disk)
@@ -149,7 +152,7 @@ async function buildInstance(
   const { fleet } = s
   const base = await buildBase(inst, build)
   ticket.based()
-  const local = base !== 'skipped' && !build.buildx ? [fleet.baseImage(inst)] : []
+  const local = base !== 'skipped' && baseStaysLocal(build) ? [fleet.baseImage(inst)] : []
   if (base !== 'skipped' && !base.ok) {
     const info = { phase: 'assemble' as const, id: inst.id, dockerId: inst.dockerId, tag: fleet.finalImage(inst) }
     recordBlocked(s.run, info, 'base image failed', base.error?.errorClass)
