@@ -25,6 +25,12 @@ const EXPECTED: Record<
   { daemonCap: string; builder?: string; builderCap?: string; bound?: string; containerd?: true }
 > = {
   'docker-20.10': { daemonCap: '--keep-storage' },
+  // the 20.10 client answers `docker builder prune` itself (legacy flags) while buildx 0.29 has the new ones
+  'docker-20.10-buildx-0.29-container': {
+    daemonCap: '--keep-storage',
+    builder: 'builder-3c9a7e21-5b44-4f0a-8d2e-6a1f0c9b7e55',
+    builderCap: '--reserved-space',
+  },
   'docker-24.0-buildx-0.11-docker': { daemonCap: '--keep-storage' },
   'docker-27.5-buildx-0.17-container': {
     daemonCap: '--keep-storage',

@@ -83,6 +83,40 @@ describe('prune', () => {
     fake.cleanup()
   })
 
+  test("under the containerd image store a prune counts what statfs saw, not the engine's figure, and says why", async () => {
+    const run = async (engine: string) => {
+      const fake = fakeDocker({ engine, pruneReports: '1.5GB' }) // the engine says 1.5 GB; the disk does not move
+      const env = { ...process.env, ...fake.env, GITHUB_ACTIONS: 'true', CI: '' }
+      const r = await $({
+        env,
+        nothrow: true,
+        quiet: true,
+        cwd: ROOT,
+      })`${process.execPath} scripts/prune.ts --tier system --until-free 1000TB`
+      fake.cleanup()
+      return r.stdout
+    }
+    const overlay = await run('docker-28.5-buildx-0.29-container')
+    expect(overlay).toMatch(/docker system prune -f: 1\.4 GiB in/) // a graph driver's figure is a lower bound
+    const containerd = await run('docker-29.7-containerd-buildx-0.31-docker')
+    expect(containerd).toContain('::warning::docker system prune -f reclaimed nothing (the engine said 1.4 GiB)')
+    expect(containerd).toContain('a layer is freed only once no image and no cache record holds it')
+  })
+
+  test('the containerd image store runs the system prune before the capped one', async () => {
+    const fake = fakeDocker({ engine: 'docker-29.7-containerd-buildx-0.31-docker' })
+    const env = { ...process.env, ...fake.env, CI: '' }
+    await $({ env, nothrow: true, quiet: true, cwd: ROOT })`${process.execPath} scripts/prune.ts --until-free 1000TB`
+    const prunes = fake.calls().filter((c) => c.includes('prune') && !c.includes('--help')).map((c) => c.join(' '))
+    expect(prunes).toEqual([
+      'builder prune -af --filter until=600s',
+      'system prune -f',
+      'builder prune -af --reserved-space 0mb',
+      'builder prune -af',
+    ])
+    fake.cleanup()
+  })
+
   test('the prune lock never lets two prunes overlap', async () => {
     const lock = new Mutex()
     const spans: Array<[number, number]> = []

@@ -17,6 +17,8 @@ export type FakeDockerOptions = {
   hang?: string
   /** path `docker info` reports as the data root (default: a temp dir) */
   dataRoot?: string
+  /** what every prune says it reclaimed, e.g. `1.5GB` (default: 0B) */
+  pruneReports?: string
 }
 
 /** `stdin`: what the last `docker login` read from its standard input */
@@ -67,10 +69,10 @@ case "$1 $2" in
 esac
 if [ "$1" = buildx ] && [ "$(code "$E/buildx-version.txt")" != 0 ]; then replay buildx-version.txt; fi
 case "$1 $2" in
-  "buildx prune") printf 'Total:\t0B\n' ;;
-  "builder prune") echo "Total reclaimed space: 0B" ;;
+  "buildx prune") printf 'Total:\t%s\n' "$FAKE_DOCKER_PRUNE_TOTAL" ;;
+  "builder prune") echo "Total reclaimed space: $FAKE_DOCKER_PRUNE_TOTAL" ;;
   "system df") echo '{"Type":"Build Cache","TotalCount":"3","Size":"1.5GB","Reclaimable":"1.5GB"}' ;;
-  "system prune") echo "Total reclaimed space: 0B" ;;
+  "system prune") echo "Total reclaimed space: $FAKE_DOCKER_PRUNE_TOTAL" ;;
   *) : ;;
 esac
 exit 0
@@ -86,6 +88,7 @@ export function fakeDocker(o: FakeDockerOptions = {}): FakeDocker {
     PATH: `${dir}:${process.env.PATH}`,
     FAKE_DOCKER_LOG: log,
     FAKE_DOCKER_DATA_ROOT: dataRoot,
+    FAKE_DOCKER_PRUNE_TOTAL: o.pruneReports ?? '0B',
     FAKE_DOCKER_ENGINE: path.join(
       ENGINES_DIR,
       o.engine ?? (o.buildx ? 'docker-28.5-buildx-0.29-container' : 'docker-20.10'),
