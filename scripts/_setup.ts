@@ -19,7 +19,7 @@ import { formatBytes } from '../lib/cli/size.ts'
 import type { GracefulStop } from '../lib/cli/stop.ts'
 import { DiskBudget, type Policy, type Ticket } from '../lib/disk/budget.ts'
 import { BuilderCacheBound } from '../lib/disk/builder-cache.ts'
-import { boundFlag, onThisDisk } from '../lib/engine/capabilities.ts'
+import { boundFlag, cleanupTargets, onThisDisk } from '../lib/engine/capabilities.ts'
 import { bytesGivenBack, bytesToCome } from '../lib/disk/free-disk-status.ts'
 import { Mutex } from '../lib/disk/prune-lock.ts'
 import { sampleDisk } from '../lib/disk/statfs.ts'
@@ -36,7 +36,7 @@ import { Run } from '../lib/run/records.ts'
 import { DEFAULT_POLICY, type StepPolicy } from '../lib/run/step.ts'
 import { writeSummary } from '../lib/run/summary.ts'
 import { type Preflight, preflight, printChecks } from './preflight.ts'
-import { builderCacheBytes, cleanUntil, cleanupTargets, pruneBuilderTo } from './prune.ts'
+import { builderCacheBytes, cleanUntil, pruneBuilderTo } from './prune.ts'
 
 export type SetupFlags = {
   out: string

@@ -12,8 +12,8 @@ import { configureReport, report, seconds, secretValues } from '../lib/cli/repor
 import { type CleanupRecord, now, Run } from '../lib/run/records.ts'
 import { dockerSize, formatBytes, parseSize } from '../lib/cli/size.ts'
 import { dryRunSpawn } from '../lib/cli/dry-run.ts'
-import { type Preflight, preflight, printChecks } from './preflight.ts'
-import { onThisDisk } from '../lib/engine/capabilities.ts'
+import { preflight, printChecks } from './preflight.ts'
+import { cleanupTargets } from '../lib/engine/capabilities.ts'
 import type { CleanupOptions } from '../lib/engine/options.ts'
 import type { CleanOutcome, CleanRequest, Tier } from '../lib/disk/budget.ts'
 import { type ImageStore, totalBytes } from '../lib/engine/answers.ts'
@@ -165,26 +165,6 @@ export async function pruneCacheAll(o: CleanupOptions): Promise<CleanupRecord[]>
   const builder = o.containerBuilder
   if (builder) records.push(await measure(o, 'full', () => $`docker buildx prune -af --builder ${builder}`))
   return records
-}
-
-/**
- * What the cleanups of this engine prune, from preflight: the daemon's cache with the flags `docker builder prune`
- * accepts, the buildx builder whose cache is on this disk (docker-container driver) with what `docker buildx prune`
- * accepts, and the image store. A remote or kubernetes builder is never pruned to free this disk (its cache is
- * elsewhere): --builder-max-used bounds it instead.
- */
-export function cleanupTargets(pre: Preflight): Pick<
-  CleanupOptions,
-  'pruneFlags' | 'containerBuilder' | 'builderPruneFlags' | 'imageStore'
-> {
-  const b = pre.buildx
-  const local = b && b.driver !== 'docker' && onThisDisk(b.driver) && pre.builderPruneFlags
-  return {
-    pruneFlags: pre.pruneFlags,
-    containerBuilder: local ? b.builder : undefined,
-    builderPruneFlags: local ? pre.builderPruneFlags : undefined,
-    imageStore: pre.engine?.imageStore ?? 'graphdriver',
-  }
 }
 
 /** Reads run for real even in a dry run (its spawn only prints): what `docker system df` says decides the cap. */

@@ -1,8 +1,9 @@
 // What this engine accepts and where a builder's bytes land, decided from its own answers (lib/engine/answers.ts):
 // which cache-cap flags each prune command takes (from its --help), which flag bounds a builder's cache, and which
 // builder drivers write to this machine's disk. No docker commands here; scripts/preflight.ts asks.
-import type { PruneFlags } from './facts.ts'
+import type { Preflight, PruneFlags } from './facts.ts'
 import { versionAtLeast } from './facts.ts'
+import type { CleanupOptions } from './options.ts'
 
 /** Where each buildx driver keeps its build cache, and what prunes it (docker/buildx docs/reference/buildx_create.md). */
 export const DRIVERS: Record<string, { onThisDisk: boolean; why: string }> = {
@@ -47,4 +48,24 @@ export function pruneFlagsOf(help: string[] | undefined, buildkit?: string): Pru
 export function boundFlag(flags: PruneFlags | undefined): string | undefined {
   if (!flags) return undefined
   return flags.maxUsed ? '--max-used-space' : flags.keep
+}
+
+/**
+ * What the cleanups of this engine prune, from preflight: the daemon's cache with the flags `docker builder prune`
+ * accepts, the buildx builder whose cache is on this disk (docker-container driver) with what `docker buildx prune`
+ * accepts, and the image store. A remote or kubernetes builder is never pruned to free this disk (its cache is
+ * elsewhere): --builder-max-used bounds it instead.
+ */
+export function cleanupTargets(pre: Preflight): Pick<
+  CleanupOptions,
+  'pruneFlags' | 'containerBuilder' | 'builderPruneFlags' | 'imageStore'
+> {
+  const b = pre.buildx
+  const local = b && b.driver !== 'docker' && onThisDisk(b.driver) && pre.builderPruneFlags
+  return {
+    pruneFlags: pre.pruneFlags,
+    containerBuilder: local ? b.builder : undefined,
+    builderPruneFlags: local ? pre.builderPruneFlags : undefined,
+    imageStore: pre.engine?.imageStore ?? 'graphdriver',
+  }
 }
