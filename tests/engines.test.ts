@@ -145,7 +145,7 @@ describe('every recorded engine accepts every flag the scripts send it', () => {
       expect(plan.some((l) => /^docker (buildx )?build /.test(l))).toBe(true)
       await replay(fake.env, plan)
 
-      const sim = await runScript(fake.env, 'pipeline.ts', [
+      const sim = await runScript({ ...fake.env, FLEET_TOKEN: 'not-a-secret' }, 'pipeline.ts', [
         ...common,
         '--instances',
         instances,
@@ -157,6 +157,10 @@ describe('every recorded engine accepts every flag the scripts send it', () => {
         'per-image',
         '--cache-cap',
         '100MB',
+        '--registry-user',
+        'ci',
+        '--password-env',
+        'FLEET_TOKEN',
         '--out',
         out,
       ])
@@ -167,6 +171,8 @@ describe('every recorded engine accepts every flag the scripts send it', () => {
 
       const calls = fake.calls()
       expect(refusals(engine, calls)).toEqual([])
+      const ran = new Set(calls.map(commandOf))
+      for (const c of ['login', 'push', 'rmi', 'system prune', 'system df', 'builder prune']) expect(ran).toContain(c)
 
       // the prunes chosen are the ones this combination accepts
       const prunes = calls.filter((c) => c.includes('prune') && !c.includes('--help')).map((c) => c.join(' '))
