@@ -3,7 +3,7 @@
 //   bun run scripts/preflight.ts --registry 127.0.0.1:5000/fleet --min-free 20GB
 import fs from 'node:fs'
 import path from 'node:path'
-import { $ } from 'zx'
+import { $, type ProcessOutput } from 'zx'
 import { type FlagTable, parseFlags, renderHelp } from '../lib/cli/flags.ts'
 import { PreflightError, runMain } from '../lib/cli/main.ts'
 import { sampleDisk } from '../lib/disk/statfs.ts'
@@ -152,13 +152,15 @@ async function checkBuildx(r: Preflight, builder?: string) {
  * take `--builder NAME`. `--max-used-space` / `--min-free-space` also need the builder's BuildKit ≥ 0.17.
  */
 async function detectCleanupCommands(r: Preflight, info: InfoAnswer | undefined, api: string | undefined) {
-  const help = async (words: string[]) => {
-    const out = await $`docker ${words} --help`.nothrow().quiet().timeout('30s')
-    return out.exitCode === 0 ? helpFlags(out.stdout, words.join(' ')) : undefined
-  }
-  const daemon = await help(['builder', 'prune'])
-  const buildxPrune = r.buildx ? await help(['buildx', 'prune']) : undefined
-  const buildxDu = r.buildx ? await help(['buildx', 'du']) : undefined
+  const listed = (out: ProcessOutput, command: string) =>
+    out.exitCode === 0 ? helpFlags(out.stdout, command) : undefined
+  const daemon = listed(await $`docker builder prune --help`.nothrow().quiet().timeout('30s'), 'builder prune')
+  const buildxPrune = r.buildx
+    ? listed(await $`docker buildx prune --help`.nothrow().quiet().timeout('30s'), 'buildx prune')
+    : undefined
+  const buildxDu = r.buildx
+    ? listed(await $`docker buildx du --help`.nothrow().quiet().timeout('30s'), 'buildx du')
+    : undefined
   const driver = r.buildx?.driver
   // the daemon's BuildKit is the inspected builder's only when that builder is the docker driver
   r.pruneFlags = pruneFlagsOf(daemon, driver === 'docker' ? r.buildx?.buildkit : undefined) ??
