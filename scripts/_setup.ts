@@ -5,7 +5,8 @@
 //                 find missing upstream images before anything is built
 //   openDisk      the disk budget (lib/disk/budget.ts), the one owner of cleanups, wired to scripts/prune.ts
 //   admitEach     every instance in schedule order, `concurrency` at a time, each admitted by the disk budget,
-//                 its steps' full-disk recovery bound to that budget
+//                 its steps' full-disk recovery bound to that budget (off this disk: a remote builder's bases
+//                 pass at once, costing nothing), the builder's own cache bounded after each (--builder-max-used)
 //   finishRun     summary.json/.md and the exit code
 import pMap from 'p-map'
 import { $ } from 'zx'
@@ -15,6 +16,8 @@ import { configureReport, count, report, secretValues } from '../lib/cli/report.
 import { formatBytes } from '../lib/cli/size.ts'
 import type { GracefulStop } from '../lib/cli/stop.ts'
 import { DiskBudget, type Policy, type Ticket } from '../lib/disk/budget.ts'
+import { BuilderCacheBound } from '../lib/disk/builder-cache.ts'
+import { boundFlag, cleanupTargets, onThisDisk } from '../lib/engine/capabilities.ts'
 import { bytesGivenBack, bytesToCome } from '../lib/disk/free-disk-status.ts'
 import { Mutex } from '../lib/disk/prune-lock.ts'
 import { sampleDisk } from '../lib/disk/statfs.ts'
@@ -33,7 +36,7 @@ import { Run } from '../lib/run/records.ts'
 import { DEFAULT_POLICY, type StepPolicy } from '../lib/run/step.ts'
 import { writeSummary } from '../lib/run/summary.ts'
 import { type Preflight, preflight, printChecks } from './preflight.ts'
-import { cleanUntil } from './prune.ts'
+import { builderCacheBytes, cleanUntil, pruneBuilderTo } from './prune.ts'
 
 export type SetupFlags = {
   out: string
@@ -46,6 +49,7 @@ export type SetupFlags = {
   network?: string
   useBuildx: string
   builder?: string
+  builderMaxUsed?: number
   retries: number
   backoff: number
   timeout: number
@@ -82,6 +86,10 @@ export type Setup = {
   /** what the plan says: `concurrency N`, and in a dry run that it lists the images one at a time */
   concurrencyNote: string
   progress?: Progress
+  /** base builds happen off this disk: the buildx builder is remote or kubernetes (lib/engine/capabilities.ts) */
+  offDisk: boolean
+  /** --builder-max-used: the builder's own cache, bounded */
+  builderCache?: BuilderCacheBound
 }
 
 /** What the registry said about each instance's upstream image. */
@@ -129,12 +137,11 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
     insecure: pre.insecure ?? { names: flags.insecureRegistry }, // plain HTTP where the daemon speaks it too
   })
   const cleanup: CleanupOptions = {
+    ...cleanupTargets(pre),
     run,
     lock: new Mutex(),
-    pruneFlags: pre.pruneFlags,
     timeout: flags.pruneTimeout,
     lowWater: flags.minFree,
-    containerBuilder: pre.buildx && pre.buildx.driver !== 'docker' ? (flags.builder ?? pre.buildx.builder) : undefined,
   }
   const build: BuildOptions = {
     run,
@@ -150,6 +157,11 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
   const concurrencyNote = `concurrency ${flags.concurrency}${
     flags.dryRun ? '; the dry run lists one image at a time' : ''
   }`
+  const offDisk = Boolean(build.buildx && pre.buildx && !onThisDisk(pre.buildx.driver))
+  if (offDisk) report.info(`bases build on ${pre.buildx!.builder} (${pre.buildx!.driver}): they cost this disk nothing`)
+  const builderCache = flags.builderMaxUsed !== undefined
+    ? boundBuilderCache(pre, cleanup, flags.builderMaxUsed)
+    : undefined
   return {
     pre,
     run,
@@ -162,7 +174,29 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
     github,
     out: flags.out,
     progress,
+    offDisk,
+    builderCache,
   }
+}
+
+/** --builder-max-used: the inspected builder's cache bounded with the flag its prune accepts (preflight found it). */
+function boundBuilderCache(pre: Preflight, cleanup: CleanupOptions, max: number): BuilderCacheBound {
+  const builder = pre.buildx?.driver !== 'docker' ? pre.buildx?.builder : undefined
+  const flag = boundFlag(pre.builderPruneFlags)
+  if (!builder || !flag || !pre.engine?.prunes.usage) {
+    throw new PreflightError([
+      `--builder-max-used needs a buildx builder other than the docker driver whose prune takes a size flag and whose usage docker buildx du reports (found: ${
+        pre.buildx ? `${pre.buildx.builder}, driver ${pre.buildx.driver}` : 'no buildx'
+      })`,
+    ])
+  }
+  return new BuilderCacheBound({
+    builder,
+    max,
+    usage: () => builderCacheBytes(builder),
+    prune: (bytes) => pruneBuilderTo(builder, flag, bytes, cleanup),
+    onEvent: (event) => cleanup.run.sample(`budget ${event}`),
+  })
 }
 
 /** Asks the registry about many tags at once (in parallel); later existence checks answer from `build.known`. */
@@ -236,41 +270,51 @@ export function openDisk(s: Setup, o: DiskFlags): DiskBudget {
   })
 }
 
+/** How admitEach takes the instances, besides their order and work. */
+export type AdmitOptions = {
+  /** the cost the disk budget counts for an instance (its upstream layers) */
+  layersOf: (inst: Instance) => Layer[]
+  /** the run's graceful stop: instances not started are handed to `notStarted` */
+  stop?: GracefulStop
+  notStarted?: (inst: Instance) => void
+  /** the schedule's groups: per group, the budget's prediction against the disk is logged when it is done */
+  groups?: Group[]
+  /** the builds happen on a builder off this disk (remote, kubernetes): the local budget lets them all through */
+  offDisk?: boolean
+}
+
 /**
  * Every instance in the given order, `concurrency` at a time, each admitted by the disk budget before its work
  * starts. `work` gets the build options for this instance (a full disk → the budget's one emergency cleanup, then
  * its turn again) and its ticket, and resolves to the local images it leaves behind (they go to the cleanup policy).
- * On a stop, instances not started are recorded as interrupted by `notStarted`.
  */
 export async function admitEach(
   s: Setup,
   disk: DiskBudget,
   order: Instance[],
-  layersOf: (inst: Instance) => Layer[],
   work: (inst: Instance, build: BuildOptions, ticket: Ticket) => Promise<string[]>,
-  stop: GracefulStop | undefined,
-  notStarted: (inst: Instance) => void,
-  groups?: Group[],
+  { layersOf, stop, notStarted = () => {}, groups, offDisk = false }: AdmitOptions,
 ): Promise<void> {
   let skipped = 0
   const groupLog = groups && new GroupLog(groups, disk, s.run)
   await pMap(order, async (inst) => {
     if (stop?.stopping) return void (skipped++, notStarted(inst))
     const layers = layersOf(inst)
-    const ticket = await disk.admit(inst.id, layers)
+    const ticket = offDisk ? disk.pass(inst.id) : await disk.admit(inst.id, layers)
     groupLog?.admitted(inst)
     if (stop?.stopping) return void (skipped++, await ticket.done([]), notStarted(inst))
     let local: string[] = []
     try {
-      local = await work(inst, {
-        ...s.build,
-        policy: { ...s.build.policy, emergency: emergencyFor(s, disk, ticket, layers) },
-      }, ticket)
+      // off this disk, a full disk is the builder's: no local cleanup can help it
+      const emergency = offDisk ? undefined : emergencyFor(s, disk, ticket, layers)
+      local = await work(inst, { ...s.build, policy: { ...s.build.policy, emergency } }, ticket)
     } finally {
       await ticket.done(local)
       groupLog?.done(inst, ticket.cost)
+      void s.builderCache?.check()
     }
   }, { concurrency: s.run.dry ? 1 : s.concurrency })
+  await s.builderCache?.idle()
   if (skipped) {
     report.warn(
       `${count(skipped, 'instance')} not started (recorded as interrupted): rerun with the same --out to finish them`,
@@ -368,5 +412,5 @@ function chooseBuildx(flags: SetupFlags, pre: Preflight): BuildOptions['buildx']
     }
     return undefined
   }
-  return { builder: flags.builder }
+  return { builder: flags.builder, keepsImage: pre.buildx.driver === 'docker' }
 }

@@ -214,19 +214,11 @@ async function main(argv: string[]) {
   const layersOf = (inst: Instance) => (bases ? costLayers(inst, bases, flags.expectGrowth) : [])
   disk.expect(schedule.order.map(layersOf))
   report.phase(`assemble: ${fleet.instances.length} (${assembly.mode})`)
-  await admitEach(
-    s,
-    disk,
-    schedule.order,
-    layersOf,
-    async (inst, build, ticket) => {
-      const result = await assembly.assemble(inst, build)
-      ticket.based()
-      return assembly.local && result !== 'skipped' && result.ok ? [fleet.finalImage(inst)] : []
-    },
-    undefined,
-    () => {},
-  )
+  await admitEach(s, disk, schedule.order, async (inst, build, ticket) => {
+    const result = await assembly.assemble(inst, build)
+    ticket.based()
+    return assembly.local && result !== 'skipped' && result.ok ? [fleet.finalImage(inst)] : []
+  }, { layersOf })
   await disk.settle()
   return finishRun(s, disk)
 }

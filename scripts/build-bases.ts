@@ -14,6 +14,7 @@ import { admitEach, costLayers, finishRun, openDisk, prefetchTags, readUpstreams
 import { describeSchedule, type Order, scheduleFleet } from '../lib/fleet/schedule.ts'
 import {
   alreadyPushed,
+  baseStaysLocal,
   type BuildOptions,
   commonBuildFlags,
   DISK_FLAGS,
@@ -100,25 +101,17 @@ async function main(argv: string[]) {
   const schedule = scheduleFleet(buildable, (i) => upstreams.layers.get(i.id), flags.order as Order)
   for (const line of describeSchedule(schedule)) report.info(line)
   const disk = openDisk(s, flags)
-  const layersOf = (inst: Instance) => costLayers(inst, upstreams, flags.expectGrowth)
+  const layersOf = (inst: Instance) => s.offDisk ? [] : costLayers(inst, upstreams, flags.expectGrowth)
   disk.expect(schedule.order.map(layersOf))
   report.phase(`builder ${fleet.builderImage}`)
   const builder = await buildBuilder(s.build)
   if (builder !== 'skipped' && !builder.ok) return finishRun(s, disk)
   report.phase(`bases: ${buildable.length}`)
-  await admitEach(
-    s,
-    disk,
-    schedule.order,
-    layersOf,
-    async (inst, build, ticket) => {
-      const result = await buildBase(inst, build)
-      ticket.based()
-      return result !== 'skipped' && !build.buildx ? [fleet.baseImage(inst)] : []
-    },
-    undefined,
-    () => {},
-  )
+  await admitEach(s, disk, schedule.order, async (inst, build, ticket) => {
+    const result = await buildBase(inst, build)
+    ticket.based()
+    return result !== 'skipped' && baseStaysLocal(build) ? [fleet.baseImage(inst)] : []
+  }, { layersOf, groups: schedule.groups, offDisk: s.offDisk })
   await disk.settle()
   return finishRun(s, disk)
 }

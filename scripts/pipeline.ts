@@ -13,7 +13,7 @@ import { configureReport, count, report, secretValues } from '../lib/cli/report.
 import { formatBytes } from '../lib/cli/size.ts'
 import { GracefulStop } from '../lib/cli/stop.ts'
 import type { DiskBudget, Ticket } from '../lib/disk/budget.ts'
-import { type BuildOptions, DISK_FLAGS, RUN_FLAGS, runFlagProblems } from '../lib/engine/options.ts'
+import { baseStaysLocal, type BuildOptions, DISK_FLAGS, RUN_FLAGS, runFlagProblems } from '../lib/engine/options.ts'
 import { type Fleet, FLEET_FLAGS, loadFleet } from '../lib/fleet/fleet.ts'
 import type { Layer } from '../lib/fleet/groups.ts'
 import type { Instance } from '../lib/fleet/instances.ts'
@@ -102,7 +102,9 @@ export async function pipeline(s: Setup, o: PipelineOptions): Promise<number> {
   if (!buildable.length) return finish(s, o)
 
   const disk = openDisk(s, o.disk)
-  const layersOf = (inst: Instance) => costLayers(inst, upstreams, o.disk.expectGrowth)
+  // a remote builder builds and pushes the bases elsewhere; registry assembly pulls nothing: no local bytes at all
+  const offDisk = s.offDisk && !o.assembly.local
+  const layersOf = (inst: Instance) => offDisk ? [] : costLayers(inst, upstreams, o.disk.expectGrowth)
   disk.expect(schedule.order.map(layersOf))
   report.phase(`builder ${fleet.builderImage}`)
   const builder = await buildBuilder({ ...s.build, policy: { ...s.build.policy, emergency: builderEmergency(disk) } })
@@ -122,16 +124,13 @@ export async function pipeline(s: Setup, o: PipelineOptions): Promise<number> {
   report.phase(
     `instances: ${buildable.length} (${s.concurrencyNote}, cleanup ${o.disk.cleanup}, order ${o.order})`,
   )
-  await admitEach(
-    s,
-    disk,
-    schedule.order,
+  await admitEach(s, disk, schedule.order, (inst, build, ticket) => buildInstance(inst, build, ticket, s, o), {
     layersOf,
-    (inst, build, ticket) => buildInstance(inst, build, ticket, s, o),
-    o.stop,
-    (inst) => recordNotStarted(inst, s, ['base', 'assemble']),
-    schedule.groups,
-  )
+    stop: o.stop,
+    notStarted: (inst) => recordNotStarted(inst, s, ['base', 'assemble']),
+    groups: schedule.groups,
+    offDisk,
+  })
   await disk.settle()
   return finish(s, o, disk)
 }
@@ -150,7 +149,7 @@ async function buildInstance(
   const { fleet } = s
   const base = await buildBase(inst, build)
   ticket.based()
-  const local = base !== 'skipped' && !build.buildx ? [fleet.baseImage(inst)] : []
+  const local = base !== 'skipped' && baseStaysLocal(build) ? [fleet.baseImage(inst)] : []
   if (base !== 'skipped' && !base.ok) {
     const info = { phase: 'assemble' as const, id: inst.id, dockerId: inst.dockerId, tag: fleet.finalImage(inst) }
     recordBlocked(s.run, info, 'base image failed', base.error?.errorClass)

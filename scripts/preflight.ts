@@ -4,7 +4,7 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { $ } from 'zx'
+import { $, type ProcessOutput } from 'zx'
 import { type FlagTable, parseFlags, renderHelp, UsageError } from '../lib/cli/flags.ts'
 import { PreflightError, runMain } from '../lib/cli/main.ts'
 import { sampleDisk } from '../lib/disk/statfs.ts'
@@ -13,10 +13,19 @@ import { configureReport, mask, report, secretValues } from '../lib/cli/report.t
 import { registryAnswers } from '../lib/registry/ping.ts'
 import { parsePrefix, prefixHost } from '../lib/registry/ref.ts'
 import { parseReferenceFlag } from '../lib/fleet/fleet.ts'
-import { type Check, type Preflight, versionAtLeast } from '../lib/engine/facts.ts'
+import { type Check, type Engine, type Preflight } from '../lib/engine/facts.ts'
 import { RUN_FLAGS } from '../lib/engine/options.ts'
 import { lastErrorLine } from '../lib/run/error-line.ts'
 import { inGitHubActions } from '../lib/cli/environment.ts'
+import {
+  helpFlags,
+  type InfoAnswer,
+  parseBuildxInspect,
+  parseBuildxVersion,
+  parseInfo,
+  parseVersion,
+} from '../lib/engine/answers.ts'
+import { boundFlag, DRIVERS, onThisDisk, pruneFlagsOf } from '../lib/engine/capabilities.ts'
 
 export type { Check, Preflight, PruneFlags } from '../lib/engine/facts.ts'
 
@@ -75,11 +84,12 @@ const RUN_ANSWERS: Array<{ pattern: RegExp; ok: boolean; why: string }> = [
 export async function preflight(o: PreflightOptions): Promise<Preflight> {
   const checks: Check[] = []
   const result: Preflight = { ok: false, checks, pruneFlags: { maxUsed: false, minFree: false } }
-  await checkDaemon(result)
-  if (result.server) await checkDataRoot(result, o)
+  const api = await checkDaemon(result)
+  const info = result.server ? await readEngineInfo() : undefined
+  if (result.server) checkDataRoot(result, o, info)
   await checkBuildx(result, o.builder)
-  if (result.server) await detectPruneFlags(result)
-  await readInsecureRegistries(result, o.insecureRegistry ?? [])
+  if (result.server) await detectCleanupCommands(result, info, api)
+  readInsecureRegistries(result, info, o.insecureRegistry ?? [])
   if (result.server && o.checkRun) await checkRun(result, o)
   if (o.registry) await checkRegistry(result, o.registry)
   result.ok = checks.every((c) => c.ok)
@@ -87,24 +97,30 @@ export async function preflight(o: PreflightOptions): Promise<Preflight> {
   return result
 }
 
-async function checkDaemon(r: Preflight) {
+async function checkDaemon(r: Preflight): Promise<string | undefined> {
   const out = await $`docker version --format ${'{{json .}}'}`.nothrow().quiet().timeout('30s')
-  const v = safeJson(out.stdout)
-  r.client = v?.Client?.Version
-  r.server = v?.Server?.Version
+  const v = parseVersion(out.stdout)
+  r.client = v.client
+  r.server = v.server
   r.checks.push(
-    r.server ? { name: 'daemon', ok: true, detail: `client ${r.client}, daemon ${r.server}` } : {
+    r.server ? { name: 'daemon', ok: true, detail: `client ${r.client}, daemon ${r.server} (API ${v.api ?? '?'})` } : {
       name: 'daemon',
       ok: false,
       detail: lastLine(out.stderr) || 'no answer',
       fix: 'start dockerd, or point DOCKER_HOST at a running daemon',
     },
   )
+  return v.api
 }
 
-async function checkDataRoot(r: Preflight, o: PreflightOptions) {
-  const out = await $`docker info --format ${'{{json .DockerRootDir}}'}`.nothrow().quiet().timeout('30s')
-  const reported = safeJson(out.stdout) as string | undefined
+/** `docker info` once: the data root, the image store (graph driver or containerd snapshotter), insecure registries. */
+async function readEngineInfo(): Promise<InfoAnswer | undefined> {
+  const out = await $`docker info --format ${'{{json .}}'}`.nothrow().quiet().timeout('30s')
+  return parseInfo(out.stdout)
+}
+
+function checkDataRoot(r: Preflight, o: PreflightOptions, info: InfoAnswer | undefined) {
+  const reported = info?.dataRoot
   const local = o.dataRoot ?? reported
   if (!local || !fs.existsSync(local)) {
     r.checks.push({
@@ -128,7 +144,8 @@ async function checkDataRoot(r: Preflight, o: PreflightOptions) {
 
 async function checkBuildx(r: Preflight, builder?: string) {
   const version = await $`docker buildx version`.nothrow().quiet().timeout('30s')
-  if (version.exitCode !== 0) {
+  const buildx = version.exitCode === 0 ? parseBuildxVersion(version.stdout) : undefined
+  if (!buildx) {
     r.checks.push({
       name: 'buildx',
       ok: !builder,
@@ -138,59 +155,105 @@ async function checkBuildx(r: Preflight, builder?: string) {
     return
   }
   const inspect = await $`docker buildx inspect ${builder ? [builder] : []}`.nothrow().quiet().timeout('60s')
-  const field = (name: string) => new RegExp(`^${name}:\\s*(.+)$`, 'mi').exec(inspect.stdout)?.[1]?.trim()
+  const b = parseBuildxInspect(inspect.stdout)
   r.buildx = {
-    version: version.stdout.trim().split(/\s+/)[1] ?? version.stdout.trim(),
-    builder: field('Name') ?? builder ?? 'default',
-    driver: field('Driver') ?? 'unknown',
-    buildkit: field('BuildKit version')?.replace(/^v/, ''),
+    version: buildx,
+    builder: b.name ?? builder ?? 'default',
+    driver: b.driver ?? 'unknown',
+    buildkit: b.buildkit,
+    endpoint: b.endpoint,
   }
   r.checks.push({
     name: 'buildx',
     ok: inspect.exitCode === 0,
-    detail: `${r.buildx.version}, builder ${r.buildx.builder} (driver ${r.buildx.driver})`,
+    detail: `${r.buildx.version}, builder ${r.buildx.builder} (driver ${r.buildx.driver}, BuildKit ${
+      r.buildx.buildkit ?? '?'
+    }, endpoint ${r.buildx.endpoint ?? '?'}): its cache lives in ${
+      DRIVERS[r.buildx.driver]?.why ?? 'an unknown place'
+    }`,
     fix: inspect.exitCode === 0 ? undefined : `docker buildx inspect failed: ${lastLine(inspect.stderr)}`,
   })
 }
 
-/** Reads the help of the prune command that will run: flags change across buildx versions (see README). */
-async function detectPruneFlags(r: Preflight) {
-  const help = r.buildx
-    ? await $`docker buildx prune --help`.nothrow().quiet().timeout('30s')
-    : await $`docker builder prune --help`.nothrow().quiet().timeout('30s')
-  const text = help.stdout + help.stderr
-  const newBuildkit = r.buildx?.buildkit ? versionAtLeast(r.buildx.buildkit, '0.17') : false
-  r.pruneFlags = {
-    keep: text.includes('--reserved-space')
-      ? '--reserved-space'
-      : text.includes('--keep-storage')
-      ? '--keep-storage'
-      : undefined,
-    maxUsed: text.includes('--max-used-space') && newBuildkit,
-    minFree: text.includes('--min-free-space') && newBuildkit,
-  }
+/**
+ * Which cleanup commands and flags this combination accepts, read from each command's own --help (flags move between
+ * versions, and a deprecated one is hidden: see README "Engines"): `docker builder prune` (the daemon's default
+ * builder; buildx answers it on Docker ≥ 23), and with buildx `docker buildx prune` and `docker buildx du`, which
+ * take `--builder NAME`. `--max-used-space` / `--min-free-space` also need the builder's BuildKit ≥ 0.17.
+ */
+async function detectCleanupCommands(r: Preflight, info: InfoAnswer | undefined, api: string | undefined) {
+  const listed = (out: ProcessOutput, command: string) =>
+    out.exitCode === 0 ? helpFlags(out.stdout, command) : undefined
+  const daemon = listed(await $`docker builder prune --help`.nothrow().quiet().timeout('30s'), 'builder prune')
+  const buildxPrune = r.buildx
+    ? listed(await $`docker buildx prune --help`.nothrow().quiet().timeout('30s'), 'buildx prune')
+    : undefined
+  const buildxDu = r.buildx
+    ? listed(await $`docker buildx du --help`.nothrow().quiet().timeout('30s'), 'buildx du')
+    : undefined
+  const driver = r.buildx?.driver
+  // the daemon's BuildKit is the inspected builder's only when that builder is the docker driver
+  r.pruneFlags = pruneFlagsOf(daemon, driver === 'docker' ? r.buildx?.buildkit : undefined) ??
+    { maxUsed: false, minFree: false }
+  const named = r.buildx && driver !== 'docker' && buildxPrune?.includes('--builder') ? r.buildx.builder : undefined
+  r.builderPruneFlags = named ? pruneFlagsOf(buildxPrune, r.buildx?.buildkit) : undefined
+  r.engine = describeEngine(r, info, api, { daemon, buildxPrune, buildxDu, named })
+  const p = r.engine.prunes
   r.checks.push({
-    name: 'prune flags',
+    name: 'cleanup',
     ok: true,
-    detail: `cache cap flag: ${r.pruneFlags.keep ?? 'none (full prunes only)'}${
-      r.pruneFlags.maxUsed ? ', --max-used-space' : ''
-    }${r.pruneFlags.minFree ? ', --min-free-space' : ''}`,
+    detail: `${p.daemon} (${flagWords(r.pruneFlags)})${
+      p.builder ? `; ${p.builder} (${flagWords(r.builderPruneFlags)})` : ''
+    }${p.usage ? `; usage: ${p.usage}` : ''}${
+      p.bound ? `; --builder-max-used: ${p.bound} SIZE` : ''
+    }; image store: ${r.engine.imageStore}${info?.storageDriver ? ` (${info.storageDriver})` : ''}`,
   })
 }
+
+/** preflight.json `engine`: versions, image store, what each cleanup command accepts, and the commands chosen. */
+function describeEngine(
+  r: Preflight,
+  info: InfoAnswer | undefined,
+  api: string | undefined,
+  h: { daemon?: string[]; buildxPrune?: string[]; buildxDu?: string[]; named?: string },
+): Engine {
+  const local = h.named && onThisDisk(r.buildx?.driver)
+  const bound = boundFlag(r.builderPruneFlags)
+  return {
+    client: r.client,
+    server: r.server,
+    api,
+    imageStore: info?.imageStore ?? 'graphdriver',
+    storageDriver: info?.storageDriver,
+    accepts: {
+      'builder prune': h.daemon ?? null,
+      'buildx prune': h.buildxPrune ?? null,
+      'buildx du': h.buildxDu ?? null,
+    },
+    prunes: {
+      daemon: 'docker builder prune',
+      ...(local ? { builder: `docker buildx prune --builder ${h.named}` } : {}),
+      ...(h.named && h.buildxDu?.includes('--builder') ? { usage: `docker buildx du --builder ${h.named}` } : {}),
+      ...(h.named && bound ? { bound: `docker buildx prune --builder ${h.named} ${bound}` } : {}),
+    },
+  }
+}
+
+const flagWords = (f: Preflight['pruneFlags'] | undefined) =>
+  [
+    f?.keep ?? 'no cache cap',
+    f?.maxUsed && '--max-used-space',
+    f?.minFree && '--min-free-space',
+    f?.until && '--filter until=',
+  ]
+    .filter(Boolean).join(', ')
 
 /**
  * The registries the daemon speaks plain HTTP to (its insecure-registries: by name in IndexConfigs with Secure
  * false, or by CIDR), plus --insecure-registry: the registry client follows the same rule as docker (ping.ts).
  */
-async function readInsecureRegistries(r: Preflight, extra: string[]) {
-  const out = r.server
-    ? await $`docker info --format ${'{{json .RegistryConfig}}'}`.nothrow().quiet().timeout('30s')
-    : undefined
-  const config = safeJson(out?.stdout ?? '') as {
-    IndexConfigs?: Record<string, { Name?: string; Secure?: boolean }>
-    InsecureRegistryCIDRs?: string[]
-  } | undefined
-  const daemon = config && typeof config === 'object' ? config : {}
+function readInsecureRegistries(r: Preflight, info: InfoAnswer | undefined, extra: string[]) {
+  const daemon = info?.registryConfig ?? {}
   const named = Object.values(daemon.IndexConfigs ?? {}).filter((i) => i.Secure === false && i.Name)
   r.insecure = { names: [...named.map((i) => i.Name!), ...extra], cidrs: daemon.InsecureRegistryCIDRs ?? [] }
 }
@@ -248,13 +311,6 @@ function writeResult(out: string, r: Preflight) {
   fs.writeFileSync(path.join(out, 'preflight.json'), mask(JSON.stringify(r, null, 2)) + '\n')
 }
 
-const safeJson = (text: string) => {
-  try {
-    return JSON.parse(text)
-  } catch {
-    return undefined
-  }
-}
 const lastLine = (text: string) => text.trim().split('\n').pop() ?? ''
 
 async function main(argv: string[]) {

@@ -13,9 +13,11 @@ import { type CleanupRecord, now, Run } from '../lib/run/records.ts'
 import { dockerSize, formatBytes, parseSize } from '../lib/cli/size.ts'
 import { dryRunSpawn } from '../lib/cli/dry-run.ts'
 import { preflight, printChecks } from './preflight.ts'
+import { cleanupTargets } from '../lib/engine/capabilities.ts'
 import type { CleanupOptions } from '../lib/engine/options.ts'
 import type { CleanOutcome, CleanRequest, Tier } from '../lib/disk/budget.ts'
 import { inGitHubActions } from '../lib/cli/environment.ts'
+import { type ImageStore, totalBytes } from '../lib/engine/answers.ts'
 
 /** What a tier needs: the stale cutoff (seconds), the bytes still to free, a fixed cache cap (per-image --cache-cap). */
 type TierArgs = { staleSeconds: number; gap: number; cacheCap?: number }
@@ -33,14 +35,11 @@ export const TIERS: readonly TierSpec[] = [
     run: (o, a) => pruneStaleCache(a.staleSeconds, o),
   },
   // LRU cap on the build cache: drops the oldest records first, so shared builder and environment
-  // layers that the next images need (used recently) stay warm
+  // layers that the next images need (used recently) stay warm. The cap of each cache is its own size less the gap
   {
     name: 'cache-cap',
     why: 'cap the build cache at what the target allows, oldest records first',
-    run: async (o, a) => {
-      const keep = a.cacheCap ?? Math.max(0, ((await buildCacheBytes()) ?? a.gap) - a.gap)
-      return pruneCacheCapped(keep, o)
-    },
+    run: (o, a) => pruneCacheCapped(a, o),
   },
   // dangling images and stopped containers; also every unused record of the default builder's cache
   {
@@ -52,6 +51,17 @@ export const TIERS: readonly TierSpec[] = [
   { name: 'full', why: 'all build cache, including the buildx builder that holds it', run: (o) => pruneCacheAll(o) },
 ]
 const TIER_NAMES = TIERS.map((t) => t.name)
+
+/** The order `cleanUntil` runs the tiers in, per image store (lib/engine/answers.ts ImageStore). */
+export const TIER_ORDER: Record<ImageStore, readonly Tier[]> = {
+  // overlay2 and the other graph drivers: TIERS as listed
+  graphdriver: TIER_NAMES,
+  // the containerd image store: images and build cache share content, and a layer is freed only once no image and no
+  // cache record holds it (moby/moby#45270: an image prune reports 0B while BuildKit's lease keeps the content). A
+  // capped prune of records whose content a dangling image or a stopped container still holds evicts warm cache and
+  // frees nothing, so the system prune (dangling images, stopped containers, dangling cache) goes before it
+  containerd: ['stale', 'system', 'cache-cap', 'full'],
+}
 
 export const FLAGS = {
   tier: {
@@ -88,34 +98,65 @@ export const FLAGS = {
 
 /** docker rmi of images already pushed (not a prune: takes no lock). Untagging frees little under BuildKit. */
 export async function removeImages(tags: string[], o: CleanupOptions): Promise<CleanupRecord> {
-  return measure(o, 'rmi', () => $`docker rmi ${tags}`, false)
+  return measure(o, 'rmi', () => $`docker rmi ${tags}`, { exclusive: false })
 }
 
 /** Prunes build-cache records unused for `seconds` (in-use records are never pruned). */
 export async function pruneStaleCache(seconds: number, o: CleanupOptions): Promise<CleanupRecord[]> {
   const age = `${Math.max(1, Math.floor(seconds))}s`
-  const records = [await measure(o, 'stale', () => $`docker builder prune -af --filter until=${age}`)]
+  const records: CleanupRecord[] = []
+  if (o.pruneFlags.until !== false) {
+    records.push(await measure(o, 'stale', () => $`docker builder prune -af --filter until=${age}`))
+  }
   const builder = o.containerBuilder
-  if (builder) {
+  if (builder && o.builderPruneFlags?.until !== false) {
     records.push(await measure(o, 'stale', () => $`docker buildx prune -af --builder ${builder} --filter until=${age}`))
   }
   return records
 }
 
-/** Caps the build cache at `keep` bytes with the flag this client accepts; undefined when none exists. */
-export async function pruneCacheCapped(keep: number, o: CleanupOptions): Promise<CleanupRecord[]> {
+/**
+ * Caps each build cache with the flag its prune command accepts (none: skipped): at `cacheCap`, else at its own size
+ * (the daemon's from `docker system df`, the builder's from `docker buildx du --builder`) less the bytes to free.
+ */
+export async function pruneCacheCapped(a: TierArgs, o: CleanupOptions): Promise<CleanupRecord[]> {
+  const records: CleanupRecord[] = []
+  const capOf = async (size: () => Promise<number | undefined>) =>
+    dockerSize(a.cacheCap ?? Math.max(0, ((await size()) ?? a.gap) - a.gap))
   const flag = o.pruneFlags.keep
-  if (!flag) return []
-  // flag: --reserved-space (buildx ≥ 0.18) or --keep-storage (older clients), whichever this client's --help lists
-  // (preflight); never --max-storage, which no release ever had
-  const records = [await measure(o, 'cache-cap', () => $`docker builder prune -af ${flag} ${dockerSize(keep)}`)]
+  if (flag) {
+    const keep = await capOf(buildCacheBytes)
+    // flag: --reserved-space (buildx ≥ 0.18) or --keep-storage (older clients), whichever this client's --help lists
+    // (preflight); never --max-storage, which no release ever had
+    records.push(await measure(o, 'cache-cap', () => $`docker builder prune -af ${flag} ${keep}`))
+  }
   const builder = o.containerBuilder
-  if (builder) {
+  const builderFlag = o.builderPruneFlags?.keep
+  if (builder && builderFlag) {
+    const keep = await capOf(() => builderCacheBytes(builder))
     records.push(
-      await measure(o, 'cache-cap', () => $`docker buildx prune -af --builder ${builder} ${flag} ${dockerSize(keep)}`),
+      await measure(o, 'cache-cap', () => $`docker buildx prune -af --builder ${builder} ${builderFlag} ${keep}`),
     )
   }
   return records
+}
+
+/**
+ * Bounds a buildx builder's own cache at `max` bytes (--builder-max-used) with `flag`, the one it accepts
+ * (lib/engine/capabilities.ts boundFlag). A remote builder's prune frees nothing here: its record counts what the
+ * builder reported, and it takes no local prune lock (another daemon).
+ */
+export async function pruneBuilderTo(builder: string, flag: string, max: number, o: CleanupOptions) {
+  return measure(o, 'builder-bound', () => $`docker buildx prune -af --builder ${builder} ${flag} ${dockerSize(max)}`, {
+    exclusive: false,
+    truth: 'reported',
+  })
+}
+
+/** Bytes a buildx builder's cache holds (`docker buildx du --builder NAME`, its Total), or undefined. */
+export async function builderCacheBytes(builder: string): Promise<number | undefined> {
+  const out = await read()`docker buildx du --builder ${builder}`
+  return out.exitCode === 0 ? totalBytes(out.stdout) : undefined
 }
 
 export async function pruneSystem(o: CleanupOptions): Promise<CleanupRecord> {
@@ -159,7 +200,8 @@ export async function buildCacheBytes(): Promise<number | undefined> {
 export async function cleanUntil(request: CleanRequest, o: CleanupOptions): Promise<CleanOutcome> {
   const records = request.images.length ? [await removeImages(request.images, o)] : []
   const ran: Tier[] = []
-  for (const tier of TIERS.filter((t) => request.tiers.includes(t.name))) {
+  const order = TIER_ORDER[o.imageStore ?? 'graphdriver']
+  for (const tier of order.filter((t) => request.tiers.includes(t)).map((t) => TIERS.find((x) => x.name === t)!)) {
     const free = o.run.free()
     if (free >= request.targetFree) break
     records.push(
@@ -176,24 +218,26 @@ export async function cleanUntil(request: CleanRequest, o: CleanupOptions): Prom
 
 /** What the command itself says it removed: `Total reclaimed space: 1.2GB` (docker), `Total: 1.2GB` (buildx). */
 export function reportedBytes(output: string): number | undefined {
-  const m = /^Total(?: reclaimed space)?:\s*([\d.]+\s*[a-zA-Z]*)\s*$/m.exec(output)
-  try {
-    return m ? parseSize(m[1]) : undefined
-  } catch {
-    return undefined
-  }
+  return totalBytes(output)
 }
 
 /**
- * Runs one cleanup command under the lock and the timeout; records what it reclaimed — the larger of the engine's own
- * total (where it reports one) and the statfs difference around it — seconds and exit code.
+ * How a cleanup's reclaimed bytes are told. `larger`: the engine's own total or the statfs gain, whichever is larger —
+ * both lower bounds under a graph driver (dockerd 20.10 reports 0 B for pulled layers it shares with its image store:
+ * "Total reclaimed space: 20MB" for 132 MB statfs gave back; builds writing meanwhile shrink the statfs gain).
+ * `statfs`: the containerd image store, where the engine's total is no bound either way (0 B while freeing, or bytes
+ * an image still holds). `reported`: a builder on another machine (nothing here changes).
  */
+type Truth = 'larger' | 'statfs' | 'reported'
+
+/** Runs one cleanup command under the lock and the timeout; records what it reclaimed, seconds and exit code. */
 async function measure(
   o: CleanupOptions,
   tier: string,
   start: () => ProcessPromise,
-  exclusive = true,
+  how: { exclusive?: boolean; truth?: Truth } = {},
 ): Promise<CleanupRecord> {
+  const truth = how.truth ?? (o.imageStore === 'containerd' ? 'statfs' : 'larger')
   const body = async () => {
     const freeBefore = o.run.sample(`cleanup start ${tier}`)
     const t0 = Date.now()
@@ -201,12 +245,15 @@ async function measure(
     const out = await p.nothrow().quiet().timeout(o.timeout)
     const freeAfter = o.run.sample(`cleanup end ${tier}`)
     const reported = o.run.dry ? undefined : reportedBytes(out.stdout)
+    const gained = freeAfter - freeBefore
     const rec: CleanupRecord = {
       command: p.cmd,
       tier,
-      // both are lower bounds: dockerd 20.10 reports 0 B for pulled layers it shares with its image store (measured:
-      // "Total reclaimed space: 20MB" for 132 MB statfs gave back), and builds writing meanwhile shrink the statfs gain
-      reclaimed: Math.max(reported ?? -Infinity, freeAfter - freeBefore),
+      reclaimed: truth === 'statfs'
+        ? gained
+        : truth === 'reported'
+        ? reported ?? 0
+        : Math.max(reported ?? -Infinity, gained),
       ...(reported !== undefined ? { reported } : {}),
       seconds: (Date.now() - t0) / 1000,
       exitCode: out.exitCode,
@@ -216,23 +263,35 @@ async function measure(
       timedOut: out.signal === 'SIGTERM' || undefined,
     }
     o.run.addCleanup(rec)
-    explain(rec, out.stdout + out.stderr, o)
+    explain(rec, out.stdout + out.stderr, o, truth)
     return rec
   }
-  return exclusive ? o.lock.run(body) : body()
+  return how.exclusive === false ? body() : o.lock.run(body)
+}
+
+/** Why a cleanup that reclaimed nothing under pressure did, per image store. */
+const NOTHING_HINT: Record<ImageStore, string> = {
+  graphdriver: 'is the cache somewhere else (another builder, another daemon)?',
+  containerd: 'under the containerd image store a layer is freed only once no image and no cache record holds it: ' +
+    'are images still tagged here (docker images), or the cache in another builder?',
 }
 
 /** One line per cleanup; a dry run says nothing (its command was printed, nothing was measured). */
-function explain(rec: CleanupRecord, output: string, o: CleanupOptions) {
+function explain(rec: CleanupRecord, output: string, o: CleanupOptions, truth: Truth) {
   if (o.run.dry) return
-  const line = `${rec.command}: ${formatBytes(rec.reclaimed)} in ${seconds(rec.seconds * 1000)}`
+  const engineSaid = rec.reported !== undefined && truth === 'statfs'
+    ? ` (the engine said ${formatBytes(rec.reported)})`
+    : ''
+  const line = `${rec.command}: ${formatBytes(rec.reclaimed)}${engineSaid} in ${seconds(rec.seconds * 1000)}`
   if (rec.timedOut) report.warn(`${rec.command} timed out after ${seconds(o.timeout)} and was killed; the run goes on`)
   else if (rec.exitCode !== 0) report.warn(`${rec.command} exited ${rec.exitCode}: ${output.trim().split('\n').pop()}`)
-  else if (rec.reclaimed <= 0 && rec.freeAfter <= rec.freeBefore && rec.freeBefore < o.lowWater) {
+  else if (
+    truth !== 'reported' && rec.reclaimed <= 0 && rec.freeAfter <= rec.freeBefore && rec.freeBefore < o.lowWater
+  ) {
     report.warn(
-      `${rec.command} reclaimed nothing while only ${
-        formatBytes(rec.freeBefore)
-      } is free: is the cache somewhere else (another builder, another daemon)?`,
+      `${rec.command} reclaimed nothing${engineSaid} while only ${formatBytes(rec.freeBefore)} is free: ${
+        NOTHING_HINT[o.imageStore ?? 'graphdriver']
+      }`,
     )
   } else report.dim(`  cleanup ${line}`)
 }
@@ -270,17 +329,16 @@ async function main(argv: string[]) {
   if (!pre.server) throw new PreflightError(['the Docker daemon does not answer'])
   const run = new Run(`/tmp/imagefleet-prune-${process.pid}`, pre.dataRoot, flags.dryRun)
   const o: CleanupOptions = {
+    ...cleanupTargets(pre),
     run,
     lock: new Mutex(),
-    pruneFlags: pre.pruneFlags,
     timeout: flags.timeout,
     lowWater: flags.untilFree ?? 0,
-    containerBuilder: pre.buildx && pre.buildx.driver !== 'docker' ? pre.buildx.builder : undefined,
   }
   if (flags.dryRun) $.spawn = dryRunSpawn((c) => console.log(c), $.prefix)
   report.phase('prune')
   const tier = TIERS.find((t) => t.name === flags.tier)
-  const args = {
+  const args: TierArgs = {
     staleSeconds: flags.staleAfter / 1000,
     gap: 0,
     cacheCap: flags.cacheCap ?? (flags.tier ? 0 : undefined),
@@ -289,7 +347,7 @@ async function main(argv: string[]) {
   if (tier) await tier.run(o, args)
   else if (flags.untilFree !== undefined) {
     report.info(
-      `tiers cheapest first until ${formatBytes(flags.untilFree)} is free: ${TIER_NAMES.join(', ')}${
+      `tiers cheapest first until ${formatBytes(flags.untilFree)} is free: ${TIER_ORDER[o.imageStore!].join(', ')}${
         flags.dryRun ? ' (a real run stops at the first tier that gets there)' : ''
       }`,
     )

@@ -185,6 +185,18 @@ describe('pipeline with a recording fake docker', () => {
     fake.cleanup()
   })
 
+  test("with buildx's docker driver the pushed base also stays in the local image store: it is removed too", async () => {
+    const fake = fakeDocker({ engine: 'docker-24.0-buildx-0.11-docker' })
+    const r = await pipeline(fake, ['--instances', await instancesFile(['a__b-9']), '--key', 'k9'])
+    expect(r.code).toBe(0)
+    expect(mutatingCalls(r.calls).filter((c) => c[0] === 'rmi')).toEqual([[
+      'rmi',
+      `${fx.registry.address}/fleet/eval-base:k9-a_1776_b-9`,
+      `${fx.registry.address}/fleet/eval-agent:k9-a_1776_b-9`,
+    ]])
+    fake.cleanup()
+  })
+
   test('--dry-run prints every command and runs none that changes state', async () => {
     const fake = fakeDocker()
     const r = await pipeline(fake, [

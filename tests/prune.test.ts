@@ -25,21 +25,23 @@ describe('prune', () => {
   test('--until-free runs the tiers cheapest first and names the builder that holds the cache', async () => {
     const fake = fakeDocker({ buildx: true })
     const env = { ...process.env, ...fake.env, CI: '' }
-    await $({
+    const r = await $({
       env,
       nothrow: true,
       quiet: true,
       cwd: ROOT,
     })`${process.execPath} scripts/prune.ts --until-free 1000TB --stale-after 5m`
+    expect(r.exitCode).toBe(1) // 1000 TB is never reached: every tier ran
     const prunes = fake.calls().filter((c) => c.includes('prune') && !c.includes('--help')).map((c) => c.join(' '))
+    const b = 'builder-3c9a7e21-5b44-4f0a-8d2e-6a1f0c9b7e55' // the docker-container builder `docker buildx inspect` names
     expect(prunes).toEqual([
       'builder prune -af --filter until=300s',
-      'buildx prune -af --builder fleet --filter until=300s',
+      `buildx prune -af --builder ${b} --filter until=300s`,
       'builder prune -af --reserved-space 0mb',
-      'buildx prune -af --builder fleet --reserved-space 0mb',
+      `buildx prune -af --builder ${b} --reserved-space 0mb`,
       'system prune -f',
       'builder prune -af',
-      'buildx prune -af --builder fleet',
+      `buildx prune -af --builder ${b}`,
     ])
     fake.cleanup()
   })
@@ -78,6 +80,40 @@ describe('prune', () => {
     ])
     expect(r.stdout + r.stderr).not.toMatch(/\d B in \d/)
     expect(fake.calls().filter((c) => c.includes('prune') && !c.includes('--help'))).toEqual([])
+    fake.cleanup()
+  })
+
+  test("under the containerd image store a prune counts what statfs saw, not the engine's figure, and says why", async () => {
+    const run = async (engine: string) => {
+      const fake = fakeDocker({ engine, pruneReports: '1.5GB' }) // the engine says 1.5 GB; the disk does not move
+      const env = { ...process.env, ...fake.env, GITHUB_ACTIONS: 'true', CI: '' }
+      const r = await $({
+        env,
+        nothrow: true,
+        quiet: true,
+        cwd: ROOT,
+      })`${process.execPath} scripts/prune.ts --tier system --until-free 1000TB`
+      fake.cleanup()
+      return r.stdout
+    }
+    const overlay = await run('docker-28.5-buildx-0.29-container')
+    expect(overlay).toMatch(/docker system prune -f: 1\.4 GiB in/) // a graph driver's figure is a lower bound
+    const containerd = await run('docker-29.7-containerd-buildx-0.31-docker')
+    expect(containerd).toContain('::warning::docker system prune -f reclaimed nothing (the engine said 1.4 GiB)')
+    expect(containerd).toContain('a layer is freed only once no image and no cache record holds it')
+  })
+
+  test('the containerd image store runs the system prune before the capped one', async () => {
+    const fake = fakeDocker({ engine: 'docker-29.7-containerd-buildx-0.31-docker' })
+    const env = { ...process.env, ...fake.env, CI: '' }
+    await $({ env, nothrow: true, quiet: true, cwd: ROOT })`${process.execPath} scripts/prune.ts --until-free 1000TB`
+    const prunes = fake.calls().filter((c) => c.includes('prune') && !c.includes('--help')).map((c) => c.join(' '))
+    expect(prunes).toEqual([
+      'builder prune -af --filter until=600s',
+      'system prune -f',
+      'builder prune -af --reserved-space 0mb',
+      'builder prune -af',
+    ])
     fake.cleanup()
   })
 

@@ -132,7 +132,8 @@ describe("plain HTTP where docker would speak it (the daemon's insecure-registri
   let dir: string
   const oldPath = process.env.PATH
   beforeAll(() => {
-    // a fake `docker` for preflight: a daemon whose insecure-registries are one name and two CIDRs
+    // a fake `docker` for preflight (one `docker info --format {{json .}}`): a daemon whose insecure-registries are one
+    // name and two CIDRs
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'insecure-docker-'))
     const config = {
       IndexConfigs: {
@@ -144,7 +145,7 @@ describe("plain HTTP where docker would speak it (the daemon's insecure-registri
     fs.writeFileSync(
       path.join(dir, 'docker'),
       `#!/bin/sh\ncase "$1 $3" in\n  "version "*) echo '{"Client":{"Version":"28.0.1"},"Server":{"Version":"28.0.1"}}' ;;\n` +
-        `  "info {{json .RegistryConfig}}") echo '${JSON.stringify(config)}' ;;\n  "info "*) echo '"${dir}"' ;;\n` +
+        `  "info {{json .}}") echo '${JSON.stringify({ DockerRootDir: dir, RegistryConfig: config })}' ;;\n` +
         `  *) exit 1 ;;\nesac\n`,
       { mode: 0o755 },
     )

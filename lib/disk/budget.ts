@@ -178,6 +178,16 @@ export class DiskBudget {
     }
   }
 
+  /**
+   * An image that never touches this disk (a remote builder builds and pushes it, the registry assembles it): admitted
+   * at once whatever is free, costing nothing and leaving nothing to clean.
+   */
+  pass(label: string): Ticket {
+    this.stats.admitted++
+    this.say(`admit ${label}: built off this disk, costs nothing here`)
+    return { cost: 0, based: () => {}, done: async () => {}, readmit: async () => {} }
+  }
+
   private async waitForRoom(flight: Flight): Promise<void> {
     const started = this.now()
     let waited = false

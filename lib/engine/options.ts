@@ -8,6 +8,7 @@ import type { Run } from '../run/records.ts'
 import type { StepPolicy } from '../run/step.ts'
 import type { Mutex } from '../disk/prune-lock.ts'
 import type { PruneFlags } from './facts.ts'
+import type { ImageStore } from './answers.ts'
 import type { RegistryClient } from '../registry/client.ts'
 
 /** Flags of every script that builds, besides the fleet's. */
@@ -24,6 +25,11 @@ export const RUN_FLAGS = {
     type: 'string',
     arg: 'NAME',
     help: 'buildx builder for base builds (remote, kubernetes or docker-container driver); pruned too',
+  },
+  'builder-max-used': {
+    type: 'size',
+    help:
+      "Bound the --builder's own cache (remote, kubernetes, docker-container): after images finish, docker buildx du --builder NAME, and when it holds more, docker buildx prune --builder NAME with the flag it accepts (--max-used-space, else --reserved-space/--keep-storage)",
   },
   retries: {
     type: 'int',
@@ -134,8 +140,12 @@ export type BuildOptions = {
   run: Run
   fleet: Fleet
   policy: StepPolicy
-  /** the buildx builder to build bases on; undefined: plain docker build + docker push */
-  buildx?: { builder?: string }
+  /**
+   * the buildx builder to build bases on; undefined: plain docker build + docker push. `keepsImage`: its driver is
+   * `docker`, whose `--push` also stores the image in the local image store (docker/buildx build/build.go pushes
+   * "with docker" from the moby exporter), so the base is left behind locally like a docker build's
+   */
+  buildx?: { builder?: string; keepsImage: boolean }
   network?: string
   /** milliseconds per docker command */
   timeout: number
@@ -148,9 +158,14 @@ export type BuildOptions = {
 export type CleanupOptions = {
   run: Run
   lock: Mutex
+  /** what `docker builder prune` (the daemon's default builder) accepts */
   pruneFlags: PruneFlags
-  /** the buildx builder that holds cache apart from the daemon (docker-container, kubernetes, remote) */
+  /** the buildx builder whose cache is on this disk apart from the daemon's (docker-container driver) */
   containerBuilder?: string
+  /** what `docker buildx prune --builder` accepts for the named builder */
+  builderPruneFlags?: PruneFlags
+  /** where images live: the containerd image store shares content between images and build cache */
+  imageStore?: ImageStore
   /** milliseconds */
   timeout: number
   /** below this many free bytes, a cleanup that reclaims nothing is a warning */
@@ -174,4 +189,9 @@ export async function alreadyPushed(tag: string, o: BuildOptions): Promise<strin
   } catch (e) {
     report.warn(`cannot tell whether the registry has ${tag} (${(e as Error).message}); building it`)
   }
+}
+
+/** Does a base built with these options stay in the local image store (docker build, or buildx's docker driver)? */
+export function baseStaysLocal(o: BuildOptions): boolean {
+  return !o.buildx || o.buildx.keepsImage
 }

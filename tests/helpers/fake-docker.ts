@@ -1,12 +1,15 @@
 // A recording fake `docker` for logic tests (planning, flag choice, error handling): it records the
-// exact argv of every call and answers like a daemon would. It proves what imagefleet *asks* docker to
+// exact argv of every call and replays a recorded engine's answers (tests/fixtures/engines/). It proves what imagefleet *asks* docker to
 // do — not that docker does it; the integration tests prove that against the real engine.
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { ENGINES_DIR } from './engine-fixtures.ts'
 
 export type FakeDockerOptions = {
-  /** answer `docker buildx ...` like buildx 0.19 with a docker-container builder named `fleet` */
+  /** a recorded engine (tests/fixtures/engines/<name>) whose answers to replay; default: docker-20.10, the real one */
+  engine?: string
+  /** shorthand for engine docker-28.5-buildx-0.29-container: buildx 0.29 with a docker-container builder */
   buildx?: boolean
   /** calls whose argv (joined by spaces) matches fail with exit 1 and this stderr */
   fail?: { match: string; stderr: string }
@@ -14,6 +17,8 @@ export type FakeDockerOptions = {
   hang?: string
   /** path `docker info` reports as the data root (default: a temp dir) */
   dataRoot?: string
+  /** what every prune says it reclaimed, e.g. `1.5GB` (default: 0B) */
+  pruneReports?: string
 }
 
 /** `stdin`: what the last `docker login` read from its standard input */
@@ -26,6 +31,10 @@ export type FakeDocker = {
   cleanup: () => void
 }
 
+// Replays the recorded engine in $FAKE_DOCKER_ENGINE: each answer file is a header, `# ---`, then what docker
+// printed (stdout when `# exit: 0`, else stderr). The data root `docker info` reports is swapped for a local dir.
+// Commands that change state answer as a daemon with nothing to remove would; buildx commands fail as recorded
+// when the engine has no buildx.
 const SCRIPT = String.raw`#!/bin/bash
 { printf '%s\0' "$@"; printf '\x1e'; } >> "$FAKE_DOCKER_LOG"
 if [ "$1" = login ]; then cat > "$FAKE_DOCKER_LOG.stdin"; fi
@@ -34,18 +43,38 @@ if [ -n "$FAKE_DOCKER_HANG" ] && [[ "$all" =~ $FAKE_DOCKER_HANG ]]; then sleep 3
 if [ -n "$FAKE_DOCKER_FAIL" ] && [[ "$all" =~ $FAKE_DOCKER_FAIL ]]; then echo "$FAKE_DOCKER_FAIL_STDERR" >&2; exit 1; fi
 # preflight's RUN check (an empty image whose RUN execs a missing file): the step starts, exec fails, as runc says
 if [[ "$all" =~ imagefleet-run-check ]]; then echo 'runc run failed: unable to start container process: exec: "/imagefleet-run-check": stat /imagefleet-run-check: no such file or directory' >&2; exit 1; fi
+E="$FAKE_DOCKER_ENGINE"
+code() { sed -n 's/^# exit: //p' "$1" | head -1; }
+replay() {
+  local f="$E/$1"
+  [ -f "$f" ] || { echo "fake docker: $E has no recorded answer $1" >&2; exit 1; }
+  local c; c=$(code "$f")
+  if [ "$c" = 0 ]; then
+    sed '1,/^# ---$/d' "$f" | sed 's|"DockerRootDir":"[^"]*"|"DockerRootDir":"'"$FAKE_DOCKER_DATA_ROOT"'"|'
+  else sed '1,/^# ---$/d' "$f" >&2; fi
+  exit "$c"
+}
+for a in "$@"; do
+  if [ "$a" = --help ]; then
+    key=""; for b in "$@"; do case "$b" in -*) break ;; *) key="$key-$b" ;; esac; done
+    key=$(echo "$key" | cut -c2-)
+    [ -f "$E/help/$key.txt" ] && replay "help/$key.txt"
+    echo "docker: '$key' is not a docker command." >&2; exit 1
+  fi
+done
 case "$1 $2" in
-  "version --format") echo '{"Client":{"Version":"28.0.1"},"Server":{"Version":"28.0.1"}}' ;;
-  "info --format") echo "\"$FAKE_DOCKER_DATA_ROOT\"" ;;
-  "buildx version")
-    if [ -n "$FAKE_DOCKER_BUILDX" ]; then echo "github.com/docker/buildx v0.19.3 48d6a39"; else echo "docker: 'buildx' is not a docker command." >&2; exit 1; fi ;;
-  "buildx inspect") printf 'Name:          fleet\nDriver:        docker-container\nBuildKit version: v0.18.2\n' ;;
-  "buildx prune")
-    if [ "$3" = "--help" ]; then echo "  -a, --all  --filter filter  --max-used-space bytes  --min-free-space bytes  --reserved-space bytes"; else echo "Total:	0B"; fi ;;
-  "builder prune")
-    if [ "$3" = "--help" ]; then echo "  -a, --all  --filter filter  --keep-storage bytes"; else echo "Total reclaimed space: 0B"; fi ;;
+  "version "*) replay version.txt ;;
+  "info "*) replay info.txt ;;
+  "buildx version") replay buildx-version.txt ;;
+  "buildx inspect") replay buildx-inspect.txt ;;
+  "buildx du") replay buildx-du.txt ;;
+esac
+if [ "$1" = buildx ] && [ "$(code "$E/buildx-version.txt")" != 0 ]; then replay buildx-version.txt; fi
+case "$1 $2" in
+  "buildx prune") printf 'Total:\t%s\n' "$FAKE_DOCKER_PRUNE_TOTAL" ;;
+  "builder prune") echo "Total reclaimed space: $FAKE_DOCKER_PRUNE_TOTAL" ;;
   "system df") echo '{"Type":"Build Cache","TotalCount":"3","Size":"1.5GB","Reclaimable":"1.5GB"}' ;;
-  "system prune") echo "Total reclaimed space: 0B" ;;
+  "system prune") echo "Total reclaimed space: $FAKE_DOCKER_PRUNE_TOTAL" ;;
   *) : ;;
 esac
 exit 0
@@ -61,7 +90,11 @@ export function fakeDocker(o: FakeDockerOptions = {}): FakeDocker {
     PATH: `${dir}:${process.env.PATH}`,
     FAKE_DOCKER_LOG: log,
     FAKE_DOCKER_DATA_ROOT: dataRoot,
-    ...(o.buildx ? { FAKE_DOCKER_BUILDX: '1' } : {}),
+    FAKE_DOCKER_PRUNE_TOTAL: o.pruneReports ?? '0B',
+    FAKE_DOCKER_ENGINE: path.join(
+      ENGINES_DIR,
+      o.engine ?? (o.buildx ? 'docker-28.5-buildx-0.29-container' : 'docker-20.10'),
+    ),
     ...(o.fail ? { FAKE_DOCKER_FAIL: o.fail.match, FAKE_DOCKER_FAIL_STDERR: o.fail.stderr } : {}),
     ...(o.hang ? { FAKE_DOCKER_HANG: o.hang } : {}),
   }
