@@ -80,7 +80,8 @@ describe('pipeline with a recording fake docker', () => {
       const after = (id: string) => [
         `rmi ${fx.registry.address}/fleet/eval-base:${key}-${id} ${fx.registry.address}/fleet/eval-agent:${key}-${id}`,
         `builder prune -af ${flag} 100mb`,
-        ...(buildx ? ['buildx prune -af --builder fleet ' + flag + ' 100mb'] : []),
+        // the docker-container builder the recorded `docker buildx inspect` names
+        ...(buildx ? [`buildx prune -af --builder builder-3c9a7e21-5b44-4f0a-8d2e-6a1f0c9b7e55 ${flag} 100mb`] : []),
         'system prune -f',
       ]
       expect(cleanups).toEqual([...after('a_1776_b-11'), ...after('a_1776_b-12')])
