@@ -3,7 +3,9 @@
 // told is kept for the run.
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { BaseReader } from '../lib/image/base-files.ts'
-import type { LayerFile } from '../lib/image/layer.ts'
+import { type LayerFile, writeLayer } from '../lib/image/layer.ts'
+import { sha256, uploadBlob } from '../lib/registry/blobs.ts'
+import { MEDIA } from '../lib/registry/media.ts'
 import { RegistryClient } from '../lib/registry/client.ts'
 import { type Manifest, repoOf } from '../lib/registry/image.ts'
 import { parseImageRef } from '../lib/registry/ref.ts'
@@ -105,5 +107,18 @@ describe('reading a base image through the registry', () => {
     expect([second.stats.layersRead, second.stats.layersCached]).toEqual([1, 2])
     expect(second.stats.bytesRead).toBe(b.layers[2].size)
     expect(second.files.answer('agent-server')).toBeNull()
+  })
+
+  test('a plain tar under a gzip media type is read as the tar it is (docker 20.10 pushes layers it pulled so)', async () => {
+    const { tar } = writeLayer(user)
+    const repo = { registry: reg.address, repository: 'fleet/plain' }
+    await uploadBlob(client, repo, tar)
+    const layer = { mediaType: MEDIA.dockerLayer, digest: sha256(tar), size: tar.length }
+    const { files } = await new BaseReader(client).read(repo, [layer], {
+      points: [],
+      subtrees: [],
+      data: ['etc/passwd'],
+    })
+    expect(new TextDecoder().decode(files.data('etc/passwd'))).toContain('agent:x:1000:1000')
   })
 })

@@ -209,14 +209,17 @@ export async function streamLayer(
 ): Promise<number> {
   const res = await openBlob(client, repo, layer.digest)
   const body = res.body!.getReader()
-  const inflate = decompressor(layer.mediaType)
+  let next: Awaited<ReturnType<typeof body.read>> | undefined = await body.read()
+  const inflate = decompressor(layer.mediaType, next.value)
   const hash = createHash('sha256')
   let bytes = 0
   inflate?.on('data', (chunk: Uint8Array) => reader.done || reader.push(chunk))
   const ended = inflate && new Promise((resolve, reject) => inflate.on('end', resolve).on('error', reject))
+  ended?.catch(() => {}) // a bad stream fails the write below; this copy of its error must not crash the run
   try {
     for (;;) {
-      const { value, done } = await body.read()
+      const { value, done } = next ?? await body.read()
+      next = undefined
       if (done) break
       bytes += value.byteLength
       client.counters.bytesDownloaded += value.byteLength
@@ -238,9 +241,14 @@ export async function streamLayer(
   return bytes
 }
 
-/** The decompressing stream for a layer's media type; undefined for a plain tar. */
-function decompressor(mediaType: string): Transform | undefined {
-  if (/gzip/.test(mediaType)) return zlib.createGunzip()
+/**
+ * The decompressing stream for a layer's media type; undefined for a plain tar. A gzip media type over bytes that are
+ * not gzip is a plain tar: docker 20.10 pushes a layer it pulled uncompressed under `…tar.gzip` (measured on the
+ * sandbox: a base built over the synthetic fleet's plain-tar layers), so the first bytes decide, as layer.ts does.
+ */
+function decompressor(mediaType: string, first?: Uint8Array): Transform | undefined {
+  const gzipped = first === undefined || (first[0] === 0x1f && first[1] === 0x8b)
+  if (/gzip/.test(mediaType)) return gzipped ? zlib.createGunzip() : undefined
   if (/zstd/.test(mediaType)) {
     const zstd = (zlib as unknown as { createZstdDecompress?: () => Transform }).createZstdDecompress
     if (!zstd) throw new Error(`zstd layer (${mediaType}) and this runtime has no zlib.createZstdDecompress`)
