@@ -5,7 +5,7 @@ import { describe, expect, test } from 'bun:test'
 import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
-import { CONTEXT, registryFixture, ROOT } from './helpers/fixture.ts'
+import { CONTEXT, instancesFile, registryFixture, ROOT } from './helpers/fixture.ts'
 import { fakeDocker } from './helpers/fake-docker.ts'
 
 const fx = registryFixture('retry-test')
@@ -13,8 +13,7 @@ const IDS = ['r__a-1', 'r__a-2', 'r__a-3']
 
 async function pipeline(out: string, args: string[], fail?: { match: string; stderr: string }) {
   const fake = fakeDocker(fail ? { fail } : {})
-  const instances = path.join(fx.work, 'instances.txt')
-  fs.writeFileSync(instances, IDS.join('\n') + '\n')
+  const instances = await instancesFile(fx, IDS) // with their upstream images: the plan refuses missing ones
   const env = { ...process.env, ...fake.env, CI: '', GITHUB_ACTIONS: '' }
   const r = await $({
     env,

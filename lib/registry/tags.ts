@@ -11,7 +11,7 @@ import { parseImageRef } from './ref.ts'
  */
 export async function listTags(client: RegistryClient, repo: Repo, pageSize = 1000): Promise<Set<string> | undefined> {
   const tags = new Set<string>()
-  let url: string | undefined = `${client.baseUrl(repo.registry)}/v2/${repo.repository}/tags/list?n=${pageSize}`
+  let url: string | undefined = `${await client.baseUrl(repo.registry)}/v2/${repo.repository}/tags/list?n=${pageSize}`
   while (url) {
     const res = await client.send(repo, 'pull', '', { url })
     if (res.status !== 200 && res.status !== 404) {
