@@ -6,7 +6,8 @@
 // and /etc/group; the base stage adds that user in its own small top layer), so registry mode pays for reading the
 // bases. Measures seconds per image, what reading the bases cost (bytes streamed, seconds), bytes written to the
 // Docker data root's disk (the loop device's write counter), statfs, registry bytes uploaded and stored; prints the
-// ratios; writes bench/results/assemble-<date>.md.
+// ratios; writes bench/results/assemble-<date>.md. Every size it prints about the fleet and the agent layer is read
+// back from the registry (manifests), not taken from its flags.
 //   npm run bench:assemble        (needs root and loop devices; ~5 minutes on 2 cores)
 import fs from 'node:fs'
 import os from 'node:os'
@@ -16,8 +17,12 @@ import { type FlagTable, parseFlags, renderHelp } from '../lib/cli/flags.ts'
 import { runMain } from '../lib/cli/main.ts'
 import { sampleDisk } from '../lib/disk/statfs.ts'
 import { formatBytes } from '../lib/cli/size.ts'
-import { generateFleet } from '../examples/synthetic-fleet/generate.ts'
+import { count } from '../lib/cli/report.ts'
+import { type Fleet, generateFleet } from '../examples/synthetic-fleet/generate.ts'
 import { type Sandbox, sandboxDown, sandboxUp } from '../scripts/_sandbox-engine.ts'
+import { RegistryClient } from '../lib/registry/client.ts'
+import { imageLayers } from '../lib/registry/image.ts'
+import { machineLine } from './_machine.ts'
 
 export const FLAGS = {
   groups: { type: 'int', default: 4, min: 1, help: 'Environment groups of the synthetic fleet' },
@@ -78,6 +83,50 @@ type Way = {
   /** Registry mode: median per image of the bytes streamed from the base's layers and the seconds that took. */
   baseBytesMedian?: number
   baseSecondsMedian?: number
+  /** Median over the final images of the bytes they hold over their base (the agent layer), read from the registry */
+  agentBytes: number
+}
+
+/** The fleet as the registry holds it: distinct environment layers, the instance layers, the images whole. */
+type FleetFacts = { environments: number[]; instanceMedian: number; imageMean: number; dataRootBytes: number }
+
+const registry = new RegistryClient()
+type StepRecord = {
+  phase: string
+  id: string
+  status: string
+  tag: string
+  seconds: number
+  registry?: { base_bytes_read?: number; base_read_seconds?: number }
+}
+const records = (out: string): StepRecord[] =>
+  fs.readFileSync(path.join(out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+const dockerId = (id: string) => id.toLowerCase().replace(/__/g, '_1776_')
+
+/** Every upstream image's manifest: its top layer is the instance's own, the one below its environment's. */
+async function fleetFacts(fleet: Fleet, sb: Sandbox): Promise<FleetFacts> {
+  const images = await Promise.all(
+    fleet.ids.map((id) => imageLayers(registry, fleet.upstream.replace('{docker_id}', dockerId(id)))),
+  )
+  const environments = new Map(images.map((layers) => [layers.at(-2)!.digest, layers.at(-2)!.size]))
+  return {
+    environments: [...environments.values()],
+    instanceMedian: median(images.map((layers) => layers.at(-1)!.size)),
+    imageMean: images.flat().reduce((n, l) => n + l.size, 0) / images.length,
+    dataRootBytes: sampleDisk(sb.dataRoot).total,
+  }
+}
+
+/** Median bytes each final image of `out` holds over the base it was assembled on (base tags from `basesOut`). */
+async function agentBytes(out: string, basesOut: string): Promise<number> {
+  const bases = new Map(records(basesOut).filter((m) => m.phase === 'base').map((m) => [m.id, m.tag]))
+  const finals = records(out).filter((m) => m.phase === 'assemble' && m.status === 'built')
+  return median(
+    await Promise.all(finals.map(async (m) => {
+      const below = new Set((await imageLayers(registry, bases.get(m.id)!)).map((l) => l.digest))
+      return (await imageLayers(registry, m.tag)).filter((l) => !below.has(l.digest)).reduce((n, l) => n + l.size, 0)
+    })),
+  )
 }
 
 /** Bytes written so far to the block device that holds `mountPoint` (/sys/block/DEV/stat, sectors of 512 bytes). */
@@ -98,7 +147,11 @@ const median = (xs: number[]) => {
 }
 
 /** One way: the assemble script on every instance, measured from outside (device writes, statfs, registry storage). */
-async function assembleWay(mode: Way['mode'], sb: Sandbox, o: { dir: string; args: string[] }): Promise<Way> {
+async function assembleWay(
+  mode: Way['mode'],
+  sb: Sandbox,
+  o: { dir: string; args: string[]; basesOut: string },
+): Promise<Way> {
   const out = path.join(o.dir, `out-${mode}`)
   const mnt = path.dirname(sb.dataRoot)
   const finalRepo = `${sb.registry}/fleet/${mode}-agent`
@@ -123,8 +176,7 @@ async function assembleWay(mode: Way['mode'], sb: Sandbox, o: { dir: string; arg
     await duBytes(path.join(sb.dir, 'registry')),
   ]
   const s = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'))
-  const steps = fs.readFileSync(path.join(out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
-    .filter((m) => m.phase === 'assemble' && m.status === 'built')
+  const steps = records(out).filter((m) => m.phase === 'assemble' && m.status === 'built')
   return {
     mode,
     code: r.exitCode ?? -1,
@@ -138,15 +190,12 @@ async function assembleWay(mode: Way['mode'], sb: Sandbox, o: { dir: string; arg
     registryStored: stored1 - stored0,
     mounted: s.registry?.mounted,
     copied: s.registry?.copied,
-    stepMedian: median(steps.map((m: { seconds: number }) => m.seconds)),
+    stepMedian: median(steps.map((m) => m.seconds)),
+    agentBytes: await agentBytes(out, o.basesOut),
     ...(mode === 'registry'
       ? {
-        baseBytesMedian: median(
-          steps.map((m: { registry?: { base_bytes_read?: number } }) => m.registry?.base_bytes_read ?? 0),
-        ),
-        baseSecondsMedian: median(
-          steps.map((m: { registry?: { base_read_seconds?: number } }) => m.registry?.base_read_seconds ?? 0),
-        ),
+        baseBytesMedian: median(steps.map((m) => m.registry?.base_bytes_read ?? 0)),
+        baseSecondsMedian: median(steps.map((m) => m.registry?.base_read_seconds ?? 0)),
       }
       : {}),
   }
@@ -181,6 +230,7 @@ async function main(argv: string[]) {
     )
   }
   const dir = flags.dir ? path.resolve(flags.dir) : fs.mkdtempSync(path.join(os.tmpdir(), 'bench-assemble-'))
+  const started = machineLine({ diskDir: dir })
   const sb = await sandboxUp({ dir: path.join(dir, 'sandbox'), disk: flags.disk, baseEnv: process.env })
   try {
     const fleet = await generateFleet({
@@ -213,15 +263,22 @@ async function main(argv: string[]) {
       'bench',
     ]
     console.log('\n== the builder and the bases (not measured): build-bases')
+    const basesOut = path.join(dir, 'out-bases')
     await $({
       env: sb.env,
       stdio: ['ignore', 'inherit', 'inherit'],
-    })`${process.execPath} scripts/build-bases.ts ${args} --out ${path.join(dir, 'out-bases')}`
+    })`${process.execPath} scripts/build-bases.ts ${args} --out ${basesOut}`
     // start docker mode cold, as on a fresh runner: no base layers, no build cache
     await $({ env: sb.env, quiet: true, timeout: '10m' })`docker system prune -af`
     await $({ env: sb.env, quiet: true, timeout: '10m' })`docker builder prune -af`
-    const ways = [await assembleWay('registry', sb, { dir, args }), await assembleWay('docker', sb, { dir, args })]
-    writeReport(ways, fleet.instances, fleet.upstreamBytes, flags)
+    const ways = [
+      await assembleWay('registry', sb, { dir, args, basesOut }),
+      await assembleWay('docker', sb, { dir, args, basesOut }),
+    ]
+    writeReport(ways, { n: fleet.instances, upstreamBytes: fleet.upstreamBytes, ...await fleetFacts(fleet, sb) }, {
+      started,
+      concurrency: flags.concurrency,
+    })
   } finally {
     await sandboxDown({ dir: sb.dir })
     if (!flags.dir) fs.rmSync(dir, { recursive: true, force: true })
@@ -230,25 +287,25 @@ async function main(argv: string[]) {
 
 function writeReport(
   ways: Way[],
-  n: number,
-  upstreamBytes: number,
-  flags: { concurrency: number; groups: number; perGroup: number; envSize: number; instanceSize: number },
+  f: FleetFacts & { n: number; upstreamBytes: number },
+  o: { started: string; concurrency: number },
 ) {
   const [reg, dock] = ways
-  const runtime = 'Bun' in globalThis
-    ? `bun ${(globalThis as { Bun?: { version: string } }).Bun?.version}`
-    : process.version
+  const n = f.n
   const report = [
     `# bench:assemble — ${new Date().toISOString().slice(0, 10)}`,
     '',
-    `Machine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown'}), ${
-      formatBytes(os.totalmem())
-    } RAM, kernel ${os.release()}, ${runtime}; load average after: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`,
-    `Fleet: ${n} instances in ${flags.groups} groups (env layer ${formatBytes(flags.envSize)}, instance layer ${
-      formatBytes(flags.instanceSize)
-    }, upstream ${
-      formatBytes(upstreamBytes)
-    } in all), agent layer 20 MB; assemble Dockerfile of the field's shape (COPY --chown=agent:agent, USER, WORKDIR); concurrency ${flags.concurrency} both ways; docker mode starts with no local images and no build cache`,
+    o.started,
+    `After: ${machineLine()}`,
+    `Fleet, as the registry holds it: ${n} instances over ${count(f.environments.length, 'environment layer')} (${
+      f.environments.map(formatBytes).join(', ')
+    }), instance layers ${formatBytes(f.instanceMedian)} (median), upstream images ${
+      formatBytes(f.imageMean)
+    } on average and ${formatBytes(f.upstreamBytes)} in all; data root filesystem ${formatBytes(f.dataRootBytes)}`,
+    `Agent layer, as stored (what each final image holds over its base, median): registry mode ${
+      formatBytes(reg.agentBytes)
+    } · docker mode ${formatBytes(dock.agentBytes)}`,
+    `Assemble Dockerfile of the field's shape (COPY --chown=agent:agent, USER, WORKDIR); concurrency ${o.concurrency} both ways; docker mode starts with no local images and no build cache`,
     '',
     table(ways, n),
     '',
@@ -261,11 +318,6 @@ function writeReport(
     `Docker data root disk written: registry ${formatBytes(reg.diskWritten)} (target 0) · docker ${
       formatBytes(dock.diskWritten)
     }`,
-    `Bases here are ${
-      formatBytes(upstreamBytes / n)
-    } on average; the field's are ~1.4 GB, which docker mode pulls and unpacks per image. Registry mode streams (headers only, nothing stored) the layers of a base that no earlier instance shared — here each instance's own ${
-      formatBytes(flags.instanceSize)
-    } layer — so in the field its cost follows the size of each instance's own layers, not of the whole image.`,
     '',
   ].join('\n')
   console.log('\n' + report)

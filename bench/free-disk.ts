@@ -3,13 +3,13 @@
 // Prints seconds on the critical path and until all bytes are back; appends a section to bench/results/free-disk-<date>.md.
 import { $ } from 'zx'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { type FlagTable, parseFlags, renderHelp } from '../lib/cli/flags.ts'
 import { FatalError, runMain } from '../lib/cli/main.ts'
 import { freeBytes } from '../lib/disk/statfs.ts'
 import { readFreeDiskStatus } from '../lib/disk/free-disk-status.ts'
 import { formatBytes } from '../lib/cli/size.ts'
+import { machineLine } from './_machine.ts'
 
 const FLAGS = {
   dir: {
@@ -31,7 +31,7 @@ const TREE = [
   { path: 'usr/lib/jvm', files: 10_000, mb: 250 },
   { path: 'usr/share/swift', files: 10_000, mb: 250 },
 ]
-const SCRIPT = path.join(import.meta.dir, '..', 'scripts', 'free-disk.ts')
+const SCRIPT = path.join(import.meta.dirname ?? '.', '..', 'scripts', 'free-disk.ts')
 
 type Row = { way: string; critical: number; allBack: number; freed: number }
 
@@ -94,15 +94,9 @@ async function imagefleet(root: string, background: boolean): Promise<Row> {
   }
 }
 
-async function machineFacts(dir: string) {
-  return {
-    nproc: (await $`nproc`).stdout.trim(),
-    fs: (await $`stat -f -c %T ${dir}`).stdout.trim(),
-    kernel: (await $`uname -r`).stdout.trim(),
-    runtime: `bun ${process.versions.bun ?? '?'}`,
-    memory: formatBytes(os.totalmem()),
-    load: os.loadavg().map((l) => l.toFixed(1)).join(' '), // others sharing the machine skew every number
-  }
+/** The type of the filesystem the tree is built on (ext4, xfs, overlayfs…): deletion speed depends on it. */
+async function filesystemOf(dir: string): Promise<string> {
+  return (await $`stat -f -c %T ${dir}`).stdout.trim()
 }
 
 function table(rows: Row[]): string {
@@ -132,6 +126,7 @@ async function main(argv: string[]): Promise<number> {
   if (freeBytes(flags.dir) < need) {
     throw new FatalError(`need ${formatBytes(need)} free in ${flags.dir} (tree twice + 5 GB headroom)`)
   }
+  const started = machineLine({ diskDir: flags.dir })
   const work = fs.mkdtempSync(path.join(path.resolve(flags.dir), 'free-disk-'))
   const rows: Row[] = []
   let shape = { files: 0, bytes: 0 }, dropped = false
@@ -157,15 +152,15 @@ async function main(argv: string[]): Promise<number> {
   } finally {
     fs.rmSync(work, { recursive: true, force: true })
   }
-  const facts = await machineFacts(flags.dir)
   const [date, time] = new Date().toISOString().slice(0, 16).split('T')
   const md = [
     `## free-disk benchmark ${date} ${time} UTC`,
     '',
-    `Machine: ${facts.nproc} CPUs, ${facts.memory} RAM, ${facts.fs} filesystem, kernel ${facts.kernel}, ${facts.runtime}; load average after: ${facts.load}.`,
-    `Tree: ${TREE.length} targets, ${shape.files} files, ${formatBytes(shape.bytes)} written; page cache ${
-      dropped ? 'dropped' : 'NOT dropped (no permission)'
-    } before each way.`,
+    started,
+    `After: ${machineLine()}`,
+    `Tree: ${TREE.length} targets, ${shape.files} files, ${formatBytes(shape.bytes)} written on ${await filesystemOf(
+      flags.dir,
+    )}; page cache ${dropped ? 'dropped' : 'NOT dropped (no permission)'} before each way.`,
     '',
     table(rows),
     '',

@@ -1,7 +1,9 @@
 #!/usr/bin/env bun
 // bench:plan — the waits people notice before anything is built: a full `pipeline.ts --dry-run` of a 500-instance
-// fleet against an empty local registry (target ≤ 3 s), where its time goes (runtime start, registry checks, the
-// rest: preflight, planning, printing), and every script's --help (target ≤ 0.3 s under Bun).
+// fleet against a local registry that holds the fleet's upstream images and none of its own (target ≤ 3 s), where its
+// time goes (runtime start, registry checks, the rest: preflight, reading the upstream manifests, planning,
+// printing), and every script's --help (target ≤ 0.3 s under Bun). The plan refuses an upstream image the registry
+// lacks, so each instance gets a tiny one: its repository's environment layer and a layer of its own.
 //   npx bun bench/plan.ts [--instances 500] [--rounds 3] [--engine fake|env]
 import fs from 'node:fs'
 import os from 'node:os'
@@ -12,8 +14,10 @@ import { runMain } from '../lib/cli/main.ts'
 import { FLEET_FLAGS, loadFleet } from '../lib/fleet/fleet.ts'
 import { RegistryClient } from '../lib/registry/client.ts'
 import { checkTags } from '../lib/registry/tags.ts'
+import pMap from 'p-map'
 import { fakeDocker } from '../tests/helpers/fake-docker.ts'
-import { startRegistry } from '../tests/helpers/registry-server.ts'
+import { pushTestImage, startRegistry } from '../tests/helpers/registry-server.ts'
+import { machineLine } from './_machine.ts'
 
 export const FLAGS = {
   instances: { type: 'int', default: 500, min: 1, help: 'Instances in the synthetic fleet' },
@@ -34,11 +38,27 @@ const mark = (t: number, target: number) => `(target ≤ ${target} ms) ${t <= ta
 type Work = { file: string; registry: string; out: string; env: Record<string, string | undefined> }
 
 /** The fleet file: ids in SWE-bench's shape, 12 repositories. */
-function writeInstances(n: number, file: string): void {
-  fs.writeFileSync(
-    file,
-    Array.from({ length: n }, (_, i) => `org${i % 12}__repo${i % 12}-${1000 + i}`).join('\n') + '\n',
-  )
+function writeInstances(n: number, file: string): string[] {
+  const ids = Array.from({ length: n }, (_, i) => `org${i % 12}__repo${i % 12}-${1000 + i}`)
+  fs.writeFileSync(file, ids.join('\n') + '\n')
+  return ids
+}
+
+/** Each instance's upstream image where --upstream points (REGISTRY/up/{docker_id}:latest), a few bytes each. */
+async function pushUpstreams(registry: string, ids: string[]): Promise<void> {
+  const client = new RegistryClient()
+  const text = (p: string, content: string) => ({
+    path: p,
+    type: 'file' as const,
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    data: new TextEncoder().encode(content),
+  })
+  await pMap(ids, async (id) => {
+    const ref = `${registry}/up/${id.toLowerCase().replace(/__/g, '_1776_')}:latest`
+    await pushTestImage(client, ref, { layers: [[text('env/repo', id.split('-')[0])], [text('instance/id', id)]] })
+  }, { concurrency: 16 })
 }
 const fleetArgs = (w: Work) => [
   ...['--instances', w.file, '--registry', `${w.registry}/fleet`, '--upstream', `${w.registry}/up/{docker_id}:latest`],
@@ -95,6 +115,7 @@ async function main(argv: string[]) {
       ),
     )
   }
+  const started = machineLine()
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-plan-'))
   const registry = await startRegistry()
   const fake = flags.engine === 'fake' ? fakeDocker() : undefined
@@ -105,7 +126,7 @@ async function main(argv: string[]) {
       out: path.join(work, 'out'),
       env: { ...process.env, ...fake?.env, CI: '', GITHUB_ACTIONS: '' },
     }
-    writeInstances(flags.instances, w.file)
+    await pushUpstreams(registry.address, writeInstances(flags.instances, w.file))
     const dry = []
     const parts = []
     for (let i = 0; i < flags.rounds + 1; i++) {
@@ -118,9 +139,9 @@ async function main(argv: string[]) {
     const start = helps.find(([s]) => s === 'pipeline.ts')![1]
     const checks = median(parts.map((p) => p.load + p.check))
     const lines = [
-      `machine: ${os.cpus().length} CPUs, load average ${os.loadavg()[0].toFixed(1)} (timings scale with load); ${
-        'Bun' in globalThis ? `bun ${(globalThis as { Bun?: { version: string } }).Bun?.version}` : process.version
-      }; docker: ${fake ? 'recording fake (no daemon)' : 'this environment'}`,
+      `${started} (timings scale with load)`,
+      `After: ${machineLine()}`,
+      `docker: ${fake ? 'recording fake (no daemon)' : 'this environment'}`,
       `dry run: ${flags.instances} instances, ${dry[0].lines} lines printed, ${parts[0].tags} tags checked: ${
         ms(wall)
       } ${mark(wall, 3000)}`,

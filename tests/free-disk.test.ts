@@ -1,5 +1,5 @@
 // free-disk against a fake runner under a temp --root: thousands of files per target, symlinks pointing
-// outside, a target that is a file, a missing one, a read-only one. Run as subprocesses, as CI would.
+// outside, a target that is a file, a missing one, one whose removal fails. Run as subprocesses, as CI would.
 import { afterEach, describe, expect, test } from 'bun:test'
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
@@ -10,7 +10,6 @@ import { bytesToCome, readFreeDiskStatus } from '../lib/disk/free-disk-status.ts
 
 const SCRIPT = path.join(import.meta.dir, '..', 'scripts', 'free-disk.ts')
 const DENO = path.join(import.meta.dir, '..', 'node_modules', '.bin', 'deno')
-const asRoot = process.getuid?.() === 0 // root deletes read-only directories; anyone else gets ✗ for them
 const made: string[] = []
 afterEach(() => {
   for (const d of made.splice(0)) {
@@ -53,21 +52,12 @@ function fakeRunner(opts: { androidFiles?: number; scale?: number } = {}) {
   put(at('opt/hostedtoolcache/CodeQL'), 1000)
   put(at('opt/hostedtoolcache/Python'), 500) // opt-in tool cache: stays by default
   put(at('usr/lib/jvm'), 1000)
-  for (const d of walkDirs(at('usr/lib/jvm'))) fs.chmodSync(d, 0o555) // read-only
   put(at('usr/local/lib/keep-me'), 10) // siblings of targets
   put(at('usr/share/keep-me'), 10)
   fs.mkdirSync(at('tmp'))
   return { base, root, outside, at }
 }
 
-function walkDirs(dir: string): string[] {
-  return [
-    dir,
-    ...fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).flatMap((e) =>
-      walkDirs(path.join(dir, e.name))
-    ),
-  ]
-}
 const count = (dir: string): number => fs.readdirSync(dir, { recursive: true }).length
 const gone = (p: string) => {
   try {
@@ -95,8 +85,8 @@ describe('free-disk', () => {
     const r = fakeRunner()
     const summary = path.join(r.base, 'summary.md')
     const { code, out } = run(['--root', r.root], { GITHUB_ACTIONS: 'true', GITHUB_STEP_SUMMARY: summary })
-    expect(out).toContain(asRoot ? '0 failed' : '1 failed')
-    expect(code).toBe(asRoot ? 0 : 1)
+    expect(out).toContain('0 failed')
+    expect(code).toBe(0)
     for (
       const p of [
         'usr/local/lib/android',
@@ -106,14 +96,35 @@ describe('free-disk', () => {
         'usr/share/swift',
         'usr/local/julia1.10.4',
         'opt/hostedtoolcache/CodeQL',
+        'usr/lib/jvm',
       ]
     ) expect(gone(r.at(p))).toBe(true)
-    expect(gone(r.at('usr/lib/jvm'))).toBe(asRoot)
     expect(count(r.at('opt/hostedtoolcache/Python'))).toBeGreaterThan(500)
     expect(count(r.at('usr/local/lib/keep-me'))).toBeGreaterThan(10)
     expect(count(r.at('usr/share/keep-me'))).toBeGreaterThan(10)
     expect(out).toContain('powershell: not present')
     expect(fs.readFileSync(summary, 'utf8')).toMatch(/\| android \| removed \| [\d.]+ MiB \|/)
+  })
+
+  test('a target whose removal fails is ✗ with the reason rm gave; the others are removed; exit 1', () => {
+    const r = fakeRunner()
+    const bin = path.join(r.base, 'failing-rm')
+    fs.mkdirSync(bin)
+    // an rm that cannot remove the JDKs, as a non-root runner without sudo meets a read-only tree (whoever runs the test)
+    const realRm = spawnSync('bash', ['-c', 'command -v rm'], { encoding: 'utf8' }).stdout.trim()
+    fs.writeFileSync(
+      path.join(bin, 'rm'),
+      `#!/bin/bash\nfor a in "$@"; do case "$a" in */usr/lib/jvm) echo "rm: cannot remove '$a/pkg0': Permission denied" >&2; exit 1;; esac; done\nexec ${realRm} "$@"\n`,
+      { mode: 0o755 },
+    )
+    const { code, out } = run(['--root', r.root], { PATH: `${bin}:${process.env.PATH}` })
+    expect(code).toBe(1)
+    expect(out).toMatch(
+      new RegExp(`✗ jvm: failed .*\\(rm: cannot remove '${r.at('usr/lib/jvm')}/pkg0': Permission denied\\)`),
+    )
+    expect(out).toContain('1 failed')
+    expect(count(r.at('usr/lib/jvm'))).toBeGreaterThan(1000)
+    for (const p of ['usr/local/lib/android', 'usr/share/dotnet', 'opt/ghc']) expect(gone(r.at(p))).toBe(true)
   })
 
   test('never follows a symlink out of a target: links go, what they point to stays', () => {
@@ -170,9 +181,7 @@ describe('free-disk', () => {
   test('--background returns before deletion ends; the status file ends complete', async () => {
     const r = fakeRunner({ androidFiles: 40000 })
     const status = path.join(r.base, 'status.json')
-    const t0 = performance.now()
     const { code, out } = run(['--root', r.root, '--background', '--status', status])
-    const seconds = (performance.now() - t0) / 1000
     expect(code).toBe(0)
     expect(out).toContain('android: moved aside')
     expect(gone(r.at('usr/local/lib/android'))).toBe(true)
@@ -191,7 +200,6 @@ describe('free-disk', () => {
     expect(bytesToCome(status)).toBe(0)
     expect(fs.readdirSync(r.at('usr/local/lib')).filter((n) => n.startsWith('.imagefleet-trash-'))).toEqual([])
     expect(count(path.join(r.outside, 'keep-dir'))).toBeGreaterThan(10)
-    expect(seconds).toBeLessThan(5)
   })
 
   test('refuses outside CI without --yes, and runs with it', () => {

@@ -33,6 +33,12 @@ describeIntegration('pipeline on a real engine whose disk is a third of the flee
       instanceSize: 85e6,
       out: instances,
     })
+    // what the tests below prove needs a fleet bigger than the disk: as pushed (the generator reads the layers back)
+    if (fleet.upstreamBytes < 3 * DISK || fleet.uniqueBytes <= DISK) {
+      throw new Error(
+        `the fleet as pushed (${fleet.upstreamBytes} B, ${fleet.uniqueBytes} B unique) does not outgrow the disk`,
+      )
+    }
   })
   afterAll(async () => {
     if (sb) await sandboxDown({ dir: sb.dir })
@@ -49,11 +55,7 @@ describeIntegration('pipeline on a real engine whose disk is a third of the flee
   const finalTags = (key: string) =>
     fleet.ids.map((id) => `${sb.registry}/fleet/eval-agent:${key}-${id.toLowerCase().replace(/__/g, '_1776_')}`)
 
-  test('fleet bytes are at least 3× the disk', () => {
-    expect(fleet.upstreamBytes).toBeGreaterThanOrEqual(3 * DISK)
-  })
-
-  test('the pipeline finishes N/N and every final image is in the registry', async () => {
+  test('the pipeline finishes N/N, its cleanups giving back what the disk lacks, and every final image is in the registry', async () => {
     const out = path.join(work, 'run1')
     const r = await pipeline(out)
     if (r.exitCode !== 0) console.log(r.stdout, r.stderr)
@@ -61,7 +63,10 @@ describeIntegration('pipeline on a real engine whose disk is a third of the flee
     const summary = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'))
     expect(summary.counts.assemble).toEqual({ built: fleet.instances, skipped: 0, failed: 0 })
     expect(summary.counts.base.built).toBe(fleet.instances)
-    expect(summary.peakUsed).toBeLessThan(DISK)
+    // the disk cannot hold the fleet's distinct layers at once: the run's own cleanups, as it measured them, gave back
+    // at least the excess (measured 1.48 GB for an excess of 0.32 GB, 2026-11-26)
+    expect(summary.reclaimed).toBeGreaterThanOrEqual(fleet.uniqueBytes - DISK)
+    expect(summary.failed).toEqual([])
     const client = new RegistryClient()
     const answers = await client.checkMany(finalTags(summary.key))
     expect([...answers.values()].every((a) => a === true)).toBe(true)

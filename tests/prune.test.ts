@@ -1,9 +1,15 @@
 // Cleanups: measured, named when they reclaim nothing under pressure, never two prunes at once.
 import { describe, expect, test } from 'bun:test'
+import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
-import { $ } from 'zx'
+import { $, within } from 'zx'
 import { Mutex } from '../lib/disk/prune-lock.ts'
-import { fakeDocker } from './helpers/fake-docker.ts'
+import { DiskBudget } from '../lib/disk/budget.ts'
+import { Run } from '../lib/run/records.ts'
+import type { CleanupOptions } from '../lib/engine/options.ts'
+import { cleanUntil } from '../scripts/prune.ts'
+import { fakeDocker, type Span } from './helpers/fake-docker.ts'
 
 const ROOT = path.resolve(import.meta.dir, '..')
 
@@ -117,17 +123,63 @@ describe('prune', () => {
     fake.cleanup()
   })
 
-  test('the prune lock never lets two prunes overlap', async () => {
-    const lock = new Mutex()
-    const spans: Array<[number, number]> = []
-    const prune = () =>
-      lock.run(async () => {
-        const start = performance.now()
-        await new Promise((r) => setTimeout(r, 20))
-        spans.push([start, performance.now()])
-      })
-    await Promise.all([prune(), prune(), prune(), prune()])
-    spans.sort((a, b) => a[0] - b[0])
-    for (let i = 1; i < spans.length; i++) expect(spans[i][0]).toBeGreaterThanOrEqual(spans[i - 1][1])
+  test('an emergency and a per-image cleanup at once through the disk budget: no two prunes overlap', async () => {
+    const prunes = await cleanupsAtOnce(new Mutex())
+    expect(prunes.map((p) => p.argv.join(' ')).sort()).toEqual([
+      'builder prune -af',
+      'builder prune -af',
+      expect.stringMatching(/^builder prune -af --filter until=\d+s$/),
+      'system prune -f',
+    ])
+    expect(overlapping(prunes)).toEqual([])
+  })
+
+  test('the same two cleanups with the lock bypassed do overlap (the test above runs them at once for real)', async () => {
+    const passThrough = { busy: false, run: <T>(fn: () => Promise<T>) => fn() } as unknown as Mutex
+    expect(overlapping(await cleanupsAtOnce(passThrough)).length).toBeGreaterThan(0)
   })
 })
+
+/**
+ * Two cleanups the disk budget starts at once, run by scripts/prune.ts against a recording fake docker whose prunes
+ * take 0.3 s: image a finishes under the per-image policy (rmi, system prune, full prune) while image b hits a full
+ * disk (the emergency: stale prune, full prune). Resolves to the prunes the fake saw, with their start and end times.
+ */
+async function cleanupsAtOnce(lock: Mutex): Promise<Span[]> {
+  const fake = fakeDocker({ slow: { match: '^(builder|system) prune -', seconds: 0.3 } })
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prune-lock-'))
+  try {
+    const cleanup: CleanupOptions = {
+      run: new Run(path.join(dir, 'out'), dir), // statfs of a real directory: never the Infinity every target meets
+      lock,
+      pruneFlags: { keep: '--keep-storage', maxUsed: false, minFree: false },
+      timeout: 60_000,
+      lowWater: 0,
+    }
+    const budget = new DiskBudget({
+      policy: 'per-image',
+      free: () => cleanup.run.free(),
+      reserve: 0,
+      perImageTiers: ['system', 'full'],
+      clean: (request) => cleanUntil(request, cleanup),
+    })
+    await within(async () => {
+      $.env = { ...process.env, ...fake.env }
+      const a = await budget.admit('a__done-1')
+      await budget.admit('b__full-2')
+      await Promise.all([a.done(['fleet/eval-agent:a']), budget.emergency('b__full-2: no space left on device')])
+    })
+    return fake.spans().filter((s) => s.argv.includes('prune'))
+  } finally {
+    fake.cleanup()
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+/** Pairs of calls whose spans overlap in time. */
+function overlapping(spans: Span[]): string[] {
+  const sorted = [...spans].sort((a, b) => a.start - b.start)
+  return sorted.slice(1).flatMap((s, i) =>
+    s.start < sorted[i].end ? [`${sorted[i].argv.join(' ')} ↔ ${s.argv.join(' ')}`] : []
+  )
+}

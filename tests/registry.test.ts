@@ -99,18 +99,14 @@ describe('against a local registry', () => {
     expect(await client.manifestExists(`${reg.address}/nobody/here:x`)).toBe(false)
   })
 
-  test('checkMany answers 500 references in under 3 seconds', async () => {
+  test('checkMany answers 500 references at once: each present tag true, each missing one false', async () => {
     const image = await pushTestImage(client, `${reg.address}/fleet/many:t0`, tinyImage)
     for (let i = 1; i < 250; i++) {
       await client.putManifest(parseImageRef(`${reg.address}/fleet/many:t${i}`), image.manifest, image.mediaType)
     }
     const refs = Array.from({ length: 500 }, (_, i) => `${reg.address}/fleet/many:t${i}`)
-    const fresh = new RegistryClient()
-    const started = performance.now()
-    const results = await fresh.checkMany(refs, 64)
-    const seconds = (performance.now() - started) / 1000
-    console.log(`checkMany: 500 refs in ${seconds.toFixed(2)}s (${fresh.counters.requests} requests)`)
-    expect(seconds).toBeLessThan(3)
+    // how long 500 checks take is bench/plan.ts's to measure (the plan's registry checks), not a test's
+    const results = await new RegistryClient().checkMany(refs, 64)
     expect(refs.filter((r) => results.get(r) === true).length).toBe(250)
     expect(refs.filter((r) => results.get(r) === false).length).toBe(250)
   })

@@ -9,7 +9,6 @@ import path from 'node:path'
 import { $ } from 'zx'
 import { CONTEXT, instancesFile as writeInstances, registryFixture, ROOT } from './helpers/fixture.ts'
 import { type FakeDocker, fakeDocker, mutatingCalls } from './helpers/fake-docker.ts'
-import { FLAGS } from '../scripts/pipeline.ts'
 
 const fx = registryFixture('reliability-test')
 
@@ -17,7 +16,7 @@ const tmpName = (prefix: string) => path.join(fx.work, `${prefix}-${Math.random(
 const instancesFile = (lines: string[]) => writeInstances(fx, lines)
 
 /** Assemble with docker build (the fake pushes nothing, so the registry has no builder image to assemble from). */
-const DOCKER_MODE = 'mode' in FLAGS ? ['--mode', 'docker'] : []
+const DOCKER_MODE = ['--mode', 'docker']
 /** The usual flags: a registry, an upstream template, the example context, no free-space floor. */
 const usual = (
   out: string,
@@ -57,7 +56,7 @@ const allFiles = (dir: string): string[] =>
   )
 
 describe('bad input is refused before anything runs', () => {
-  test('≥ 20 hostile or broken inputs: exit 2, no docker command at all, each problem named with its line', async () => {
+  test('hostile or broken lines, flags and paths: exit 2, no docker command at all, each bad line named once', async () => {
     const fake = fakeDocker()
     const lines = [
       'ok__fine-1', // 1
@@ -83,17 +82,16 @@ describe('bad input is refused before anything runs', () => {
       '{"id": "ok__two", "upstream": 7}', // 21
       'new\rline', // 22 a carriage return inside a line
     ]
-    const problems: string[] = []
     const refuse = async (args: string[], needles: string[]) => {
       const r = await pipeline(fake, args)
       expect(r.code).toBe(2)
       expect(r.calls).toEqual([]) // not even docker version
       for (const needle of needles) expect(r.stderr).toContain(needle)
       expect(r.stderr).toContain('Nothing was built')
-      problems.push(...needles)
+      return r
     }
     const out = tmpName('out')
-    await refuse([...usual(out), '--instances', await instancesFile(lines)], [
+    const badLines = await refuse([...usual(out), '--instances', await instancesFile(lines)], [
       'line 2:',
       'line 3:',
       'line 4:',
@@ -116,6 +114,9 @@ describe('bad input is refused before anything runs', () => {
       'line 21:',
       'line 22:',
     ])
+    // every bad line named once, the good first line not at all
+    const named = [...badLines.stderr.matchAll(/\bline (\d+):/g)].map((m) => Number(m[1]))
+    expect(named).toEqual(Array.from({ length: 21 }, (_, i) => i + 2))
     const file = await instancesFile(['ok__fine-1'])
     await refuse([
       ...usual(out),
@@ -186,8 +187,6 @@ describe('bad input is refused before anything runs', () => {
       '--retry-failed: no manifest.jsonl',
     ])
     await refuse([...usual(out), '--instances', file, '--shard', '3/2'], ['--shard'])
-    console.log(`inputs refused: ${problems.length} problems named across 9 runs, 0 docker commands`)
-    expect(problems.length).toBeGreaterThanOrEqual(20)
     fake.cleanup()
   })
 })
@@ -318,7 +317,6 @@ describe('transient failures, timeouts and reruns', () => {
     })
     const out = tmpName('out')
     const file = await instancesFile(['good__one-1', 'bad__one-2'])
-    const t0 = Date.now()
     const r = await pipeline(fake, [
       ...usual(out),
       '--instances',
@@ -331,7 +329,6 @@ describe('transient failures, timeouts and reruns', () => {
       '200ms',
     ])
     expect(r.code).toBe(1)
-    expect(Date.now() - t0).toBeGreaterThan(600) // 200 ms + 400 ms of backoff
     expect(mutatingCalls(r.calls).filter((c) => c[0] === 'push' && c[1].includes('eval-agent') && c[1].includes('bad')))
       .toHaveLength(3)
     expect(manifest(out).find((m) => m.phase === 'assemble' && m.id === 'bad__one-2')).toMatchObject({
@@ -339,7 +336,9 @@ describe('transient failures, timeouts and reruns', () => {
       error_class: 'network',
       attempts: 3,
     })
-    expect(fs.readFileSync(path.join(out, 'logs/assemble/bad_1776_one-2.log'), 'utf8')).toContain('retrying in 0.2s')
+    const log = fs.readFileSync(path.join(out, 'logs/assemble/bad_1776_one-2.log'), 'utf8')
+    expect(log).toContain('# attempt 1 failed (network); retrying in 0.2s')
+    expect(log).toContain('# attempt 2 failed (network); retrying in 0.4s') // the backoff doubles
 
     const fixed = fakeDocker()
     const again = await pipeline(fixed, [...usual(out), '--instances', file, '--key', 'rt', '--retry-failed'])
@@ -358,7 +357,6 @@ describe('transient failures, timeouts and reruns', () => {
 
   test('a hung prune is killed at --prune-timeout and the run goes on', async () => {
     const fake = fakeDocker({ hang: '^system prune' })
-    const t0 = Date.now()
     const r = await run(fake, [
       '--instances',
       await instancesFile(['a__b-4', 'c__d-5']),
@@ -371,10 +369,11 @@ describe('transient failures, timeouts and reruns', () => {
       '--concurrency',
       '1',
     ])
-    const secs = (Date.now() - t0) / 1000
     expect(r.code).toBe(0)
-    expect(secs).toBeLessThan(15)
     expect(r.stderr).toContain('docker system prune -f timed out after 1.0s and was killed; the run goes on')
+    const cleanups = JSON.parse(fs.readFileSync(path.join(r.out, 'summary.json'), 'utf8')).cleanups.total
+    expect(cleanups.filter((c: { timedOut?: boolean }) => c.timedOut).map((c: { command: string }) => c.command))
+      .toEqual(['docker system prune -f', 'docker system prune -f'])
     expect(mutatingCalls(r.calls).filter((c) => c[0] === 'system' && c[1] === 'prune')).toHaveLength(2)
     expect(manifest(r.out).filter((m) => m.phase === 'assemble').map((m) => m.status)).toEqual(['built', 'built'])
     expect(await leftovers(fake)).toEqual([])
@@ -420,13 +419,12 @@ describe('graceful stop', () => {
     })
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
     while (fake.calls().filter((c) => c.some((a) => a.includes('/up/'))).length < hung) await Bun.sleep(50)
-    const t0 = Date.now()
     for (const s of signals) {
       await Bun.sleep(s.after)
       child.kill(s.signal)
     }
     const code = await exited
-    return { code, out, stdout, stderr, secs: (Date.now() - t0) / 1000 }
+    return { code, out, stdout, stderr }
   }
 
   test('SIGINT: no new work, in-flight builds killed after --grace, every instance recorded, summary written, exit 130', async () => {
@@ -447,8 +445,8 @@ describe('graceful stop', () => {
       2,
     )
     expect(r.code).toBe(130)
-    expect(r.secs).toBeLessThan(8)
     expect(r.stderr).toContain('SIGINT: no new images start')
+    expect(r.stderr).toContain('grace of 1s over: killing 2 running commands')
     const records = manifest(r.out)
     expect(records.find((m) => m.phase === 'builder')).toMatchObject({ status: 'built' })
     for (const phase of ['base', 'assemble']) {
@@ -481,7 +479,7 @@ describe('graceful stop', () => {
       2,
     )
     expect(r.code).toBe(130)
-    expect(r.secs).toBeLessThan(5)
+    expect(r.stderr).toContain('SIGTERM again: stopping now')
     const base = manifest(r.out).filter((m) => m.phase === 'base')
     expect(base.map((m) => [m.id, m.error_class, m.reason]).sort()).toEqual([
       ['b__s-1', 'interrupted', 'stopped at once by a second signal'],

@@ -13,7 +13,7 @@ const IDS = ['r__a-1', 'r__a-2', 'r__a-3']
 
 async function pipeline(out: string, args: string[], fail?: { match: string; stderr: string }) {
   const fake = fakeDocker(fail ? { fail } : {})
-  const instances = await instancesFile(fx, IDS)
+  const instances = await instancesFile(fx, IDS) // with their upstream images: the plan refuses missing ones
   const env = { ...process.env, ...fake.env, CI: '', GITHUB_ACTIONS: '' }
   const r = await $({
     env,

@@ -17,10 +17,11 @@ export type ErrorClass =
 const CATALOGUE: Array<[ErrorClass, RegExp, string]> = [
   // BuildKit and containerd both say this when the data root fills; recoverable by cleaning up
   ['no_space', /no space left on device|ENOSPC|disk quota exceeded/i, 'the Docker data root ran out of space'],
-  // The FROM image is not in the registry (typo in --upstream, or the upstream was never pushed)
+  // The FROM image is not in the registry (typo in --upstream, or the upstream was never pushed). A quoted path that
+  // is `: not found` is a COPY source BuildKit ≥ 0.10 could not find (docker/buildx#1075): a build error, not this
   [
     'upstream_missing',
-    /manifest unknown|not found: manifest|failed to resolve source metadata .*not found|pull access denied.*repository does not exist|no such manifest|: not found$/im,
+    /manifest unknown|not found: manifest|failed to resolve source metadata .*not found|pull access denied.*repository does not exist|no such manifest|[^"]: not found$/im,
     'the image to build FROM does not exist',
   ],
   // Docker Hub's pull limit, GHCR's and ECR's throttling: transient, never the image's own fault. Before `auth`:

@@ -1,7 +1,9 @@
 // Fault injection for the fault tests: crash the sandbox's registry or dockerd under a running pipeline, then
 // bring it back as it was (same port and storage, same data root).
+import fs from 'node:fs'
+import path from 'node:path'
 import { FatalError } from '../../lib/cli/main.ts'
-import { alive, waitGone } from '../../lib/host/processes.ts'
+import { alive, childrenOf, waitGone } from '../../lib/host/processes.ts'
 import { type Env, layout, readPidfile, readState, toSandbox, writeState } from '../../lib/sandbox/state.ts'
 import { startDockerd, waitForDocker } from '../../scripts/_sandbox-engine.ts'
 import { startRegistry, waitForRegistry } from '../../scripts/_sandbox-registry.ts'
@@ -12,8 +14,15 @@ export async function killService(dir: string, service: 'registry' | 'dockerd'):
   const state = readState(l)
   const pid = service === 'registry' ? state?.registryPid : (readPidfile(l.pidfile) ?? state?.dockerdPid)
   if (!pid || !alive(pid)) throw new FatalError(`${service} is not running in ${l.root}`)
+  const family = [pid, ...childrenOf(pid)] // dockerd's containerd dies with it (moby starts it with Pdeathsig)
   process.kill(pid, 'SIGKILL')
-  await waitGone([pid], 10_000)
+  await waitGone(family, 10_000)
+  // A crash leaves the pidfiles of dockerd and its containerd behind, and their zombies may linger (PID 1 in a
+  // container need not reap them): a new dockerd would take them for running ("pid file found", or a containerd it
+  // waits for in vain). They go with the processes, as after a reboot.
+  if (service === 'dockerd') {
+    for (const file of [l.pidfile, path.join(l.exec, 'containerd', 'containerd.pid')]) fs.rmSync(file, { force: true })
+  }
 }
 
 /** Starts the registry (same port, same storage) or dockerd (same data root) again and waits until it answers. */
