@@ -108,3 +108,82 @@ export function upstreamImage(
   const own = [file('instance/id', o.id), ...(o.ownBytes ? [file('instance/blob', noise(o.ownBytes))] : [])]
   return pushTestImage(client, ref, { layers: [o.env, own], oci: o.oci, platform: o.platform })
 }
+
+export type KeyedFleet = {
+  /** oldest first */
+  keys: string[]
+  dockerIds: string[]
+  /** repository → tag → digest, for every tag pushed */
+  tags: Map<string, Map<string, string>>
+  /** repository:tag of an attested base → the digests its index refers to (its image, its attestation) */
+  children: Map<string, string[]>
+  /** an old key's tag on the very manifest of a kept key's tag (what deleting it by digest would take along) */
+  shared: { repository: string; oldTag: string; keptTag: string }
+  /** mirror images: one every base is built FROM, one no base is */
+  mirrors: { used: string; unused: string }
+}
+
+/**
+ * A fleet of several keys the way the pipeline leaves it in a registry, pushed over the API: per key a builder
+ * (its config `created` says when the key was built), and per instance a base (FROM the instance's upstream: busybox,
+ * its group's environment, its own layer; with `attested`, an index with an attestation manifest as buildx pushes
+ * with provenance) and a final image (the base plus the key's agent). Every image runs (`cat /instance/id`).
+ */
+export async function pushKeyedFleet(
+  client: RegistryClient,
+  prefix: string,
+  o: { keys: Array<{ key: string; created: string; attested: boolean }>; instances: number; groups: number },
+): Promise<KeyedFleet> {
+  const fleet: KeyedFleet = {
+    keys: o.keys.map((k) => k.key),
+    dockerIds: Array.from({ length: o.instances }, (_, i) => `org${i % o.groups}_1776_proj-${100 + i}`),
+    tags: new Map(),
+    children: new Map(),
+    shared: { repository: `${prefixPath(prefix)}/eval-agent`, oldTag: '', keptTag: '' },
+    mirrors: { used: '', unused: '' },
+  }
+  const note = (ref: string, digest: string) => {
+    const r = parseImageRef(ref)
+    if (!fleet.tags.has(r.repository)) fleet.tags.set(r.repository, new Map())
+    fleet.tags.get(r.repository)!.set(r.tag!, digest)
+  }
+  const busybox = busyboxLayer()
+  const envOf = (i: number) => [file('env/group', `group ${i % o.groups}`), file('env/blob', noise(4096))]
+  const envs = Array.from({ length: o.groups }, (_, g) => envOf(g))
+  const upstream = (i: number) => [busybox, envs[i % o.groups], [file('instance/id', fleet.dockerIds[i])]]
+  for (const { key, created, attested } of o.keys) {
+    const builder = `${prefix}/eval-builder:${key}`
+    const agent = [file('opt/agent/VERSION', `agent ${key}`)]
+    note(builder, (await pushTestImage(client, builder, { layers: [busybox, agent], created })).digest)
+    for (const [i, id] of fleet.dockerIds.entries()) {
+      const layers = [...upstream(i), [file('etc/imagefleet-base', key)]]
+      const base = `${prefix}/eval-base:${key}-${id}`
+      if (attested) {
+        // the image first under the tag, then the index over it: the tag moves, the image stays (the index needs it)
+        const image = await pushTestImage(client, base, { layers, oci: true, created })
+        const index = await pushAttestedIndex(client, base, [{
+          image,
+          platform: { os: 'linux', architecture: 'amd64' },
+        }])
+        note(base, index.digest)
+        fleet.children.set(`${parseImageRef(base).repository}:${key}-${id}`, [...index.images, ...index.attestations])
+      } else note(base, (await pushTestImage(client, base, { layers, created })).digest)
+      const final = `${prefix}/eval-agent:${key}-${id}`
+      note(final, (await pushTestImage(client, final, { layers: [...layers, agent], created })).digest)
+    }
+  }
+  // an old key's final that is byte for byte a kept key's: one manifest, two tags
+  const [old, kept] = [o.keys.at(-2)!.key, o.keys.at(-1)!.key]
+  const id = fleet.dockerIds[0]
+  const same = await client.getManifest(`${prefix}/eval-agent:${kept}-${id}`)
+  await client.putManifest(parseImageRef(`${prefix}/eval-agent:${old}-${id}`), same.bytes, same.mediaType)
+  note(`${prefix}/eval-agent:${old}-${id}`, same.digest!)
+  fleet.shared = { ...fleet.shared, oldTag: `${old}-${id}`, keptTag: `${kept}-${id}` }
+  fleet.mirrors = { used: `${prefix}/mirror/up/${id}:latest`, unused: `${prefix}/mirror/up/gone:latest` }
+  note(fleet.mirrors.used, (await pushTestImage(client, fleet.mirrors.used, { layers: upstream(0) })).digest)
+  const gone = [busybox, [file('env/group', 'an environment no base uses')]]
+  note(fleet.mirrors.unused, (await pushTestImage(client, fleet.mirrors.unused, { layers: gone })).digest)
+  return fleet
+}
+
+const prefixPath = (prefix: string) => parseImageRef(`${prefix}/x`).repository.replace(/\/x$/, '')
