@@ -185,6 +185,21 @@ describe('mirror between two registries', () => {
       expect(await headDigest(`${target.registry}/${target.repository}@${d}`)).toBe(d)
     }
   })
+  test('--dry-run makes HEADs only: says what it would copy, copies nothing', async () => {
+    const { ids } = await pushUpstreams('dry', 2)
+    const front = startFaultyFront({ target: upstream.address })
+    try {
+      const r = await mirror(ids, ['--dry-run'], front.address)
+      expect(r.code).toBe(0)
+      for (const id of ids) {
+        expect(r.stdout).toContain(`would copy ${upstreamOf(id, front.address)} → ${fleet.address}/fleet/mirror/`)
+        expect(await client.manifestExists(mirrorOf(id))).toBe(false)
+      }
+      expect(front.log.filter((x) => x.method !== 'HEAD')).toEqual([])
+    } finally {
+      front.stop()
+    }
+  })
 })
 
 describe('failures: each image fails alone, clearly, and leaves nothing behind', () => {

@@ -8,11 +8,12 @@ import path from 'node:path'
 import { $ } from 'zx'
 import { CONTEXT, instancesFile, registryFixture, ROOT } from './helpers/fixture.ts'
 import { fakeDocker, mutatingCalls } from './helpers/fake-docker.ts'
+import { startFaultyFront } from './helpers/faulty-front.ts'
 import type { ManifestRecord } from '../lib/run/records.ts'
 
 const fx = registryFixture('pipeline-mirror-test')
 
-async function pipeline(args: string[]) {
+async function pipeline(args: string[], upstream = fx.registry.address) {
   const fake = fakeDocker()
   const out = path.join(fx.work, `out-${Math.random().toString(36).slice(2)}`)
   const r = await $({
@@ -20,11 +21,13 @@ async function pipeline(args: string[]) {
     nothrow: true,
     quiet: true,
     cwd: ROOT,
-  })`${process.execPath} scripts/pipeline.ts --registry ${fx.registry.address}/fleet --upstream ${fx.registry.address}/up/{docker_id}:latest --context ${CONTEXT} --min-free 0 --mode docker --out ${out} ${args}`
+  })`${process.execPath} scripts/pipeline.ts --registry ${fx.registry.address}/fleet --upstream ${upstream}/up/{docker_id}:latest --context ${CONTEXT} --min-free 0 --mode docker --out ${out} ${args}`
   const calls = fake.calls()
   fake.cleanup()
-  const records: ManifestRecord[] = fs.readFileSync(path.join(out, 'manifest.jsonl'), 'utf8').trim().split('\n')
-    .map((l) => JSON.parse(l))
+  const manifest = path.join(out, 'manifest.jsonl')
+  const records: ManifestRecord[] = fs.existsSync(manifest)
+    ? fs.readFileSync(manifest, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+    : []
   return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr, calls, records }
 }
 const baseFroms = (calls: string[][]) =>
@@ -41,10 +44,11 @@ test('pipeline --mirror mirrors each upstream first and builds every base FROM i
     `BASE_IMAGE=${mirror}/m1_1776_proj-1:latest`,
     `BASE_IMAGE=${mirror}/m1_1776_proj-2:latest`,
   ])
-  expect(r.records.filter((x) => x.phase === 'mirror').map((x) => [x.id, x.status, x.mirror?.copied])).toEqual([
+  const mirrored = r.records.filter((x) => x.phase === 'mirror').map((x) => [x.id, x.status, x.mirror?.copied])
+  expect(mirrored.sort()).toEqual([
     ['m1__proj-1', 'built', 0], // same registry: every blob mounted, none streamed
     ['m1__proj-2', 'built', 0],
-  ].sort())
+  ])
   expect(r.stdout).toContain('Mirrored: 2 images (0 already there, 0 failed), blobs 0 copied / 6 mounted')
 })
 
@@ -77,4 +81,18 @@ test('a rerun with --mirror copies nothing: the mirror step skips what it has, t
   const mirror = again.records.find((x) => x.phase === 'mirror')!
   expect([mirror.status, mirror.reason]).toEqual(['skipped', 'mirror has it (the mirror has the same digest)'])
   expect(baseFroms(again.calls)).toEqual([`BASE_IMAGE=${fx.registry.address}/fleet/mirror/up/m3_1776_proj-1:latest`])
+})
+
+test('without --mirror the pull budget counts the plan read of each upstream and the FROM of each base; fail stops before', async () => {
+  const file = await instancesFile(fx, ['m4__proj-1', 'm4__proj-2'])
+  const front = startFaultyFront({ target: fx.registry.address, allowance: { limit: 100, remaining: 3 } })
+  try {
+    const r = await pipeline(['--instances', file, '--key', 'mk4', '--pull-budget', 'fail'], front.address)
+    expect(r.code).toBe(3)
+    expect(r.stdout).toContain('3 of 100 pulls left (window 6h) for 203.0.113.7; this run needs 4 pulls — 1 short')
+    expect(mutatingCalls(r.calls)).toEqual([])
+    expect(front.log.filter((x) => x.method === 'GET' && x.path.includes('/manifests/'))).toEqual([])
+  } finally {
+    front.stop()
+  }
 })
