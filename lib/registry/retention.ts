@@ -97,6 +97,9 @@ export async function planRetention(o: RetentionOptions): Promise<RetentionPlan>
   const plan: RetentionPlan = { keys, tags: [], manifests: [], held: [], bytes: 0, notes: [] }
   const keyOf = keyReader(keys.map((k) => k.key), fleet.builder)
   const keep = (v: Version) => v.tags.some((t) => kept.has(keyOf(v.repository, t)))
+  // every manifest read once, 16 at a time; the passes below find them read (they go in order: indexes before children)
+  const all = repos.flatMap((r) => versions.get(r)!.map((v) => [r, v.digest] as const))
+  await pMap(all, ([r, digest]) => read.doc(r, digest), { concurrency: 16 })
   const guard = new Protected(read)
   for (const r of fleet.keyed) for (const v of versions.get(r)!) if (keep(v)) await guard.add(r, v.digest)
   for (const r of mirrors) {
@@ -177,7 +180,7 @@ async function doomTagged(
   doom(plan, { repository, digest: v.digest, tags: v.tags, why, version: v })
   for (const child of (await read.doc(repository, v.digest)).manifests ?? []) {
     if (guard.has(repository, child.digest)) continue
-    const listed = versions.get(repository)!.find((x) => x.digest === child.digest)
+    const listed = listedBy(versions, repository).get(child.digest)
     const kind = child.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest' ? 'attestation' : 'image'
     doom(plan, {
       repository,
@@ -190,9 +193,7 @@ async function doomTagged(
 }
 
 function doomUntagged(repository: string, v: Version, plan: RetentionPlan, guard: Protected, now: number) {
-  if (
-    guard.has(repository, v.digest) || plan.manifests.some((d) => d.repository === repository && d.digest === v.digest)
-  ) return
+  if (guard.has(repository, v.digest) || doomedIn(plan).has(`${repository}@${v.digest}`)) return
   if (v.createdAt && now - Date.parse(v.createdAt) < YOUNG_MS) {
     return void plan.held.push({
       repository,
@@ -204,9 +205,24 @@ function doomUntagged(repository: string, v: Version, plan: RetentionPlan, guard
 }
 
 function doom(plan: RetentionPlan, d: Doomed) {
-  const same = plan.manifests.find((x) => x.repository === d.repository && x.digest === d.digest)
-  if (!same) plan.manifests.push(d)
-  else if (!same.version && d.version) same.version = d.version
+  const same = doomedIn(plan).get(`${d.repository}@${d.digest}`)
+  if (same) return void (same.version ??= d.version)
+  plan.manifests.push(d)
+  doomedIn(plan).set(`${d.repository}@${d.digest}`, d)
+}
+
+// lookups by digest (a fleet's registry holds 100k+ tags: no scanning lists per manifest)
+const doomedIndex = new WeakMap<RetentionPlan, Map<string, Doomed>>()
+const doomedIn = (plan: RetentionPlan) => {
+  if (!doomedIndex.has(plan)) doomedIndex.set(plan, new Map())
+  return doomedIndex.get(plan)!
+}
+const listedIndex = new WeakMap<Map<string, Version[]>, Map<string, Map<string, Version>>>()
+function listedBy(versions: Map<string, Version[]>, repository: string): Map<string, Version> {
+  if (!listedIndex.has(versions)) listedIndex.set(versions, new Map())
+  const byRepo = listedIndex.get(versions)!
+  if (!byRepo.has(repository)) byRepo.set(repository, new Map(versions.get(repository)!.map((v) => [v.digest, v])))
+  return byRepo.get(repository)!
 }
 
 /** Bytes of the blobs that deleted image manifests refer to and no kept one does (each blob once). */
