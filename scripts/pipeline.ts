@@ -40,12 +40,19 @@ import {
 } from './_setup.ts'
 import { ASSEMBLE_FLAGS, type AssembleMode, type Assembly, prepareAssembly } from './assemble.ts'
 import { buildBase, buildBuilder } from './build-bases.ts'
+import { budgetUpstreamPulls, MIRROR_FLAGS, mirrorFirst, type MirrorOptions } from './mirror.ts'
 
 export const FLAGS = {
   ...FLEET_FLAGS,
   ...RUN_FLAGS,
   ...ASSEMBLE_FLAGS,
   ...DISK_FLAGS,
+  mirror: {
+    type: 'boolean',
+    help:
+      'First copy each upstream into PREFIX/mirror/<upstream path>:<tag> (scripts/mirror.ts: registry to registry, no local disk), then build every base FROM its mirror',
+  },
+  ...MIRROR_FLAGS,
   grace: {
     type: 'duration',
     arg: 'DURATION',
@@ -85,13 +92,19 @@ export type PipelineOptions = {
   stop?: GracefulStop
   /** registry or docker assembly (scripts/assemble.ts prepareAssembly) */
   assembly: Assembly
+  /** --mirror: where the mirrors go (default: beside the builder repository) and what of an index they keep */
+  mirror?: { prefix?: string; allPlatforms: boolean }
+  pullBudget: MirrorOptions['pullBudget']
 }
 
 export async function pipeline(s: Setup, o: PipelineOptions): Promise<number> {
   const { fleet } = s
   report.phase('plan')
-  const { todo, done } = await planFleet(s)
+  const { todo: planned, done } = await planFleet(s)
   for (const inst of done) recordDone(inst, s)
+  // --mirror: the upstreams go into the fleet's registry first and every base builds FROM its mirror (scripts/mirror.ts)
+  const todo = o.mirror ? await mirrorFirst(s, planned, { ...o.mirror, pullBudget: o.pullBudget }) : planned
+  if (!o.mirror) await budgetUpstreamPulls(s, todo, o.pullBudget)
   const upstreams = await readUpstreams(s, todo)
   // an upstream matters only where the base is still to build (--force: everywhere)
   const missing = upstreams.missing.filter((i) => s.build.force || !s.build.known.get(fleet.baseImage(i)))
@@ -333,6 +346,8 @@ async function main(argv: string[]) {
     order: flags.order as Order,
     stop,
     assembly: prepareAssembly(flags.mode as AssembleMode, s.build, s.registry, s.pre),
+    mirror: flags.mirror ? { prefix: flags.registry, allPlatforms: flags.allPlatforms } : undefined,
+    pullBudget: flags.pullBudget as MirrorOptions['pullBudget'],
   })
 }
 

@@ -26,6 +26,9 @@ import {
   parseVersion,
 } from '../lib/engine/answers.ts'
 import { boundFlag, DRIVERS, onThisDisk, pruneFlagsOf } from '../lib/engine/capabilities.ts'
+import type { RegistryClient } from '../lib/registry/client.ts'
+import { type Allowance, describeAllowance, pullAllowance } from '../lib/registry/pull-budget.ts'
+import type { ImageRef } from '../lib/registry/ref.ts'
 
 export type { Check, Preflight, PruneFlags } from '../lib/engine/facts.ts'
 
@@ -299,7 +302,54 @@ async function checkRegistry(r: Preflight, registry: string) {
   )
 }
 
-export function printChecks(r: Preflight) {
+/** What a run will pull from one upstream registry: manifest pulls, one image to ask the allowance with (or its answer). */
+export type PullNeed = { registry: string; pulls: number; sample: ImageRef; allowance?: Allowance }
+
+/**
+ * The pull budget (issue 12): what each upstream registry says is left (Docker Hub's ratelimit headers, read from a
+ * manifest HEAD, which is free) against the pulls this run will make. It needs the plan, so the building scripts and
+ * mirror call it once they know what they will pull. `fail`: not enough left is a preflight failure (exit 3, nothing
+ * pulled); `warn`: a warning. A registry that states no limit passes.
+ */
+export async function checkPullBudget(
+  needs: PullNeed[],
+  o: { client: RegistryClient; policy: 'warn' | 'fail' | 'off' },
+): Promise<Check[]> {
+  if (o.policy === 'off') return []
+  const checks: Check[] = []
+  for (const need of needs.filter((n) => n.pulls > 0)) {
+    const allowance = need.allowance ?? await pullAllowance(o.client, need.sample).catch((e: Error) => e)
+    const name = `pull budget ${need.registry}`
+    const wants = `this run needs ${need.pulls} pulls`
+    if (allowance instanceof Error) {
+      checks.push({ name, ok: true, detail: `${wants}; the allowance could not be read: ${allowance.message}` })
+    } else if (!allowance) checks.push({ name, ok: true, detail: `${wants}; the registry states no pull limit` })
+    else {
+      const enough = allowance.remaining >= need.pulls
+      const fix = enough
+        ? undefined
+        : 'log in (--registry-user/--password-env, or docker login) for a bigger allowance, ' +
+          'mirror once and build from the mirror (--mirror), build fewer (--limit, --shard), or wait for the window'
+      checks.push({
+        name,
+        ok: enough || o.policy === 'warn',
+        detail: `${describeAllowance(allowance)}; ${wants}${
+          enough ? '' : ` — ${need.pulls - allowance.remaining} short`
+        }`,
+        fix,
+      })
+    }
+  }
+  for (const c of checks) {
+    if (c.fix && c.ok) report.warn(`${c.name}: ${c.detail} → ${c.fix}`)
+    else printChecks({ checks: [c] })
+  }
+  const failed = checks.filter((c) => !c.ok)
+  if (failed.length) throw new PreflightError(failed.map((c) => `${c.name}: ${c.detail} → ${c.fix}`))
+  return checks
+}
+
+export function printChecks(r: Pick<Preflight, 'checks'>) {
   for (const c of r.checks) {
     if (c.ok) report.ok(`${c.name}: ${c.detail}`)
     else report.fail(`${c.name}: ${c.detail}${c.fix ? `\n    → ${c.fix}` : ''}`)

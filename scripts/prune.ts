@@ -14,10 +14,11 @@ import { dockerSize, formatBytes, parseSize } from '../lib/cli/size.ts'
 import { dryRunSpawn } from '../lib/cli/dry-run.ts'
 import { preflight, printChecks } from './preflight.ts'
 import { cleanupTargets } from '../lib/engine/capabilities.ts'
-import type { CleanupOptions } from '../lib/engine/options.ts'
+import { type CleanupOptions, RUN_FLAGS } from '../lib/engine/options.ts'
 import type { CleanOutcome, CleanRequest, Tier } from '../lib/disk/budget.ts'
 import { inGitHubActions } from '../lib/cli/environment.ts'
 import { type ImageStore, totalBytes } from '../lib/engine/answers.ts'
+import { registryRetention } from './_retention.ts'
 
 /** What a tier needs: the stale cutoff (seconds), the bytes still to free, a fixed cache cap (per-image --cache-cap). */
 type TierArgs = { staleSeconds: number; gap: number; cacheCap?: number }
@@ -94,6 +95,42 @@ export const FLAGS = {
   'data-root': { type: 'string', arg: 'PATH', help: "Where this machine sees the daemon's data root" },
   timeout: { type: 'duration', arg: 'DURATION', default: '10m', help: 'Kill a prune that runs longer (e.g. 90s, 10m)' },
   'dry-run': { type: 'boolean', help: 'Print the commands; run none' },
+  // registry retention (issue 12): not a disk cleanup — it deletes from the fleet's registry (scripts/_retention.ts)
+  registry: {
+    type: 'string',
+    arg: 'PREFIX',
+    help:
+      "Registry retention instead of a disk cleanup: keep the fleet's newest --keep-keys keys in PREFIX/eval-builder, eval-base, eval-agent, delete older keys' tags and every manifest nothing kept refers to (attestations included); a dry run unless --yes",
+  },
+  'keep-keys': {
+    type: 'int',
+    arg: 'N',
+    min: 1,
+    help: 'With --registry: how many keys stay (newest by builder image created time)',
+  },
+  yes: { type: 'boolean', help: 'With --registry: delete what the dry run lists' },
+  mirror: { type: 'boolean', help: 'With --registry: also PREFIX/mirror/ images no kept base is built FROM' },
+  'registry-api': {
+    type: 'string',
+    arg: 'API',
+    default: 'auto',
+    choices: ['auto', 'registry', 'ghcr'],
+    help:
+      'With --registry: list and delete over the Registry HTTP API or the GitHub Packages API (auto: ghcr for ghcr.io)',
+  },
+  'github-api': {
+    type: 'string',
+    arg: 'URL',
+    default: 'https://api.github.com',
+    help: 'With --registry-api ghcr: the GitHub REST API',
+  },
+  'password-env': {
+    type: 'string',
+    arg: 'NAME',
+    help: 'With --registry: variable holding the registry token (GHCR: read:packages and delete:packages)',
+  },
+  'registry-user': { type: 'string', arg: 'USER', help: 'With --password-env: the user the token belongs to' },
+  'insecure-registry': RUN_FLAGS['insecure-registry'],
 } as const satisfies FlagTable
 
 /** docker rmi of images already pushed (not a prune: takes no lock). Untagging frees little under BuildKit. */
@@ -317,12 +354,14 @@ async function main(argv: string[]) {
   if (flags.help) {
     return void console.log(
       renderHelp(
-        'npx bun scripts/prune.ts [--until-free SIZE | --tier TIER] [flags]',
-        'Measured Docker cleanups: rmi, stale and capped build-cache prunes, system prune, full prune (daemon and buildx builder).\nExit codes: 0 done · 1 a cleanup failed, or --until-free was not reached · 2 bad usage · 3 no daemon.',
+        'npx bun scripts/prune.ts [--until-free SIZE | --tier TIER] [flags]\n       npx bun scripts/prune.ts --registry PREFIX --keep-keys N [--yes]',
+        "Measured Docker cleanups: rmi, stale and capped build-cache prunes, system prune, full prune (daemon and buildx builder).\nWith --registry: registry retention instead, not a disk cleanup (no daemon needed): the fleet's older keys go from its registry; the registry's own GC frees the bytes.\nExit codes: 0 done · 1 a cleanup or a deletion failed, or --until-free was not reached · 2 bad usage · 3 no daemon.",
         FLAGS,
       ),
     )
   }
+  // registry retention: a registry, not this machine's disk (scripts/_retention.ts)
+  if (flags.registry !== undefined) return registryRetention({ ...flags, registry: flags.registry }, process.env)
   configureReport({ github: inGitHubActions(process.env), secrets: secretValues(process.env), comments: flags.dryRun })
   const pre = await preflight({ minFree: 0, dataRoot: flags.dataRoot, builder: flags.builder })
   printChecks(pre)

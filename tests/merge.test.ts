@@ -90,6 +90,7 @@ describe('--merge', () => {
   test('counts where each image ended in its shard: a failure a rerun fixed is not counted', () => {
     const { summary } = mergeShards([one, two])
     expect(summary.counts).toEqual({
+      mirror: { built: 0, skipped: 0, failed: 0 },
       builder: { built: 2, skipped: 0, failed: 0 },
       base: { built: 2, skipped: 0, failed: 1 },
       assemble: { built: 2, skipped: 0, failed: 1 },

@@ -70,13 +70,13 @@ export class Progress {
 
   /** The facts, in one line: `12:04 base 120/500 · assemble 110/500 · 4 in flight · 2 failed · ETA 41m · 23.4 GiB free · longest …` */
   line(): string {
-    const done = { builder: 0, base: 0, assemble: 0 }
+    const done: Record<Phase, number> = { mirror: 0, builder: 0, base: 0, assemble: 0 }
     let failed = 0
     for (const r of this.run.records) {
       done[r.phase]++
       if (r.status === 'failed') failed++
     }
-    const totals = { builder: 1, base: this.o.instances, assemble: this.o.instances }
+    const totals: Record<Phase, number> = { mirror: 0, builder: 1, base: this.o.instances, assemble: this.o.instances }
     const phases = PHASE_ORDER.filter((p) => done[p] > 0 || [...this.flights.values()].some((f) => f.phase === p))
       .filter((p) => p !== 'builder' || done.builder === 0)
     const parts = [

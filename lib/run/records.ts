@@ -8,7 +8,7 @@ import { sampleDisk } from '../disk/statfs.ts'
 import { mask } from '../cli/report.ts'
 import type { DiskSummary } from '../disk/budget.ts'
 
-export type Phase = 'builder' | 'base' | 'assemble'
+export type Phase = 'mirror' | 'builder' | 'base' | 'assemble'
 export type Status = 'built' | 'skipped' | 'failed'
 
 export type ManifestRecord = {
@@ -25,6 +25,16 @@ export type ManifestRecord = {
   error_class?: ErrorClass
   /** An image assembled inside the registry: bytes it sent, and how its blobs got there (a refused mount → copied) */
   registry?: RegistryTally
+  /** An upstream image mirrored into the fleet's registry (scripts/mirror.ts): manifests written, blobs and bytes */
+  mirror?: MirrorTally
+}
+export type MirrorTally = {
+  manifests: number
+  copied: number
+  mounted: number
+  present: number
+  bytes_copied: number
+  manifest_gets: number
 }
 export type RegistryTally = {
   bytes_uploaded: number
@@ -63,7 +73,7 @@ export class Run {
   /** Told every event (step start/done/failed, cleanups, budget decisions): the progress line listens. */
   onEvent?: (event: string) => void
   private readonly manifestFile: string
-  private readonly attached = new Map<string, Pick<ManifestRecord, 'registry'>>()
+  private readonly attached = new Map<string, Pick<ManifestRecord, 'registry' | 'mirror'>>()
   private readonly diskFile: string
 
   /** `dataRoot`: a path on the filesystem holding Docker's data root (sampled with statfs); undefined when not visible here. */
@@ -112,7 +122,7 @@ export class Run {
   }
 
   /** Fields for the next record of this phase and id (the step that writes it does not know them). */
-  attach(phase: Phase, id: string, fields: Pick<ManifestRecord, 'registry'>): void {
+  attach(phase: Phase, id: string, fields: Pick<ManifestRecord, 'registry' | 'mirror'>): void {
     this.attached.set(`${phase}:${id}`, fields)
   }
 }

@@ -4,7 +4,6 @@
 // ::error annotation per failed image.
 import fs from 'node:fs'
 import path from 'node:path'
-import type { Fleet } from '../fleet/fleet.ts'
 import {
   appendStepSummary,
   type ChartMark,
@@ -19,8 +18,9 @@ import { stepName } from './step.ts'
 import { type CleanupRecord, lastPerImage, type ManifestRecord, type Phase, type Run, type Status } from './records.ts'
 import { formatBytes } from '../cli/size.ts'
 import type { DiskSummary } from '../disk/budget.ts'
+import { mirrorLine, type MirrorTotals, mirrorTotals } from './mirror-totals.ts'
 
-export const PHASES: Phase[] = ['builder', 'base', 'assemble']
+export const PHASES: Phase[] = ['mirror', 'builder', 'base', 'assemble']
 const STATUSES: Status[] = ['built', 'skipped', 'failed']
 const SLOWEST = 10
 
@@ -52,6 +52,8 @@ export type Summary = {
   }
   /** What the disk budget did: pulls and the re-pull factor, cleanups per image, waits, how much disk it used */
   disk?: DiskSummary
+  /** Upstream images mirrored into the fleet's registry (scripts/mirror.ts, pipeline --mirror) */
+  mirror?: MirrorTotals
 }
 
 /** What a summary is made of: a live Run, or the files of one or more finished runs (--merge). */
@@ -108,6 +110,7 @@ export function summarizeFacts(f: RunFacts): Summary {
     ).slice(0, SLOWEST)
       .map((r) => ({ phase: r.phase, id: r.id, seconds: r.seconds, log: r.log })),
     ...registryTotals(f.records),
+    ...mirrorTotals(f.records),
     ...(f.disk ? { disk: f.disk } : {}),
   }
 }
@@ -151,7 +154,7 @@ export function registryLine(r: NonNullable<Summary['registry']>): string {
 }
 
 /** The run's summary; after --retry-failed (run.earlier), of the whole fleet in OUT: the last record of every image. */
-export function summarize(run: Run, fleet?: Fleet): Summary {
+export function summarize(run: Run, fleet?: { instances: unknown[]; key?: string }): Summary {
   const retry = run.earlier.length > 0
   const records = retry ? [...lastPerImage([...run.earlier, ...run.records]).values()] : run.records
   return summarizeFacts({
@@ -173,6 +176,8 @@ export function summarize(run: Run, fleet?: Fleet): Summary {
 /** `base \`django__django-11099\``; the builder is just `builder`. */
 const imageCell = (x: { phase: Phase; id: string }) => (x.phase === x.id ? x.phase : `${x.phase} \`${x.id}\``)
 const total = (s: Summary, st: Status) => PHASES.reduce((n, p) => n + s.counts[p][st], 0)
+/** The phases to show: the mirror only in runs that mirrored */
+const shown = (s: Summary) => PHASES.filter((p) => p !== 'mirror' || s.mirror)
 const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ')
 
 /** Cleanups as chart marks: seconds since the run started, bytes reclaimed. */
@@ -199,7 +204,7 @@ export function summaryMarkdown(
     ]),
     '| phase | built | skipped | failed |',
     '|---|---:|---:|---:|',
-    ...PHASES.map((p) => `| ${p} | ${s.counts[p].built} | ${s.counts[p].skipped} | ${s.counts[p].failed} |`),
+    ...shown(s).map((p) => `| ${p} | ${s.counts[p].built} | ${s.counts[p].skipped} | ${s.counts[p].failed} |`),
     '',
     `Wall time ${s.wallSeconds}s · peak disk used ${formatBytes(s.peakUsed)} · lowest free ${
       s.minFree === null ? 'n/a' : formatBytes(s.minFree)
@@ -233,6 +238,7 @@ export function summaryMarkdown(
     )
   }
   if (s.disk) lines.push(diskLine(s.disk), '')
+  if (s.mirror) lines.push(mirrorLine(s.mirror), '')
   if (s.registry) {
     lines.push(
       registryLine(s.registry),
@@ -284,7 +290,10 @@ export function publishToGitHub(s: Summary, gh: GitHubOptions, files: { manifest
 }
 
 /** Writes summary.json and summary.md (and the GitHub outputs), prints the totals; resolves to the exit code. */
-export function writeSummary(run: Run, o: { out: string; fleet?: Fleet; github?: GitHubOptions }): number {
+export function writeSummary(
+  run: Run,
+  o: { out: string; fleet?: { instances: unknown[]; key?: string }; github?: GitHubOptions },
+): number {
   const s = summarize(run, o.fleet)
   report.endPhase()
   if (!run.dry) {
@@ -305,10 +314,11 @@ export function writeSummary(run: Run, o: { out: string; fleet?: Fleet; github?:
 /** The closing lines; a dry run leaves out what varies (seconds, disk) so its plan is the same every time. */
 export function printTotals(s: Summary, file?: string, dry = false): void {
   if (s.registry) report.info(registryLine(s.registry))
+  if (s.mirror && !dry) report.info(mirrorLine(s.mirror))
   if (s.disk && !dry) report.info(diskLine(s.disk))
   report.info(
     `\n${s.retried === undefined ? '' : 'every instance in --out after the retry: '}${
-      PHASES.map((p) =>
+      shown(s).map((p) =>
         `${p}: ${s.counts[p].built} built, ${s.counts[p].skipped} skipped, ${s.counts[p].failed} failed`
       ).join(' · ')
     }`,

@@ -120,6 +120,8 @@ export async function pushTestImage(
     config?: Record<string, unknown>
     oci?: boolean
     platform?: { os: string; architecture: string }
+    /** the config's `created` (default 2024-01-01T00:00:00Z) */
+    created?: string
   },
 ): Promise<TestImage> {
   const r = parseImageRef(ref)
@@ -128,7 +130,7 @@ export async function pushTestImage(
   const platform = o.platform ?? { os: 'linux', architecture: 'amd64' }
   const config = {
     ...platform,
-    created: '2024-01-01T00:00:00Z',
+    created: o.created ?? '2024-01-01T00:00:00Z',
     config: {
       Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
       Cmd: ['/bin/sh'],
