@@ -1,8 +1,6 @@
 // Private helper (not a task): what build-bases, assemble and pipeline share.
 //   startScript   read the environment once, run preflight, open the run's records, pick buildx, wire dry-run, login
 //   prefetchTags  ask the registry about every tag at once (later existence checks answer from it)
-//   readUpstreams each instance's upstream layers from the registry: for the schedule, the disk budget, and to
-//                 find missing upstream images before anything is built
 //   openDisk      the disk budget (lib/disk/budget.ts), the one owner of cleanups, wired to scripts/prune.ts
 //   admitEach     every instance in schedule order, `concurrency` at a time, each admitted by the disk budget,
 //                 its steps' full-disk recovery bound to that budget (off this disk: a remote builder's bases
@@ -24,9 +22,9 @@ import { sampleDisk } from '../lib/disk/statfs.ts'
 import type { BuildOptions, CleanupOptions } from '../lib/engine/options.ts'
 import type { Fleet } from '../lib/fleet/fleet.ts'
 import type { Group, Layer } from '../lib/fleet/groups.ts'
+import { GroupLog } from '../lib/disk/group-log.ts'
 import type { Instance } from '../lib/fleet/instances.ts'
-import { RegistryClient, RegistryError } from '../lib/registry/client.ts'
-import { imageLayers } from '../lib/registry/image.ts'
+import { RegistryClient } from '../lib/registry/client.ts'
 import { refHost } from '../lib/registry/ref.ts'
 import { dockerConfigDir } from '../lib/cli/environment.ts'
 import { checkTags } from '../lib/registry/tags.ts'
@@ -92,15 +90,8 @@ export type Setup = {
   builderCache?: BuilderCacheBound
 }
 
-/** What the registry said about each instance's upstream image. */
-export type Upstreams = {
-  /** compressed layers (bottom-up), when the registry told them */
-  layers: Map<string, Layer[]>
-  /** instances whose upstream image the registry says does not exist */
-  missing: Instance[]
-}
-
 /** The one place that reads the environment for a building script. */
+
 export async function startScript(flags: SetupFlags, fleet: Fleet, env = process.env): Promise<Setup> {
   const password = flags.passwordEnv ? env[flags.passwordEnv] : undefined
   const github = githubFromEnv(env)
@@ -215,43 +206,6 @@ export async function prefetchTags(s: Setup, tags: string[]): Promise<void> {
   report.dim(`${answers.size} registry checks in ${((Date.now() - t0) / 1000).toFixed(2)}s`)
 }
 
-/**
- * Each distinct upstream image's layers (or, with `refOf`, another image per instance: assemble's bases), read from
- * its manifest (no layer downloaded), 16 at a time.
- */
-export async function readUpstreams(
-  s: Setup,
-  instances: Instance[],
-  refOf = (i: Instance) => i.upstream,
-): Promise<Upstreams> {
-  const answers = new Map<string, Layer[] | 'missing' | undefined>()
-  await pMap(new Set(instances.map(refOf)), async (ref) => {
-    try {
-      answers.set(ref, await imageLayers(s.registry, ref, s.fleet.platform))
-    } catch (e) {
-      // 404: the registry says it is not there. Docker Hub answers 401 for unknown repositories, so that stays unknown
-      answers.set(ref, e instanceof RegistryError && e.status === 404 ? 'missing' : undefined)
-    }
-  }, { concurrency: 16 })
-  const layers = new Map<string, Layer[]>()
-  const missing: Instance[] = []
-  for (const inst of instances) {
-    const a = answers.get(refOf(inst))
-    if (a === 'missing') missing.push(inst)
-    else if (a) layers.set(inst.id, a)
-  }
-  return { layers, missing }
-}
-
-/** The layers the disk budget counts for an instance: its upstream's, or one stand-in of the expected size. */
-export function costLayers(inst: Instance, upstreams: Upstreams | undefined, expectGrowth?: number): Layer[] {
-  const known = upstreams?.layers.get(inst.id)
-  if (known) return known
-  const sizes = [...(upstreams?.layers.values() ?? [])].map((ls) => ls.reduce((n, l) => n + l.size, 0))
-  const mean = sizes.length ? sizes.reduce((a, b) => a + b) / sizes.length : 2 ** 30
-  return [{ digest: `unknown:${inst.upstream}`, size: expectGrowth !== undefined ? expectGrowth / 2 : mean }]
-}
-
 /** The disk budget of this run: the one owner of cleanups, every tier run by scripts/prune.ts. */
 export function openDisk(s: Setup, o: DiskFlags): DiskBudget {
   const perImage: Policy = 'per-image'
@@ -319,43 +273,6 @@ export async function admitEach(
     report.warn(
       `${count(skipped, 'instance')} not started (recorded as interrupted): rerun with the same --out to finish them`,
     )
-  }
-}
-
-/**
- * Per group, once its last image is done: what the budget predicted for it against what the disk lost meanwhile
- * (groups next to each other overlap at their edges, so this is the group's share plus its neighbours' edges).
- */
-class GroupLog {
-  private readonly of = new Map<Instance, Group>()
-  private readonly state = new Map<Group, { left: number; predicted: number; consumedAtStart?: number }>()
-
-  constructor(groups: Group[], private readonly disk: DiskBudget, private readonly run: Run) {
-    for (const g of groups) {
-      for (const m of g.members) this.of.set(m, g)
-      this.state.set(g, { left: g.members.length, predicted: 0 })
-    }
-  }
-
-  admitted(inst: Instance): void {
-    const st = this.state.get(this.of.get(inst)!)
-    if (st && st.consumedAtStart === undefined) st.consumedAtStart = this.disk.consumed()
-  }
-
-  done(inst: Instance, cost: number): void {
-    const g = this.of.get(inst)
-    const st = g && this.state.get(g)
-    if (!g || !st) return
-    st.predicted += cost
-    if (--st.left > 0) return
-    const measured = this.disk.consumed() - (st.consumedAtStart ?? 0)
-    const ratio = st.predicted > 0 ? (measured / st.predicted).toFixed(2) : 'n/a'
-    const line = `group ${g.key}: ${g.members.length} images, predicted ${formatBytes(st.predicted)}, the disk took ` +
-      `${formatBytes(measured)} meanwhile (real/predicted ${ratio}); learned r=${this.disk.model.r.toFixed(2)} k=${
-        formatBytes(this.disk.model.k)
-      }`
-    this.run.sample(`budget ${line}`)
-    report.dim(line)
   }
 }
 

@@ -20,7 +20,8 @@ import type { RegistryClient } from '../lib/registry/client.ts'
 import { report } from '../lib/cli/report.ts'
 import { formatBytes } from '../lib/cli/size.ts'
 import { recordSkip, runStep, type StepResult } from '../lib/run/step.ts'
-import { admitEach, costLayers, finishRun, openDisk, prefetchTags, readUpstreams, startScript } from './_setup.ts'
+import { admitEach, finishRun, openDisk, prefetchTags, startScript } from './_setup.ts'
+import { costLayers, readUpstreams } from '../lib/fleet/upstreams.ts'
 import { type Order, scheduleFleet } from '../lib/fleet/schedule.ts'
 import {
   alreadyPushed,
@@ -208,7 +209,9 @@ async function main(argv: string[]) {
   report.phase('plan')
   await prefetchTags(s, fleet.instances.map((i) => fleet.finalImage(i)))
   // docker mode pulls each base: its layers are what the disk budget counts; registry mode writes nothing local
-  const bases = assembly.local ? await readUpstreams(s, fleet.instances, (i) => fleet.baseImage(i)) : undefined
+  const bases = assembly.local
+    ? await readUpstreams(s.registry, fleet.platform, fleet.instances, (i) => fleet.baseImage(i))
+    : undefined
   const schedule = scheduleFleet(fleet.instances, (i) => bases?.layers.get(i.id), flags.order as Order)
   const disk = openDisk(s, flags)
   const layersOf = (inst: Instance) => (bases ? costLayers(inst, bases, flags.expectGrowth) : [])

@@ -10,7 +10,8 @@ import { FLEET_FLAGS, loadFleet } from '../lib/fleet/fleet.ts'
 import type { Instance } from '../lib/fleet/instances.ts'
 import { recordBlocked, recordSkip, runStep, type StepResult } from '../lib/run/step.ts'
 import { report } from '../lib/cli/report.ts'
-import { admitEach, costLayers, finishRun, openDisk, prefetchTags, readUpstreams, startScript } from './_setup.ts'
+import { admitEach, finishRun, openDisk, prefetchTags, startScript } from './_setup.ts'
+import { costLayers, readUpstreams } from '../lib/fleet/upstreams.ts'
 import { describeSchedule, type Order, scheduleFleet } from '../lib/fleet/schedule.ts'
 import {
   alreadyPushed,
@@ -87,7 +88,7 @@ async function main(argv: string[]) {
   const s = await startScript(flags, fleet)
   report.phase('plan')
   await prefetchTags(s, [fleet.builderImage, ...fleet.instances.map((i) => fleet.baseImage(i))])
-  const upstreams = await readUpstreams(s, fleet.instances)
+  const upstreams = await readUpstreams(s.registry, fleet.platform, fleet.instances)
   for (const inst of upstreams.missing) {
     const info = { phase: 'base' as const, id: inst.id, dockerId: inst.dockerId, tag: fleet.baseImage(inst) }
     recordBlocked(

@@ -18,6 +18,7 @@ import { type Fleet, FLEET_FLAGS, loadFleet } from '../lib/fleet/fleet.ts'
 import type { Layer } from '../lib/fleet/groups.ts'
 import type { Instance } from '../lib/fleet/instances.ts'
 import { describeSchedule, type Order, scheduleFleet } from '../lib/fleet/schedule.ts'
+import { costLayers, readUpstreams, type Upstreams } from '../lib/fleet/upstreams.ts'
 import { parseShard, planShards, type ShardSpec } from '../lib/fleet/shard.ts'
 import { RegistryClient } from '../lib/registry/client.ts'
 import { imageLayers } from '../lib/registry/image.ts'
@@ -26,18 +27,7 @@ import { mergeShards, writeMerged } from '../lib/run/merge.ts'
 import { now } from '../lib/run/records.ts'
 import { retryFailed } from '../lib/run/retry.ts'
 import { recordBlocked, recordSkip } from '../lib/run/step.ts'
-import {
-  admitEach,
-  costLayers,
-  type DiskFlags,
-  finishRun,
-  openDisk,
-  prefetchTags,
-  readUpstreams,
-  type Setup,
-  startScript,
-  type Upstreams,
-} from './_setup.ts'
+import { admitEach, type DiskFlags, finishRun, openDisk, prefetchTags, type Setup, startScript } from './_setup.ts'
 import { ASSEMBLE_FLAGS, type AssembleMode, type Assembly, prepareAssembly } from './assemble.ts'
 import { buildBase, buildBuilder } from './build-bases.ts'
 import { budgetUpstreamPulls, MIRROR_FLAGS, mirrorFirst, type MirrorOptions } from './mirror.ts'
@@ -105,7 +95,7 @@ export async function pipeline(s: Setup, o: PipelineOptions): Promise<number> {
   // --mirror: the upstreams go into the fleet's registry first and every base builds FROM its mirror (scripts/mirror.ts)
   const todo = o.mirror ? await mirrorFirst(s, planned, { ...o.mirror, pullBudget: o.pullBudget }) : planned
   if (!o.mirror) await budgetUpstreamPulls(s, todo, o.pullBudget)
-  const upstreams = await readUpstreams(s, todo)
+  const upstreams = await readUpstreams(s.registry, fleet.platform, todo)
   // an upstream matters only where the base is still to build (--force: everywhere)
   const missing = upstreams.missing.filter((i) => s.build.force || !s.build.known.get(fleet.baseImage(i)))
   for (const inst of missing) recordMissingUpstream(inst, s)
