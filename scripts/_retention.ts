@@ -1,6 +1,6 @@
 // Private helper of scripts/prune.ts (not a task): registry retention, the branch of prune that talks to the fleet's
 // registry instead of the Docker daemon — it frees no local disk. The plan and the deletions are
-// lib/registry/retention.ts; this prints them, asks the back end to delete with --yes, and says what the registry's
+// lib/retention/retention.ts; this prints them, asks the back end to delete with --yes, and says what the registry's
 // own garbage collection still has to run.
 import os from 'node:os'
 import path from 'node:path'
@@ -17,9 +17,9 @@ import {
   type RetentionBackend,
   RetentionError,
   type RetentionPlan,
-} from '../lib/registry/retention.ts'
-import { ghcrBackend } from '../lib/registry/retention-ghcr.ts'
-import { registryBackend } from '../lib/registry/retention-registry.ts'
+} from '../lib/retention/retention.ts'
+import { ghcrBackend } from '../lib/retention/ghcr.ts'
+import { registryBackend } from '../lib/retention/registry.ts'
 
 export type RetentionFlags = {
   registry: string

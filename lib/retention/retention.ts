@@ -10,13 +10,13 @@
 // manifests), or whose OCI `subject` is kept; any repository outside the fleet's own (PREFIX/eval-builder,
 // PREFIX/eval-base, PREFIX/eval-agent, and with `mirror` PREFIX/mirror/…); an untagged manifest pushed within the
 // hour (a push in progress writes its children before the tag that refers to them).
-// A back end lists and deletes (the Registry HTTP API, retention-registry.ts; GitHub Packages, retention-ghcr.ts);
+// A back end lists and deletes (the Registry HTTP API, registry.ts; GitHub Packages, ghcr.ts);
 // manifests and configs are read over the Registry v2 API with either.
 import pMap from 'p-map'
-import type { RegistryClient } from './client.ts'
-import { parseImageRef } from './ref.ts'
-import { keyReader, orderKeys, RetentionError } from './retention-keys.ts'
-import { type Doc, type Reader, reader } from './retention-read.ts'
+import type { RegistryClient } from '../registry/client.ts'
+import { parseImageRef } from '../registry/ref.ts'
+import { keyReader, orderKeys, RetentionError } from './keys.ts'
+import { type Doc, type Reader, reader } from './read.ts'
 
 export { RetentionError }
 

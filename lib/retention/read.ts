@@ -1,9 +1,9 @@
 // Retention reads manifests and image configs over the Registry v2 API, each once: as JSON whatever their type
 // (an artifact's too: retention must see every manifest's references, not only images'), and the config `created`
-// time that orders a fleet's keys (retention-keys.ts).
-import { getBlob } from './blobs.ts'
-import { MANIFEST_ACCEPT, type RegistryClient } from './client.ts'
-import type { Descriptor } from './image.ts'
+// time that orders a fleet's keys (keys.ts).
+import { getBlob } from '../registry/blobs.ts'
+import { MANIFEST_ACCEPT, type RegistryClient } from '../registry/client.ts'
+import type { Descriptor } from '../registry/image.ts'
 
 /** What retention reads of a manifest: an index's children, an image's config and layers, an OCI referrer's subject. */
 export type Doc = {

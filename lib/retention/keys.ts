@@ -1,6 +1,6 @@
 // A fleet's keys, newest first (see retention.ts for the rule), and the key of a tag.
 import pMap from 'p-map'
-import type { Reader } from './retention-read.ts'
+import type { Reader } from './read.ts'
 
 /** A plan that must not go ahead (the keys cannot be ordered): nothing is deleted. */
 export class RetentionError extends Error {}

@@ -4,7 +4,7 @@
 // digest only (a DELETE by tag is UNSUPPORTED before v3) and removes every tag on that digest with it; it needs
 // `storage.delete.enabled: true`, and a token with the `delete` action where tokens are used.
 import pMap from 'p-map'
-import { MANIFEST_ACCEPT, type RegistryClient, RegistryError } from './client.ts'
+import { MANIFEST_ACCEPT, type RegistryClient, RegistryError } from '../registry/client.ts'
 import type { RetentionBackend, Version } from './retention.ts'
 
 /**

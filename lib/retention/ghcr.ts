@@ -4,7 +4,7 @@
 // versions (id, name = the manifest digest, metadata.container.tags, created_at) are listed 100 a page, untagged
 // ones included — the attestation manifests and platform images of indexes, and what an overwritten tag left — and
 // one is deleted with DELETE …/versions/ID. The token needs read:packages and delete:packages.
-import { type Limits, RegistryError, retryAfterMs, timedFetch } from './http.ts'
+import { type Limits, RegistryError, retryAfterMs, timedFetch } from '../registry/http.ts'
 import type { RetentionBackend, Version } from './retention.ts'
 
 export type GhcrOptions = {
