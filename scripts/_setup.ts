@@ -31,6 +31,7 @@ import { githubFromEnv, type GitHubOptions } from '../lib/run/github.ts'
 import { Progress } from '../lib/run/progress.ts'
 import { Run } from '../lib/run/records.ts'
 import { DEFAULT_POLICY, type StepPolicy } from '../lib/run/step.ts'
+import { pushedLayerBytes } from '../lib/run/telemetry.ts'
 import { writeSummary } from '../lib/run/summary.ts'
 import { type Preflight, preflight, printChecks } from './preflight.ts'
 import { cleanUntil } from './prune.ts'
@@ -142,7 +143,12 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
     network: flags.network,
     timeout: flags.timeout,
     force: flags.force,
-    policy: { ...DEFAULT_POLICY, retries: flags.retries, backoffMs: flags.backoff },
+    policy: {
+      ...DEFAULT_POLICY,
+      retries: flags.retries,
+      backoffMs: flags.backoff,
+      pushedBytes: (tag, layers) => pushedLayerBytes(registry, tag, layers, fleet.platform),
+    },
     buildx: chooseBuildx(flags, pre),
     registry,
     known: new Map(),
@@ -258,6 +264,7 @@ export async function admitEach(
     if (stop?.stopping) return void (skipped++, notStarted(inst))
     const layers = layersOf(inst)
     const ticket = await disk.admit(inst.id, layers)
+    s.run.admitted(inst.id, ticket) // its records carry the wait
     groupLog?.admitted(inst)
     if (stop?.stopping) return void (skipped++, await ticket.done([]), notStarted(inst))
     let local: string[] = []
