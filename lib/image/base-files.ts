@@ -196,7 +196,7 @@ export class BaseReader {
 }
 
 /**
- * Streams a layer blob into a tar reader: gunzip (or zstd, or plain tar, by its first bytes) as the bytes arrive, one
+ * Streams a layer blob into a tar reader: gunzip (or zstd, or plain tar, by media type) as the bytes arrive, one
  * network chunk at a time, so a stop costs at most the chunk in hand. A blob read to the end is checked against its
  * digest. Returns the compressed bytes read.
  */
@@ -209,26 +209,20 @@ export async function streamLayer(
 ): Promise<number> {
   const res = await openBlob(client, repo, layer.digest)
   const body = res.body!.getReader()
-  let inflate: Transform | undefined
-  let ended: Promise<unknown> | undefined
+  const inflate = decompressor(layer.mediaType)
   const hash = createHash('sha256')
   let bytes = 0
+  inflate?.on('data', (chunk: Uint8Array) => reader.done || reader.push(chunk))
+  const ended = inflate && new Promise((resolve, reject) => inflate.on('end', resolve).on('error', reject))
   try {
     for (;;) {
       const { value, done } = await body.read()
       if (done) break
-      if (bytes === 0 && value.byteLength) {
-        inflate = decompressor(value, layer.mediaType)
-        inflate?.on('data', (chunk: Uint8Array) => reader.done || reader.push(chunk))
-        ended = inflate && new Promise((resolve, reject) => inflate!.on('end', resolve).on('error', reject))
-        ended?.catch(() => {}) // a corrupt stream fails the write below; this copy of its error is not unhandled
-      }
       bytes += value.byteLength
       client.counters.bytesDownloaded += value.byteLength
       hash.update(value)
-      const gz = inflate
-      if (!gz) reader.done || reader.push(value)
-      else await new Promise<void>((resolve, reject) => gz.write(value, (e) => (e ? reject(e) : resolve())))
+      if (!inflate) reader.done || reader.push(value)
+      else await new Promise<void>((resolve, reject) => inflate.write(value, (e) => (e ? reject(e) : resolve())))
       if (stopped()) return bytes
     }
     inflate?.end()
@@ -244,14 +238,10 @@ export async function streamLayer(
   return bytes
 }
 
-/**
- * The decompressing stream for a layer, by its first bytes (gzip 1f 8b, zstd 28 b5 2f fd); undefined for a plain tar.
- * Not by media type: docker 20.10 pushes a layer it pulled as plain tar under the gzip media type (seen on the
- * sandbox: bases built FROM the synthetic fleet's uncompressed layers list them as tar.gzip).
- */
-function decompressor(head: Uint8Array, mediaType: string): Transform | undefined {
-  if (head[0] === 0x1f && head[1] === 0x8b) return zlib.createGunzip()
-  if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) {
+/** The decompressing stream for a layer's media type; undefined for a plain tar. */
+function decompressor(mediaType: string): Transform | undefined {
+  if (/gzip/.test(mediaType)) return zlib.createGunzip()
+  if (/zstd/.test(mediaType)) {
     const zstd = (zlib as unknown as { createZstdDecompress?: () => Transform }).createZstdDecompress
     if (!zstd) throw new Error(`zstd layer (${mediaType}) and this runtime has no zlib.createZstdDecompress`)
     return zstd()
