@@ -239,6 +239,7 @@ export function openDisk(s: Setup, o: DiskFlags): DiskBudget {
     cacheCap: o.cacheCap,
     clean: (request) => cleanUntil(request, s.cleanup),
     onEvent: (event) => s.run.sample(`budget ${event}`),
+    onAdmit: (id, ticket) => s.run.admitted(id, ticket), // its records carry the wait
   })
 }
 
@@ -264,7 +265,6 @@ export async function admitEach(
     if (stop?.stopping) return void (skipped++, notStarted(inst))
     const layers = layersOf(inst)
     const ticket = await disk.admit(inst.id, layers)
-    s.run.admitted(inst.id, ticket) // its records carry the wait
     groupLog?.admitted(inst)
     if (stop?.stopping) return void (skipped++, await ticket.done([]), notStarted(inst))
     let local: string[] = []

@@ -52,6 +52,8 @@ export type BudgetOptions = {
   model?: GrowthModel
   /** a short line for every decision (disk.jsonl events, logs) */
   onEvent?: (event: string) => void
+  /** told each image it admits (its ticket tells how long it waited: the run's records carry that) */
+  onAdmit?: (label: string, ticket: Ticket) => void
   now?: () => number
 }
 
@@ -87,8 +89,8 @@ export type DiskSummary = {
 export type Ticket = {
   /** the disk growth the budget predicted for this image when it admitted it */
   readonly cost: number
-  /** seconds it waited for room so far (admission and readmissions; 0: admitted at once) */
-  readonly waitSeconds: number
+  /** seconds it waited for room so far (admission and readmissions; 0 or absent: admitted at once) */
+  readonly waitSeconds?: number
   based(): void
   done(localImages: string[]): Promise<void>
   /** after a full disk: step out of flight and wait to be admitted again */
@@ -169,7 +171,7 @@ export class DiskBudget {
   async admit(label: string, layers: Layer[] = []): Promise<Ticket> {
     const flight: Flight = { label, layers, coldBytes: 0, cost: 0, based: false, at: 0, waited: 0 }
     await this.waitForRoom(flight)
-    return {
+    const ticket: Ticket = {
       get cost() {
         return flight.cost
       },
@@ -189,6 +191,8 @@ export class DiskBudget {
         await this.waitForRoom(flight)
       },
     }
+    this.o.onAdmit?.(label, ticket)
+    return ticket
   }
 
   private async waitForRoom(flight: Flight): Promise<void> {

@@ -39,7 +39,7 @@ export type RegistryTally = {
   notes?: string[]
 }
 /** What the disk budget's admission tells a record (lib/disk/budget.ts Ticket): seconds waited so far. */
-export type Admission = { readonly waitSeconds: number }
+export type Admission = { readonly waitSeconds?: number }
 
 export type CleanupRecord = {
   command: string
@@ -141,8 +141,12 @@ export class Run {
     const check = this.checks.get(rec.tag)
     this.checks.delete(rec.tag)
     const admitted = rec.phase === 'builder' ? undefined : this.admissions.get(rec.id)
-    const wait = admitted && admitted.admission.waitSeconds - admitted.told
-    if (admitted) admitted.told = admitted.admission.waitSeconds
+    let wait: number | undefined
+    if (admitted) {
+      const soFar = admitted.admission.waitSeconds ?? 0
+      wait = soFar - admitted.told
+      admitted.told = soFar
+    }
     return {
       ...(check === undefined ? {} : { check_seconds: round3(check) }),
       ...(wait === undefined ? {} : { budget_wait_seconds: round3(wait) }),
