@@ -32,6 +32,7 @@ import { githubFromEnv, type GitHubOptions } from '../lib/run/github.ts'
 import { Progress } from '../lib/run/progress.ts'
 import { Run } from '../lib/run/records.ts'
 import { DEFAULT_POLICY, type StepPolicy } from '../lib/run/step.ts'
+import { pushedLayerBytes } from '../lib/run/telemetry.ts'
 import { writeSummary } from '../lib/run/summary.ts'
 import { type Preflight, preflight, printChecks } from './preflight.ts'
 import { builderCacheBytes, cleanUntil, pruneBuilderTo } from './prune.ts'
@@ -140,7 +141,12 @@ export async function startScript(flags: SetupFlags, fleet: Fleet, env = process
     network: flags.network,
     timeout: flags.timeout,
     force: flags.force,
-    policy: { ...DEFAULT_POLICY, retries: flags.retries, backoffMs: flags.backoff },
+    policy: {
+      ...DEFAULT_POLICY,
+      retries: flags.retries,
+      backoffMs: flags.backoff,
+      pushedBytes: (tag, layers) => pushedLayerBytes(registry, tag, layers, fleet.platform),
+    },
     buildx: chooseBuildx(flags, pre),
     registry,
     known: new Map(),
@@ -221,6 +227,7 @@ export function openDisk(s: Setup, o: DiskFlags): DiskBudget {
     cacheCap: o.cacheCap,
     clean: (request) => cleanUntil(request, s.cleanup),
     onEvent: (event) => s.run.sample(`budget ${event}`),
+    onAdmit: (id, ticket) => s.run.admitted(id, ticket), // its records carry the wait
   })
 }
 

@@ -23,7 +23,8 @@ import {
   type TargetKind,
 } from '../lib/disk/free-disk-catalogue.ts'
 import { type FreeDiskStatus, readFreeDiskStatus, type TrashItem, writeStatus } from '../lib/disk/free-disk-status.ts'
-import { appendSummary, type Outcome, renderText } from '../lib/disk/free-disk-report.ts'
+import { appendSummary, type Outcome, renderText, stepOutputs } from '../lib/disk/free-disk-report.ts'
+import { writeOutputs } from '../lib/run/github.ts'
 import { inGitHubActions } from '../lib/cli/environment.ts'
 
 export const FLAGS = {
@@ -449,6 +450,9 @@ async function main(argv: string[]): Promise<number> {
   const freeBefore = showDisk(root, 'before')
   if (o.targetFree !== undefined && freeBefore >= o.targetFree) {
     report.ok(`already ${formatBytes(freeBefore)} free (wanted ${formatBytes(o.targetFree)}): nothing to do`)
+    if (env.GITHUB_OUTPUT) {
+      writeOutputs(env.GITHUB_OUTPUT, stepOutputs([], { freeBefore, freeAfter: freeBefore, seconds: 0, pending: 0 }))
+    }
     return 0
   }
   const { allowed, refused } = confineToRoot(targets, o)
@@ -466,6 +470,8 @@ async function main(argv: string[]): Promise<number> {
   report.endPhase()
   report.info('\n' + renderText(outcomes, totals))
   if (inGitHubActions(env) && env.GITHUB_STEP_SUMMARY) appendSummary(env.GITHUB_STEP_SUMMARY, outcomes, totals)
+  const deleting = items.length && !o.dryRun ? o.statusFile : undefined
+  if (env.GITHUB_OUTPUT) writeOutputs(env.GITHUB_OUTPUT, stepOutputs(outcomes, totals, deleting))
   const failed = outcomes.filter((d) => d.status === 'failed').length
   const short = o.targetFree !== undefined && !o.dryRun && freeAfter + totals.pending < o.targetFree
   if (short) {

@@ -72,6 +72,40 @@ describeIntegration('pipeline on a real engine whose disk is a third of the flee
     expect([...answers.values()].every((a) => a === true)).toBe(true)
   })
 
+  test('every record says where its time and bytes went, and the parts add up', () => {
+    const out = path.join(work, 'run1')
+    const records = fs.readFileSync(path.join(out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) =>
+      JSON.parse(l)
+    )
+    const summary = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'))
+    const bases = records.filter((r) => r.phase === 'base' && r.status === 'built')
+    const finals = records.filter((r) => r.phase === 'assemble' && r.status === 'built')
+    expect(bases.length).toBeGreaterThan(0) // (whether all were built is the test above)
+    for (const r of [...bases, ...finals]) {
+      // the parts are timed inside the step; each is rounded to the millisecond, the step to 10 ms
+      expect(r.build_seconds).toBeGreaterThan(0)
+      expect(r.push_seconds).toBeGreaterThanOrEqual(0)
+      expect(r.build_seconds + r.push_seconds).toBeLessThanOrEqual(r.seconds + 0.01)
+      expect(Number.isFinite(r.disk_growth)).toBe(true)
+      expect(r.bytes_pushed).toBeGreaterThanOrEqual(0)
+      expect(r.check_seconds).toBeGreaterThanOrEqual(0)
+    }
+    // docker push said which layers it uploaded: the base stage's COPY layer, the same in every base, goes once
+    expect(bases.filter((r) => r.bytes_pushed > 0).length).toBeGreaterThanOrEqual(1)
+    expect(Math.max(...bases.map((r) => r.disk_growth))).toBeGreaterThan(0) // the bases pulled their upstreams
+    for (const r of finals) expect(r.bytes_pushed).toBe(r.registry.bytes_uploaded) // assembled in the registry
+    // every second the budget made an instance wait is on one of its records
+    const waited = records.reduce((n, r) => n + (r.budget_wait_seconds ?? 0), 0)
+    expect(Math.abs(waited - summary.disk.waitSeconds)).toBeLessThanOrEqual(0.1)
+    const { windowSeconds, perMinute } = summary.throughput
+    const built = records.filter((r) => r.status === 'built').length
+    expect(perMinute.reduce((a: number, b: number) => a + b, 0) * windowSeconds / 60).toBeGreaterThanOrEqual(
+      built - 0.1,
+    )
+    expect(summary.slowest[0].slowest.part).toMatch(/^(build|push|check|other)$/)
+    expect(fs.readFileSync(path.join(out, 'summary.md'), 'utf8')).toContain('title "Images built per minute')
+  })
+
   test('every final image holds its instance file and the builder artifact (pulled and looked at)', async () => {
     const summary = JSON.parse(fs.readFileSync(path.join(work, 'run1', 'summary.json'), 'utf8'))
     const sh = $({ env: sb.env, quiet: true })

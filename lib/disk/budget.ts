@@ -52,6 +52,8 @@ export type BudgetOptions = {
   model?: GrowthModel
   /** a short line for every decision (disk.jsonl events, logs) */
   onEvent?: (event: string) => void
+  /** told each image it admits (its ticket tells how long it waited: the run's records carry that) */
+  onAdmit?: (label: string, ticket: Ticket) => void
   now?: () => number
 }
 
@@ -87,12 +89,22 @@ export type DiskSummary = {
 export type Ticket = {
   /** the disk growth the budget predicted for this image when it admitted it */
   readonly cost: number
+  /** seconds it waited for room so far (admission and readmissions; 0 or absent: admitted at once) */
+  readonly waitSeconds?: number
   based(): void
   done(localImages: string[]): Promise<void>
   /** after a full disk: step out of flight and wait to be admitted again */
   readmit(): Promise<void>
 }
-type Flight = { label: string; layers: Layer[]; coldBytes: number; cost: number; based: boolean; at: number }
+type Flight = {
+  label: string
+  layers: Layer[]
+  coldBytes: number
+  cost: number
+  based: boolean
+  at: number
+  waited: number
+}
 
 /** Free space also grows without an event (a background free-disk, another process): look again this often. */
 const POLL_MS = 1000
@@ -157,11 +169,14 @@ export class DiskBudget {
 
   /** Waits until the disk can take the image (adaptive policy; the others admit at once). */
   async admit(label: string, layers: Layer[] = []): Promise<Ticket> {
-    const flight: Flight = { label, layers, coldBytes: 0, cost: 0, based: false, at: 0 }
+    const flight: Flight = { label, layers, coldBytes: 0, cost: 0, based: false, at: 0, waited: 0 }
     await this.waitForRoom(flight)
-    return {
+    const ticket: Ticket = {
       get cost() {
         return flight.cost
+      },
+      get waitSeconds() {
+        return flight.waited
       },
       based: () => {
         flight.based = true
@@ -176,6 +191,8 @@ export class DiskBudget {
         await this.waitForRoom(flight)
       },
     }
+    this.o.onAdmit?.(label, ticket)
+    return ticket
   }
 
   /**
@@ -219,8 +236,10 @@ export class DiskBudget {
       await this.nextEvent(POLL_MS) // or sooner: an image done, a cleanup started or ended
     }
     if (waited) {
+      const seconds = (this.now() - started) / 1000
       this.stats.waits++
-      this.stats.waitSeconds += (this.now() - started) / 1000
+      this.stats.waitSeconds += seconds
+      flight.waited += seconds
     }
     flight.coldBytes = this.coldBytes(flight.layers)
     flight.cost = this.model.predict(flight.coldBytes)

@@ -67,3 +67,12 @@ export function renderMarkdown(outcomes: Outcome[], totals: Totals): string {
 export function appendSummary(file: string, outcomes: Outcome[], totals: Totals): void {
   fs.appendFileSync(file, renderMarkdown(outcomes, totals) + '\n')
 }
+
+/**
+ * The step outputs ($GITHUB_OUTPUT, free-disk/action.yml): bytes given back now (as the table's freed column),
+ * bytes a background deleter still has to give back, free bytes after, and its status file ('' when none runs).
+ */
+export function stepOutputs(outcomes: Outcome[], totals: Totals, statusFile?: string): Record<string, number | string> {
+  const freed = outcomes.filter((o) => o.status === 'removed').reduce((n, o) => n + Math.max(0, o.bytes ?? 0), 0)
+  return { freed, pending: totals.pending, free: totals.freeAfter, status: statusFile ?? '' }
+}

@@ -184,10 +184,13 @@ export function commonBuildFlags(fleet: Fleet, network?: string): string[] {
 /** Skips what the registry has (unless --force); resolves to the reason when skipping. */
 export async function alreadyPushed(tag: string, o: BuildOptions): Promise<string | undefined> {
   if (o.force) return undefined
+  const started = performance.now()
   try {
     return (o.known.get(tag) ?? await o.registry.manifestExists(tag)) ? 'registry has it' : undefined
   } catch (e) {
     report.warn(`cannot tell whether the registry has ${tag} (${(e as Error).message}); building it`)
+  } finally {
+    o.run.checked(tag, (performance.now() - started) / 1000) // the record's check_seconds
   }
 }
 

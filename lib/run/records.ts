@@ -7,6 +7,7 @@ import type { ErrorClass } from './errors.ts'
 import { sampleDisk } from '../disk/statfs.ts'
 import { mask } from '../cli/report.ts'
 import type { DiskSummary } from '../disk/budget.ts'
+import { registrySplit, round3, type Telemetry } from './telemetry.ts'
 
 export type Phase = 'mirror' | 'builder' | 'base' | 'assemble'
 export type Status = 'built' | 'skipped' | 'failed'
@@ -27,7 +28,8 @@ export type ManifestRecord = {
   registry?: RegistryTally
   /** An upstream image mirrored into the fleet's registry (scripts/mirror.ts): manifests written, blobs and bytes */
   mirror?: MirrorTally
-}
+} & Telemetry
+
 export type MirrorTally = {
   manifests: number
   copied: number
@@ -41,8 +43,13 @@ export type RegistryTally = {
   mounted: number
   copied: number
   present: number
+  /** what reading the base cost: bytes streamed, seconds */
+  base_bytes_read?: number
+  base_read_seconds?: number
   notes?: string[]
 }
+/** What the disk budget's admission tells a record (lib/disk/budget.ts Ticket): seconds waited so far. */
+export type Admission = { readonly waitSeconds?: number }
 
 export type CleanupRecord = {
   command: string
@@ -74,7 +81,13 @@ export class Run {
   onEvent?: (event: string) => void
   private readonly manifestFile: string
   private readonly attached = new Map<string, Pick<ManifestRecord, 'registry' | 'mirror'>>()
+  /** seconds each tag's existence check took (alreadyPushed), for its next record */
+  private readonly checks = new Map<string, number>()
+  /** per instance: its admission, and how much of its wait records have told */
+  private readonly admissions = new Map<string, { admission: Admission; told: number }>()
   private readonly diskFile: string
+  /** bytes every cleanup so far gave back (for a step's disk growth net of cleanups) */
+  reclaimed = 0
 
   /** `dataRoot`: a path on the filesystem holding Docker's data root (sampled with statfs); undefined when not visible here. */
   constructor(readonly out: string, readonly dataRoot: string | undefined, readonly dry = false) {
@@ -97,6 +110,7 @@ export class Run {
       rec = { ...rec, ...(rec.status === 'built' ? this.attached.get(key) : {}) }
       this.attached.delete(key)
     }
+    rec = { ...rec, ...this.telemetryFor(rec) }
     this.records.push(rec)
     if (!this.dry) fs.appendFileSync(this.manifestFile, mask(JSON.stringify(rec)) + '\n')
   }
@@ -119,6 +133,35 @@ export class Run {
 
   addCleanup(rec: CleanupRecord): void {
     this.cleanups.push(rec)
+    this.reclaimed += Math.max(0, rec.reclaimed)
+  }
+
+  /** How long asking the registry about `tag` took; its next record carries it. */
+  checked(tag: string, seconds: number): void {
+    this.checks.set(tag, seconds)
+  }
+
+  /** The disk budget admitted this instance: its records carry the wait (lib/disk/budget.ts Ticket). */
+  admitted(id: string, admission: Admission): void {
+    this.admissions.set(id, { admission, told: 0 })
+  }
+
+  /** The telemetry a record gets from the run: its check, its share of the budget wait, registry assembly's split. */
+  private telemetryFor(rec: ManifestRecord): Telemetry {
+    const check = this.checks.get(rec.tag)
+    this.checks.delete(rec.tag)
+    const admitted = rec.phase === 'builder' ? undefined : this.admissions.get(rec.id)
+    let wait: number | undefined
+    if (admitted) {
+      const soFar = admitted.admission.waitSeconds ?? 0
+      wait = soFar - admitted.told
+      admitted.told = soFar
+    }
+    return {
+      ...(check === undefined ? {} : { check_seconds: round3(check) }),
+      ...(wait === undefined ? {} : { budget_wait_seconds: round3(wait) }),
+      ...(rec.registry && rec.status === 'built' ? registrySplit(rec.seconds, rec.registry) : {}),
+    }
   }
 
   /** Fields for the next record of this phase and id (the step that writes it does not know them). */

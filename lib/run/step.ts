@@ -2,12 +2,13 @@
 // retries with backoff for transient failures, an emergency cleanup and a free retry when the disk
 // fills, one manifest record, and one ✓/✗ line. The docker commands stay in the scripts (`work`).
 import fs from 'node:fs'
-import { $, within } from 'zx'
+import { $, type LogEntry, within } from 'zx'
 import { CommandError, explain, toCommandError, TRANSIENT } from './errors.ts'
 import { formatBytes } from '../cli/size.ts'
 import { report, seconds } from '../cli/report.ts'
 import { logTo, now, type Phase, type Run } from './records.ts'
 import type { StopGuard } from '../cli/stop.ts'
+import { CommandClock, diskGrowth } from './telemetry.ts'
 
 export type StepPolicy = {
   /** attempts for transient failures (network, timeout) */
@@ -24,6 +25,8 @@ export type StepPolicy = {
   noSpaceRetries: number
   /** the run's graceful stop: no retries once stopping; failures after its kill are `interrupted` */
   stop?: StopGuard
+  /** Bytes of the layers a `docker push` of `tag` reported Pushed (short ids), read from the registry (telemetry.ts) */
+  pushedBytes?: (tag: string, layers: string[]) => Promise<number>
 }
 
 export const DEFAULT_POLICY: StepPolicy = { retries: 3, backoffMs: 2000, noSpaceRetries: 2 }
@@ -56,14 +59,15 @@ export async function runStep(
   let noSpace = 0
   let detail: string | undefined
   let error: CommandError | undefined
+  const clock = new CommandClock()
   fs.appendFileSync(log, `# ${startedAt} ${info.phase} ${info.id} → ${info.tag}\n`)
-  run.sample(`start ${info.phase} ${info.id}`)
+  const before = { free: run.sample(`start ${info.phase} ${info.id}`), reclaimed: run.reclaimed }
   const leave = policy.stop?.enter(() =>
     recordInterrupted(run, info, startedAt, started, log, 'stopped at once by a second signal')
   )
   while (true) {
     attempts++
-    error = await attempt(log, info, work)
+    error = await attempt(log, info, work, clock)
     if (!error) break
     if (policy.stop?.killed) {
       error = interrupted(error)
@@ -98,7 +102,9 @@ export async function runStep(
   leave?.()
   if (error?.errorClass !== 'no_space') detail = undefined
   const secs = (Date.now() - started) / 1000
-  run.sample(`${error ? 'failed' : 'done'} ${info.phase} ${info.id}`)
+  const after = { free: run.sample(`${error ? 'failed' : 'done'} ${info.phase} ${info.id}`), reclaimed: run.reclaimed }
+  const growth = diskGrowth(before, after)
+  const pushed = error || run.dry ? undefined : await pushedBytes(policy, info, clock, log)
   run.record({
     phase: info.phase,
     id: info.id,
@@ -111,6 +117,9 @@ export async function runStep(
     seconds: Number(secs.toFixed(2)),
     log,
     ...(error ? { error_class: error.errorClass } : {}),
+    ...clock.fields(),
+    ...(growth === undefined ? {} : { disk_growth: growth }),
+    ...(pushed === undefined ? {} : { bytes_pushed: pushed }),
   })
   if (error) {
     report.fail(
@@ -122,14 +131,35 @@ export async function runStep(
   return { ok: !error, error, seconds: secs }
 }
 
-async function attempt(log: string, info: StepInfo, work: () => Promise<void>): Promise<CommandError | undefined> {
+async function attempt(
+  log: string,
+  info: StepInfo,
+  work: () => Promise<void>,
+  clock: CommandClock,
+): Promise<CommandError | undefined> {
+  const toFile = logTo(log)
   try {
     await within(async () => {
-      $.log = logTo(log) as typeof $.log
+      $.log = ((entry: LogEntry) => (toFile(entry), clock.see(entry))) as typeof $.log
       await work()
     })
   } catch (e) {
     return toCommandError(stepName(info), e)
+  }
+}
+
+/** The bytes the step's `docker push`es uploaded, when it ran any; a registry that cannot tell is noted in the log. */
+async function pushedBytes(
+  policy: StepPolicy,
+  info: StepInfo,
+  clock: CommandClock,
+  log: string,
+): Promise<number | undefined> {
+  if (!clock.ran.has('push') || !policy.pushedBytes) return undefined
+  try {
+    return await policy.pushedBytes(info.tag, [...clock.pushedLayers])
+  } catch (e) {
+    fs.appendFileSync(log, `# bytes pushed unknown: reading ${info.tag} back failed (${(e as Error).message})\n`)
   }
 }
 

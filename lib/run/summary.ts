@@ -1,5 +1,5 @@
-// The run's account: counts per phase and status, wall seconds, peak disk used, every cleanup with the
-// bytes it reclaimed, the slowest images and a chart of free disk over time. Written to OUT/summary.json
+// The run's account (summary-facts.ts): counts per phase and status, wall seconds, peak disk used, every cleanup with
+// the bytes it reclaimed, the slowest images, charts of free disk and throughput over time. Written to OUT/summary.json
 // and OUT/summary.md, printed, and in GitHub Actions also to the job summary, the step outputs and one
 // ::error annotation per failed image.
 import fs from 'node:fs'
@@ -15,105 +15,14 @@ import {
 } from './github.ts'
 import { count, mask, report } from '../cli/report.ts'
 import { stepName } from './step.ts'
-import { type CleanupRecord, lastPerImage, type ManifestRecord, type Phase, type Run, type Status } from './records.ts'
+import { lastPerImage, type Phase, type Run } from './records.ts'
 import { formatBytes } from '../cli/size.ts'
 import type { DiskSummary } from '../disk/budget.ts'
-import { mirrorLine, type MirrorTotals, mirrorTotals } from './mirror-totals.ts'
+import { mirrorLine } from './mirror-totals.ts'
+import { throughputChart } from './throughput.ts'
+import { PHASES, summarizeFacts, type Summary, total } from './summary-facts.ts'
 
-export const PHASES: Phase[] = ['mirror', 'builder', 'base', 'assemble']
-const STATUSES: Status[] = ['built', 'skipped', 'failed']
-const SLOWEST = 10
-
-export type Summary = {
-  instances: number
-  /** after --retry-failed: how many instances this run retried (the counts cover every instance in OUT) */
-  retried?: number
-  key?: string
-  startedAt: string
-  counts: Record<Phase, Record<Status, number>>
-  wallSeconds: number
-  peakUsed: number
-  minFree: number | null
-  cleanups: {
-    byCommand: Array<{ command: string; runs: number; reclaimed: number; seconds: number; failures: number }>
-    total: CleanupRecord[]
-  }
-  reclaimed: number
-  failed: Array<{ phase: Phase; id: string; reason: string; error_class?: string; log: string; attempts: number }>
-  slowest: Array<{ phase: Phase; id: string; seconds: number; log: string }>
-  /** Final images assembled inside the registry: bytes sent, blobs mounted vs copied (a refused mount is copied) */
-  registry?: {
-    images: number
-    bytesUploaded: number
-    mounted: number
-    copied: number
-    present: number
-    notes: string[]
-  }
-  /** What the disk budget did: pulls and the re-pull factor, cleanups per image, waits, how much disk it used */
-  disk?: DiskSummary
-  /** Upstream images mirrored into the fleet's registry (scripts/mirror.ts, pipeline --mirror) */
-  mirror?: MirrorTotals
-}
-
-/** What a summary is made of: a live Run, or the files of one or more finished runs (--merge). */
-export type RunFacts = {
-  records: ManifestRecord[]
-  cleanups: CleanupRecord[]
-  startedAt: string
-  wallSeconds: number
-  peakUsed: number
-  minFree: number | null
-  instances: number
-  key?: string
-  disk?: DiskSummary
-  retried?: number
-}
-
-export function summarizeFacts(f: RunFacts): Summary {
-  const counts = Object.fromEntries(
-    PHASES.map((p) => [p, Object.fromEntries(STATUSES.map((s) => [s, 0]))]),
-  ) as Summary['counts']
-  for (const r of f.records) counts[r.phase][r.status]++
-  const byCommand = new Map<string, Summary['cleanups']['byCommand'][number]>()
-  for (const c of f.cleanups) {
-    const key = c.command.replace(/^docker rmi .*/, 'docker rmi …').replace(/until=\S+/, 'until=…') // one row per command, not per argument
-    const row = byCommand.get(key) ?? { command: key, runs: 0, reclaimed: 0, seconds: 0, failures: 0 }
-    row.runs++
-    row.reclaimed += c.reclaimed
-    row.seconds += c.seconds
-    row.failures += c.exitCode === 0 ? 0 : 1
-    byCommand.set(key, row)
-  }
-  return {
-    instances: f.instances,
-    ...(f.retried === undefined ? {} : { retried: f.retried }),
-    key: f.key,
-    startedAt: f.startedAt,
-    counts,
-    wallSeconds: f.wallSeconds,
-    peakUsed: f.peakUsed,
-    minFree: f.minFree,
-    cleanups: { byCommand: [...byCommand.values()].sort((a, b) => b.reclaimed - a.reclaimed), total: f.cleanups },
-    reclaimed: f.cleanups.reduce((s, c) => s + c.reclaimed, 0),
-    failed: f.records.filter((r) => r.status === 'failed')
-      .map((r) => ({
-        phase: r.phase,
-        id: r.id,
-        reason: r.reason,
-        error_class: r.error_class,
-        log: r.log,
-        attempts: r.attempts,
-      })),
-    slowest: f.records.filter((r) => r.status === 'built').sort((a, b) =>
-      b.seconds - a.seconds || (a.id < b.id ? -1 : 1)
-    ).slice(0, SLOWEST)
-      .map((r) => ({ phase: r.phase, id: r.id, seconds: r.seconds, log: r.log })),
-    ...registryTotals(f.records),
-    ...mirrorTotals(f.records),
-    ...(f.disk ? { disk: f.disk } : {}),
-  }
-}
+export { PHASES, type RunFacts, summarizeFacts, type Summary } from './summary-facts.ts'
 
 /** The disk budget in one line: what it pulled against what was unique, cleanups per image, waits, disk used. */
 export function diskLine(d: DiskSummary): string {
@@ -127,22 +36,6 @@ export function diskLine(d: DiskSummary): string {
     } per image), ${d.waits} images waited ${d.waitSeconds}s for room, ` +
     `peak use ${formatBytes(d.peakConsumed)} of ${formatBytes(d.usableBytes)} usable (${pct(d.utilisation)}); ` +
     `learned ${d.model.r.toFixed(2)} disk bytes per pulled byte + ${formatBytes(d.model.k)} per image`
-}
-
-function registryTotals(records: ManifestRecord[]): Pick<Summary, 'registry'> {
-  const tallies = records.flatMap((r) => (r.registry ? [{ id: r.id, ...r.registry }] : []))
-  if (!tallies.length) return {}
-  const sum = (k: 'bytes_uploaded' | 'mounted' | 'copied' | 'present') => tallies.reduce((n, t) => n + t[k], 0)
-  return {
-    registry: {
-      images: tallies.length,
-      bytesUploaded: sum('bytes_uploaded'),
-      mounted: sum('mounted'),
-      copied: sum('copied'),
-      present: sum('present'),
-      notes: tallies.flatMap((t) => (t.notes ?? []).map((n) => `${t.id}: ${n}`)),
-    },
-  }
 }
 
 /** Registry assembly in one line; copies (a refused mount, or another registry) are called out. */
@@ -175,7 +68,6 @@ export function summarize(run: Run, fleet?: { instances: unknown[]; key?: string
 
 /** `base \`django__django-11099\``; the builder is just `builder`. */
 const imageCell = (x: { phase: Phase; id: string }) => (x.phase === x.id ? x.phase : `${x.phase} \`${x.id}\``)
-const total = (s: Summary, st: Status) => PHASES.reduce((n, p) => n + s.counts[p][st], 0)
 /** The phases to show: the mirror only in runs that mirrored */
 const shown = (s: Summary) => PHASES.filter((p) => p !== 'mirror' || s.mirror)
 const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ')
@@ -224,7 +116,14 @@ export function summaryMarkdown(
     )
   }
   const graph = chart && diskChart(chart.series, chart.marks)
-  if (graph) lines.push('### Free disk', '', graph, '')
+  if (graph || s.throughput) {
+    lines.push(
+      `### ${graph ? 'Free disk' : ''}${graph && s.throughput ? ' and ' : ''}${s.throughput ? 'throughput' : ''}`,
+      '',
+    )
+  }
+  if (graph) lines.push(graph, '')
+  if (s.throughput) lines.push(throughputChart(s.throughput), '')
   if (s.cleanups.byCommand.length) {
     lines.push(
       '### Cleanups',
@@ -247,17 +146,33 @@ export function summaryMarkdown(
       ...(s.registry.notes.length ? [''] : []),
     )
   }
+  if (s.time) lines.push(timeLine(s.time), '')
   if (s.slowest.length) {
     lines.push(
       `### Slowest ${count(s.slowest.length, 'image')}`,
       '',
-      '| image | seconds | log |',
-      '|---|---:|---|',
-      ...s.slowest.map((x) => `| ${imageCell(x)} | ${x.seconds.toFixed(1)} | \`${x.log}\` |`),
+      '| image | seconds | slowest part | disk growth | pushed | waited for disk | log |',
+      '|---|---:|---|---:|---:|---:|---|',
+      ...s.slowest.map((x) =>
+        `| ${imageCell(x)} | ${x.seconds.toFixed(1)} | ${
+          x.slowest ? `${x.slowest.part} ${x.slowest.seconds.toFixed(1)}s` : '—'
+        } | ${bytesCell(x.disk_growth)} | ${bytesCell(x.bytes_pushed)} | ${
+          x.budget_wait_seconds === undefined ? '—' : `${x.budget_wait_seconds.toFixed(1)}s`
+        } | \`${x.log}\` |`
+      ),
       '',
     )
   }
   return lines.join('\n')
+}
+
+const bytesCell = (bytes?: number) => (bytes === undefined ? '—' : formatBytes(bytes))
+
+/** Where the images' time went, summed over images (with --concurrency above 1 they overlap in wall time). */
+export function timeLine(t: NonNullable<Summary['time']>): string {
+  return `Time summed over images: build ${t.build.toFixed(1)}s · push ${t.push.toFixed(1)}s · registry checks ${
+    t.check.toFixed(1)
+  }s (with concurrency they overlap; for registry assembly, build is reading the base and push the rest)`
 }
 
 /** In Actions: one ::error per image that failed when tried (naming its log), one for all blocked ones. */
