@@ -15,7 +15,7 @@ import { dryRunSpawn } from '../lib/cli/dry-run.ts'
 import { preflight, printChecks } from './preflight.ts'
 import { cleanupTargets } from '../lib/engine/capabilities.ts'
 import { type CleanupOptions, RUN_FLAGS } from '../lib/engine/options.ts'
-import type { CleanOutcome, CleanRequest, Tier } from '../lib/disk/budget.ts'
+import type { CleanOutcome, CleanRequest, Tier } from '../lib/disk/budget-types.ts'
 import { inGitHubActions } from '../lib/cli/environment.ts'
 import { type ImageStore, totalBytes } from '../lib/engine/answers.ts'
 import { registryRetention } from './_retention.ts'
@@ -230,7 +230,7 @@ export async function buildCacheBytes(): Promise<number | undefined> {
 }
 
 /**
- * Runs a cleanup the disk budget asked for (lib/disk/budget.ts CleanRequest): docker rmi of the images first, then
+ * Runs a cleanup the disk budget asked for (lib/disk/budget-types.ts CleanRequest): docker rmi of the images first, then
  * the asked tiers in TIERS order until `targetFree` bytes are free. Resolves to what the engine reported removed
  * (statfs around a command that reports nothing) and the tiers that ran.
  */

@@ -2,7 +2,8 @@
 // waits, which cleanup it asks for (tiers, cutoff, images) and when it refuses to clean. The bytes a cleanup gives back
 // are the test's; what is asked for and when is the budget's. The real engine is in tests/budget.integration.test.ts.
 import { describe, expect, test } from 'bun:test'
-import { type CleanRequest, DiskBudget, type Policy } from '../lib/disk/budget.ts'
+import { DiskBudget } from '../lib/disk/budget.ts'
+import type { CleanRequest, Policy } from '../lib/disk/budget-types.ts'
 import { GrowthModel } from '../lib/disk/growth.ts'
 import type { Layer } from '../lib/fleet/groups.ts'
 

@@ -6,7 +6,7 @@ import path from 'node:path'
 import type { ErrorClass } from './errors.ts'
 import { sampleDisk } from '../disk/statfs.ts'
 import { mask } from '../cli/report.ts'
-import type { DiskSummary } from '../disk/budget.ts'
+import type { DiskSummary } from '../disk/budget-types.ts'
 import { registrySplit, round3, type Telemetry } from './telemetry.ts'
 
 export type Phase = 'mirror' | 'builder' | 'base' | 'assemble'
@@ -48,7 +48,7 @@ export type RegistryTally = {
   base_read_seconds?: number
   notes?: string[]
 }
-/** What the disk budget's admission tells a record (lib/disk/budget.ts Ticket): seconds waited so far. */
+/** What the disk budget's admission tells a record (lib/disk/budget-types.ts Ticket): seconds waited so far. */
 export type Admission = { readonly waitSeconds?: number }
 
 export type CleanupRecord = {
@@ -141,7 +141,7 @@ export class Run {
     this.checks.set(tag, seconds)
   }
 
-  /** The disk budget admitted this instance: its records carry the wait (lib/disk/budget.ts Ticket). */
+  /** The disk budget admitted this instance: its records carry the wait (lib/disk/budget-types.ts Ticket). */
   admitted(id: string, admission: Admission): void {
     this.admissions.set(id, { admission, told: 0 })
   }

@@ -1,7 +1,7 @@
 // The run's account as data: counts per phase and status, cleanups by command, failures, the slowest images with
 // where their time went, time by part, throughput, registry assembly's totals. summary.ts writes and prints it.
 import type { CleanupRecord, ManifestRecord, Phase, Status } from './records.ts'
-import type { DiskSummary } from '../disk/budget.ts'
+import type { DiskSummary } from '../disk/budget-types.ts'
 import { type Part, round3, slowestPart, type Telemetry } from './telemetry.ts'
 import { type Throughput, throughput } from './throughput.ts'
 import { type MirrorTotals, mirrorTotals } from './mirror-totals.ts'
