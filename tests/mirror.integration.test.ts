@@ -90,9 +90,12 @@ describeIntegration('pipeline --mirror on the real engine', () => {
       const files = async (image: string) =>
         (await $({ env: sb.env, quiet: true })`docker run --rm --network none ${image} sh -c ${LIST_FILES}`).stdout
       const [a, b] = [await files(direct[id]), await files(tag)]
-      // busybox and its links, the environment, the instance, the base's own file, the agent
+      // busybox and its links, the environment, the instance, the base's own file, the agent (the paths
+      // examples/synthetic-fleet/README.md names)
       expect(a.split('\n').length).toBeGreaterThan(250)
-      for (const f of ['/env/blob', '/instance/id', '/etc/imagefleet-base', '/opt/agent/artifact.bin']) {
+      for (
+        const f of ['/env/group', '/env/data/0000', '/instance/id', '/etc/imagefleet-base', '/opt/agent/artifact.bin']
+      ) {
         expect(a).toContain(`  ${f}\n`)
       }
       expect(b).toBe(a)
