@@ -4,8 +4,11 @@
 //   npx bun scripts/prune.ts --until-free 20GB        tiers, cheapest first, until 20 GB are free
 //   npx bun scripts/prune.ts --tier full --dry-run     what a full prune would run
 import cp from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import { $, type ProcessPromise } from 'zx'
-import { type FlagTable, parseFlags, renderHelp } from '../lib/cli/flags.ts'
+import { type Flags, type FlagTable, parseFlags, renderHelp } from '../lib/cli/flags.ts'
 import { PreflightError, runMain } from '../lib/cli/main.ts'
 import { Mutex } from '../lib/disk/prune-lock.ts'
 import { configureReport, report, seconds, secretValues } from '../lib/cli/report.ts'
@@ -14,6 +17,7 @@ import { dockerSize, formatBytes, parseSize } from '../lib/cli/size.ts'
 import { dryRunSpawn } from '../lib/cli/dry-run.ts'
 import { preflight, printChecks } from './preflight.ts'
 import { cleanupTargets } from '../lib/engine/capabilities.ts'
+import type { Preflight } from '../lib/engine/facts.ts'
 import { type CleanupOptions, RUN_FLAGS } from '../lib/engine/options.ts'
 import type { CleanOutcome, CleanRequest, Tier } from '../lib/disk/budget-types.ts'
 import { inGitHubActions } from '../lib/cli/environment.ts'
@@ -366,7 +370,16 @@ async function main(argv: string[]) {
   const pre = await preflight({ minFree: 0, dataRoot: flags.dataRoot, builder: flags.builder })
   printChecks(pre)
   if (!pre.server) throw new PreflightError(['the Docker daemon does not answer'])
-  const run = new Run(`/tmp/imagefleet-prune-${process.pid}`, pre.dataRoot, flags.dryRun)
+  // a run of its own for the disk samples and the cleanup records; what it reports is printed, so its files go
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'imagefleet-prune-'))
+  try {
+    return await prune(flags, pre, new Run(scratch, pre.dataRoot, flags.dryRun))
+  } finally {
+    fs.rmSync(scratch, { recursive: true, force: true })
+  }
+}
+
+async function prune(flags: Flags<typeof FLAGS>, pre: Preflight, run: Run): Promise<number> {
   const o: CleanupOptions = {
     ...cleanupTargets(pre),
     run,

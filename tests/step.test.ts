@@ -3,7 +3,6 @@
 // a base and an assembly alike. runStep directly, then whole pipelines against a recording fake docker.
 import { describe, expect, test } from 'bun:test'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { $ } from 'zx'
 import { Run } from '../lib/run/records.ts'
@@ -18,7 +17,7 @@ const BLANK = 'base name (${BASE_IMAGE}) should not be blank'
 describe('runStep', () => {
   const info = { phase: 'base' as const, id: 'a__b-1', dockerId: 'a_1776_b-1', tag: 'r/x:k-a_1776_b-1' }
   const policy = { ...DEFAULT_POLICY, retries: 1 }
-  const run = () => new Run(fs.mkdtempSync(path.join(os.tmpdir(), 'step-test-')), undefined)
+  const run = () => new Run(fs.mkdtempSync(path.join(fx.work, 'run-')), undefined) // fx.work goes in afterAll
 
   test("a failed command's reason is the line that says why, not its class", async () => {
     const r = run()
@@ -64,7 +63,7 @@ const stopGuard = () => {
 describe('runStep: retries, the emergency after a full disk, and a stop', () => {
   const info = { phase: 'base' as const, id: 'r__s-1', dockerId: 'r_1776_s-1', tag: 'r/x:k-r_1776_s-1' }
   const fast: StepPolicy = { retries: 3, backoffMs: 10, noSpaceRetries: 2 }
-  const run = () => new Run(fs.mkdtempSync(path.join(os.tmpdir(), 'step-retry-test-')), undefined)
+  const run = () => new Run(fs.mkdtempSync(path.join(fx.work, 'retry-')), undefined)
   const logOf = (r: Run) => fs.readFileSync(r.records[0].log, 'utf8')
 
   test('a transient failure is retried with a backoff that doubles; the record counts every attempt', async () => {

@@ -24,7 +24,8 @@ describe('the CI examples', () => {
     test(`${name}: its step writes a lower-case IMAGEFLEET_REGISTRY for an owner with capitals`, async () => {
       const steps = [...text.matchAll(/run: (.*IMAGEFLEET_REGISTRY=.*GITHUB_ENV.*)$/gm)].map((m) => m[1])
       expect(steps).toHaveLength(1)
-      const envFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'workflow-test-')), 'github_env')
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'workflow-test-'))
+      const envFile = path.join(dir, 'github_env')
       const env = {
         ...process.env,
         GITHUB_REPOSITORY: 'MyOrg/Fleet',
@@ -33,6 +34,7 @@ describe('the CI examples', () => {
       }
       await $({ env, quiet: true })`bash -e -c ${steps[0]}`
       const value = /^IMAGEFLEET_REGISTRY=(.*)$/m.exec(fs.readFileSync(envFile, 'utf8'))![1]
+      fs.rmSync(dir, { recursive: true, force: true })
       expect(value).toMatch(/^ghcr\.io\/myorg(\/fleet)?$/)
       expect(parsePrefix(value).registry).toBe('ghcr.io')
     })
