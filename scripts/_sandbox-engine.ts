@@ -179,8 +179,8 @@ export async function waitForDocker(l: Layout, pid: number, env: Record<string, 
   const deadline = Date.now() + 90_000
   while (Date.now() < deadline) {
     if (!alive(pid)) throw new FatalError(`dockerd exited:\n${tailOf(l.log)}`)
-    const info = await $({ quiet: true, nothrow: true, timeout: '10s', env })`docker info --format {{.ServerVersion}}`
-    if (info.exitCode === 0) return report.ok(`dockerd ${info.stdout.trim()} answers on ${l.socket}`)
+    const version = await serverVersion(env)
+    if (version) return report.ok(`dockerd ${version} answers on ${l.socket}`)
     await sleep(500)
   }
   throw new FatalError(`dockerd did not answer within 90s:\n${tailOf(l.log)}`)
@@ -257,19 +257,20 @@ async function detachLoops(l: Layout): Promise<void> {
 
 // ---- small helpers --------------------------------------------------------------------------
 
+/** The daemon's version when it answers within 10 s, else undefined. */
+async function serverVersion(env: Record<string, string | undefined>): Promise<string | undefined> {
+  const info = await $({ quiet: true, nothrow: true, timeout: '10s', env })`docker info --format {{.ServerVersion}}`
+  return info.exitCode === 0 ? info.stdout.trim() : undefined
+}
+
 const processesAlive = (s: State) =>
   !!s.dockerdPid && alive(s.dockerdPid) && !!s.registryPid && alive(s.registryPid) && !!s.seedImage
 
 async function isHealthy(s: State, env: Env): Promise<boolean> {
   if (!processesAlive(s) || !mountsUnder(s.dir).includes(path.join(s.dir, 'mnt'))) return false
-  const info = await $({
-    quiet: true,
-    nothrow: true,
-    timeout: '10s',
-    env: toSandbox(s, env).env,
-  })`docker info --format {{.ServerVersion}}`
+  const version = await serverVersion(toSandbox(s, env).env)
   const registry = await fetch(`http://${s.registry}/v2/`).then((r) => r.status, () => 0)
-  return info.exitCode === 0 && registry === 200
+  return version !== undefined && registry === 200
 }
 
 function freePort(): Promise<number> {

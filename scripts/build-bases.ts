@@ -32,9 +32,9 @@ export const FLAGS = {
 /** The builder image, once per key. A failure here stops the run: nothing can assemble without it. */
 export async function buildBuilder(o: BuildOptions): Promise<StepResult | 'skipped'> {
   const { fleet } = o
-  const tag = fleet.builderImage
-  const info = { phase: 'builder' as const, id: 'builder', dockerId: 'builder', tag }
-  const skip = await alreadyPushed(tag, o)
+  const builderTag = fleet.builderImage
+  const info = { phase: 'builder' as const, id: 'builder', dockerId: 'builder', tag: builderTag }
+  const skip = await alreadyPushed(builderTag, o)
   if (skip) return recordSkip(o.run, info, skip), 'skipped'
   // + BASE_IMAGE=scratch when the Dockerfile leaves it without a default (the builder has no instance: fleet.ts)
   const flags = [...commonBuildFlags(fleet, o.network), ...fleet.builderArgs.flatMap((arg) => ['--build-arg', arg])]
@@ -42,11 +42,13 @@ export async function buildBuilder(o: BuildOptions): Promise<StepResult | 'skipp
     if (o.buildx) {
       await $`docker buildx build --push --provenance=false ${
         o.buildx.builder ? ['--builder', o.buildx.builder] : []
-      } ${flags} --target ${fleet.builderTarget} -t ${tag} -f ${fleet.dockerfile} ${fleet.context}`.timeout(o.timeout)
+      } ${flags} --target ${fleet.builderTarget} -t ${builderTag} -f ${fleet.dockerfile} ${fleet.context}`.timeout(
+        o.timeout,
+      )
     } else {
-      await $`docker build ${flags} --target ${fleet.builderTarget} -t ${tag} -f ${fleet.dockerfile} ${fleet.context}`
+      await $`docker build ${flags} --target ${fleet.builderTarget} -t ${builderTag} -f ${fleet.dockerfile} ${fleet.context}`
         .timeout(o.timeout)
-      await $`docker push ${tag}`.timeout(o.timeout)
+      await $`docker push ${builderTag}`.timeout(o.timeout)
     }
   })
 }
@@ -54,21 +56,21 @@ export async function buildBuilder(o: BuildOptions): Promise<StepResult | 'skipp
 /** One base image FROM the instance's upstream image, pushed. Resolves to the step result or 'skipped'. */
 export async function buildBase(inst: Instance, o: BuildOptions): Promise<StepResult | 'skipped'> {
   const { fleet } = o
-  const tag = fleet.baseImage(inst)
-  const info = { phase: 'base' as const, id: inst.id, dockerId: inst.dockerId, tag, from: inst.upstream }
-  const skip = await alreadyPushed(tag, o)
+  const baseTag = fleet.baseImage(inst)
+  const info = { phase: 'base' as const, id: inst.id, dockerId: inst.dockerId, tag: baseTag, from: inst.upstream }
+  const skip = await alreadyPushed(baseTag, o)
   if (skip) return recordSkip(o.run, info, skip), 'skipped'
   const flags = commonBuildFlags(fleet, o.network)
   return runStep(o.run, info, o.policy, async () => {
     if (o.buildx) {
       await $`docker buildx build --push --provenance=false ${
         o.buildx.builder ? ['--builder', o.buildx.builder] : []
-      } ${flags} --build-arg BASE_IMAGE=${inst.upstream} --target ${fleet.baseTarget} -t ${tag} -f ${fleet.dockerfile} ${fleet.context}`
+      } ${flags} --build-arg BASE_IMAGE=${inst.upstream} --target ${fleet.baseTarget} -t ${baseTag} -f ${fleet.dockerfile} ${fleet.context}`
         .timeout(o.timeout)
     } else {
-      await $`docker build ${flags} --build-arg BASE_IMAGE=${inst.upstream} --target ${fleet.baseTarget} -t ${tag} -f ${fleet.dockerfile} ${fleet.context}`
+      await $`docker build ${flags} --build-arg BASE_IMAGE=${inst.upstream} --target ${fleet.baseTarget} -t ${baseTag} -f ${fleet.dockerfile} ${fleet.context}`
         .timeout(o.timeout)
-      await $`docker push ${tag}`.timeout(o.timeout)
+      await $`docker push ${baseTag}`.timeout(o.timeout)
     }
   })
 }
