@@ -139,7 +139,10 @@ export const FLAGS = {
 
 /** docker rmi of images already pushed (not a prune: takes no lock). Untagging frees little under BuildKit. */
 export async function removeImages(tags: string[], o: CleanupOptions): Promise<CleanupRecord> {
-  return measure(o, 'rmi', () => $`docker rmi ${tags}`, { exclusive: false })
+  // not under the lock, so a system prune may remove an image this call has just untagged: dockerd 20.10 then says
+  // "unrecognized image ID" (or "No such image"); either way the image is gone, which is what was asked
+  const gone = (stderr: string) => stderr.trim().split('\n').every((l) => /No such image|unrecognized image ID/.test(l))
+  return measure(o, 'rmi', () => $`docker rmi ${tags}`, { exclusive: false, gone })
 }
 
 /** Prunes build-cache records unused for `seconds` (in-use records are never pruned). */
@@ -276,7 +279,7 @@ async function measure(
   o: CleanupOptions,
   tier: string,
   start: () => ProcessPromise,
-  how: { exclusive?: boolean; truth?: Truth } = {},
+  how: { exclusive?: boolean; truth?: Truth; gone?: (stderr: string) => boolean } = {},
 ): Promise<CleanupRecord> {
   const truth = how.truth ?? (o.imageStore === 'containerd' ? 'statfs' : 'larger')
   const body = async () => {
@@ -284,6 +287,8 @@ async function measure(
     const t0 = Date.now()
     const p = start()
     const out = await p.nothrow().quiet().timeout(o.timeout)
+    // a failure that only says what it was to remove is already gone: done, not failed
+    const exitCode = out.exitCode !== 0 && how.gone?.(out.stderr) ? 0 : out.exitCode
     const freeAfter = o.run.sample(`cleanup end ${tier}`)
     const reported = o.run.dry ? undefined : reportedBytes(out.stdout)
     const gained = freeAfter - freeBefore
@@ -297,7 +302,7 @@ async function measure(
         : Math.max(reported ?? -Infinity, gained),
       ...(reported !== undefined ? { reported } : {}),
       seconds: (Date.now() - t0) / 1000,
-      exitCode: out.exitCode,
+      exitCode,
       freeBefore,
       freeAfter,
       at: now(),

@@ -28,6 +28,36 @@ describe('prune', () => {
     fake.cleanup()
   })
 
+  for (
+    const [said, code] of [
+      ['Error response from daemon: unrecognized image ID sha256:98a9fb6d62db', 0],
+      ['Error: No such image: fleet/eval-base:k-a', 0],
+      [
+        'Error response from daemon: conflict: unable to remove repository reference "fleet/eval-base:k-a" (must force)',
+        1,
+      ],
+    ] as const
+  ) {
+    test(`docker rmi that says "${said.slice(0, 48)}…": ${code ? 'a failure' : 'the image is gone, done'}`, async () => {
+      // the budget's rmi takes no lock, so a system prune can remove an image it has just untagged (seen in bench:disk)
+      const fake = fakeDocker({ fail: { match: '^rmi ', stderr: said } })
+      const r = await $({
+        env: { ...process.env, ...fake.env, CI: '' },
+        nothrow: true,
+        quiet: true,
+        cwd: ROOT,
+      })`${process.execPath} scripts/prune.ts --images fleet/eval-base:k-a --images fleet/eval-agent:k-a`
+      expect(fake.calls().filter((c) => c[0] === 'rmi')).toEqual([[
+        'rmi',
+        'fleet/eval-base:k-a',
+        'fleet/eval-agent:k-a',
+      ]])
+      expect(r.exitCode).toBe(code)
+      expect(r.stdout + r.stderr).toContain(code ? 'exited 1: ' : 'cleanup docker rmi ')
+      fake.cleanup()
+    })
+  }
+
   test('--until-free runs the tiers cheapest first and names the builder that holds the cache', async () => {
     const fake = fakeDocker({ buildx: true })
     const env = { ...process.env, ...fake.env, CI: '' }
