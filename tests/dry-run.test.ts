@@ -1,6 +1,7 @@
 // --dry-run's spawn: it prints each command as zx built it, tidied to one space between words, and runs nothing.
 import { describe, expect, test } from 'bun:test'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { $ } from 'zx'
 import { dryRunSpawn, tidyCommand } from '../lib/cli/dry-run.ts'
@@ -32,13 +33,15 @@ describe('tidyCommand', () => {
 describe('dryRunSpawn under zx', () => {
   test('prints the command zx built, tidied, and runs nothing: exit 0, no output', async () => {
     const printed: string[] = []
-    const marker = path.join(fs.mkdtempSync('/tmp/dry-run-'), 'ran')
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dry-run-'))
+    const marker = path.join(dir, 'ran')
     const sh = $({ quiet: true, spawn: dryRunSpawn((c) => printed.push(c), $.prefix, $.postfix) })
     const flags: string[] = []
     const r = await sh`touch ${marker} ${flags} --no-such-flag ${'a  b'}`
     expect(printed).toEqual([`touch ${marker} --no-such-flag $'a  b'`])
     expect([r.exitCode, r.stdout, r.stderr]).toEqual([0, '', ''])
     expect(fs.existsSync(marker)).toBe(false)
+    fs.rmSync(dir, { recursive: true, force: true })
   })
 })
 

@@ -1,5 +1,5 @@
 // loadFleet (lib/fleet/fleet.ts): what it refuses before anything is built, and the names it gives the images.
-import { describe, expect, test } from 'bun:test'
+import { afterAll, describe, expect, test } from 'bun:test'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -8,6 +8,7 @@ import { FLEET_FLAGS, loadFleet } from '../lib/fleet/fleet.ts'
 import { CONTEXT } from './helpers/fixture.ts'
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'fleet-test-'))
+afterAll(() => fs.rmSync(work, { recursive: true, force: true }))
 const instances = path.join(work, 'instances.txt')
 fs.writeFileSync(instances, 'django__django-11099\nsympy__sympy-20590\n')
 

@@ -96,10 +96,16 @@ esac
 exit 0
 `
 
+/** Every fake's directories, removed when the test process exits (a test that forgets cleanup() leaves nothing). */
+const made: string[] = []
+process.on('exit', () => made.forEach((d) => fs.rmSync(d, { recursive: true, force: true })))
+
 export function fakeDocker(o: FakeDockerOptions = {}): FakeDocker {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fake-docker-'))
+  made.push(dir)
   const log = path.join(dir, 'calls.log')
   const dataRoot = o.dataRoot ?? fs.mkdtempSync(path.join(os.tmpdir(), 'fake-data-root-'))
+  if (!o.dataRoot) made.push(dataRoot)
   fs.writeFileSync(path.join(dir, 'docker'), SCRIPT, { mode: 0o755 })
   fs.writeFileSync(log, '')
   const answers = path.join(dir, 'answers')
