@@ -3,23 +3,14 @@
 // told is kept for the run.
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { BaseReader } from '../lib/image/base-files.ts'
-import { type LayerFile, writeLayer } from '../lib/image/layer.ts'
+import { writeLayer } from '../lib/image/layer.ts'
 import { sha256, uploadBlob } from '../lib/registry/blobs.ts'
 import { MEDIA, RegistryClient } from '../lib/registry/client.ts'
 import { type Manifest, repoOf } from '../lib/registry/image.ts'
 import { parseImageRef } from '../lib/registry/ref.ts'
 import { pushTestImage, type RegistryServer, startRegistry } from './helpers/registry-server.ts'
+import { dir, file } from './helpers/layer-files.ts'
 
-const bytes = (s: string) => new TextEncoder().encode(s)
-const file = (path: string, content: string | Uint8Array, mode = 0o644, uid = 0, gid = 0): LayerFile => ({
-  path,
-  type: 'file',
-  mode,
-  uid,
-  gid,
-  data: typeof content === 'string' ? bytes(content) : content,
-})
-const dir = (path: string, mode = 0o755, uid = 0, gid = 0): LayerFile => ({ path, type: 'dir', mode, uid, gid })
 /** Bytes gzip cannot shrink (1 MB by default): a layer whose size shows how much of it was read. */
 const noise = (seed: number, size = 1_000_000) => {
   const out = new Uint8Array(size)

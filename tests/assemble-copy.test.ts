@@ -9,40 +9,14 @@ import { type FileOp, layerFiles, runFileOps, type SourceTree, Unsupported } fro
 import { CopyFailure, DestFs, NeedBase } from '../lib/image/dest-fs.ts'
 import { type LayerFile, readLayerData, readTar, treeFromLayers, writeLayer } from '../lib/image/layer.ts'
 import { UnknownOwner } from '../lib/image/users.ts'
-
-const bytes = (s: string) => new TextEncoder().encode(s)
-const f = (path: string, content: string, mode = 0o644, uid = 0, gid = 0): LayerFile => ({
-  path,
-  type: 'file',
-  mode,
-  uid,
-  gid,
-  data: bytes(content),
-})
-const d = (path: string, mode = 0o755, uid = 0, gid = 0): LayerFile => ({ path, type: 'dir', mode, uid, gid })
-const sym = (path: string, linkname: string): LayerFile => ({
-  path,
-  type: 'symlink',
-  mode: 0o777,
-  uid: 0,
-  gid: 0,
-  linkname,
-})
-const hard = (path: string, linkname: string): LayerFile => ({
-  path,
-  type: 'hardlink',
-  mode: 0o750,
-  uid: 0,
-  gid: 0,
-  linkname,
-})
+import { dir as d, file as f, hardlink, symlink as sym } from './helpers/layer-files.ts'
 
 /** The builder: an agent tree with modes, owners, symlinks and a hard link, and loose files for globs. */
 const BUILDER = [[
   d('agent-server'),
   d('agent-server/bin'),
   f('agent-server/bin/hard', 'hello', 0o750),
-  hard('agent-server/bin/tool', 'agent-server/bin/hard'),
+  hardlink('agent-server/bin/tool', 'agent-server/bin/hard', 0o750),
   sym('agent-server/bin/link', 'tool'),
   d('agent-server/lib', 0o700),
   d('agent-server/lib/sub', 0o755, 33, 44),

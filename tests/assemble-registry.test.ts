@@ -6,23 +6,14 @@ import { type AssemblePlan, parseAssembleDockerfile } from '../lib/image/assembl
 import { Assembler } from '../lib/image/assemble-registry.ts'
 import { logicalLines } from '../lib/image/dockerfile-words.ts'
 import { attachLayer, evaluateSteps, type ImageConfig } from '../lib/image/image-config.ts'
-import { decompressLayer, type LayerFile, readTar } from '../lib/image/layer.ts'
+import { decompressLayer, readTar } from '../lib/image/layer.ts'
 import { getBlob } from '../lib/registry/blobs.ts'
 import { MEDIA, RegistryClient } from '../lib/registry/client.ts'
 import { parseImageRef } from '../lib/registry/ref.ts'
 import { pushTestImage, pushTestIndex, type RegistryServer, startRegistry } from './helpers/registry-server.ts'
+import { file } from './helpers/layer-files.ts'
 
-const bytes = (s: string) => new TextEncoder().encode(s)
 const decode = (b: Uint8Array) => JSON.parse(new TextDecoder().decode(b))
-const file = (path: string, content: string, mode = 0o644, uid = 0, gid = 0): LayerFile => ({
-  path,
-  type: 'file',
-  mode,
-  uid,
-  gid,
-  data: bytes(content),
-})
-
 /** The field's assemble Dockerfile, in shape (issue 15 item 1), written here as our own. */
 const FIELD = `# syntax=docker/dockerfile:1.7
 ARG BUILDER_IMAGE

@@ -5,22 +5,14 @@ import { describe, expect, test } from 'bun:test'
 import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
-import type { LayerFile } from '../lib/image/layer.ts'
 import { RegistryClient } from '../lib/registry/client.ts'
 import { CONTEXT, registryFixture, ROOT } from './helpers/fixture.ts'
 import { fakeDocker, mutatingCalls } from './helpers/fake-docker.ts'
 import { pushTestImage } from './helpers/registry-server.ts'
+import { file } from './helpers/layer-files.ts'
 
 const fx = registryFixture('assemble-test')
 
-const file = (p: string, text: string, mode = 0o644): LayerFile => ({
-  path: p,
-  type: 'file',
-  mode,
-  uid: 0,
-  gid: 0,
-  data: new TextEncoder().encode(text),
-})
 const client = new RegistryClient()
 
 const write = (name: string, text: string) => {

@@ -15,27 +15,11 @@ import {
   writeTar,
 } from '../lib/image/layer.ts'
 import type { TarEntry } from '../lib/image/tar.ts'
+import { dir, file, symlink as link } from './helpers/layer-files.ts'
 
 const ROOT = path.resolve(import.meta.dir, '..')
 const bytes = (s: string) => new TextEncoder().encode(s)
 const text = (b?: Uint8Array) => new TextDecoder().decode(b)
-const file = (path: string, content: string, mode = 0o644, uid = 0, gid = 0): LayerFile => ({
-  path,
-  type: 'file',
-  mode,
-  uid,
-  gid,
-  data: bytes(content),
-})
-const dir = (path: string, mode = 0o755, uid = 0, gid = 0): LayerFile => ({ path, type: 'dir', mode, uid, gid })
-const link = (path: string, linkname: string): LayerFile => ({
-  path,
-  type: 'symlink',
-  mode: 0o777,
-  uid: 0,
-  gid: 0,
-  linkname,
-})
 /** A layer blob as docker would store it (gzip of a tar). */
 const layer = (files: LayerFile[]) => writeLayer(files).gzip
 const listing = (gzip: Uint8Array) => readTar(decompressLayer(gzip), () => true)

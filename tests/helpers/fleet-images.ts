@@ -8,15 +8,7 @@ import { sha256, uploadBlob } from '../../lib/registry/blobs.ts'
 import { MEDIA, type RegistryClient } from '../../lib/registry/client.ts'
 import { parseImageRef } from '../../lib/registry/ref.ts'
 import { pushTestImage, type TestImage } from './registry-server.ts'
-
-export const file = (path: string, data: string | Uint8Array, mode = 0o644): LayerFile => ({
-  path,
-  type: 'file',
-  mode,
-  uid: 0,
-  gid: 0,
-  data: typeof data === 'string' ? new TextEncoder().encode(data) : data,
-})
+import { file } from './layer-files.ts'
 
 /** Incompressible bytes (gzip cannot shrink them: the layer is as big on the wire as on disk). */
 export const noise = (bytes: number) => new Uint8Array(randomBytes(bytes))
