@@ -6,7 +6,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
 import { RegistryClient } from '../lib/registry/client.ts'
-import { CONTEXT, registryFixture, ROOT } from './helpers/fixture.ts'
+import { fixtureFlags, registryFixture, ROOT } from './helpers/fixture.ts'
 import { fakeDocker, mutatingCalls } from './helpers/fake-docker.ts'
 import { pushTestImage } from './helpers/registry-server.ts'
 import { file } from './helpers/layer-files.ts'
@@ -52,7 +52,7 @@ async function run(script: 'assemble' | 'pipeline', args: string[], fake = fakeD
     nothrow: true,
     quiet: true,
     cwd: ROOT,
-  })`${process.execPath} scripts/${script}.ts --registry ${fx.registry.address}/fleet --upstream ${fx.registry.address}/up/{docker_id}:latest --context ${CONTEXT} --min-free 0 --out ${out} ${args}`
+  })`${process.execPath} scripts/${script}.ts ${fixtureFlags(fx)} --out ${out} ${args}`
   const calls = fake.calls()
   fake.cleanup()
   const manifest = fs.existsSync(path.join(out, 'manifest.jsonl'))

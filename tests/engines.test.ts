@@ -11,7 +11,7 @@ import { $ } from 'zx'
 import { helpFlags } from '../lib/engine/answers.ts'
 import { COMMANDS, engineNames, ENGINES_DIR, helpFile, readRecorded } from './helpers/engine-fixtures.ts'
 import { fakeDocker } from './helpers/fake-docker.ts'
-import { CONTEXT, instancesFile, registryFixture, ROOT } from './helpers/fixture.ts'
+import { fixtureFlags, instancesFile, registryFixture, ROOT } from './helpers/fixture.ts'
 
 const fx = registryFixture('engines-test')
 
@@ -116,17 +116,7 @@ describe('every recorded engine accepts every flag the scripts send it', () => {
       const builder = builderOf(engine)
       const named = builder ? ['--builder', builder, '--builder-max-used', '1GiB'] : []
       const out = path.join(fx.work, engine)
-      const common = [
-        '--registry',
-        `${fx.registry.address}/fleet`,
-        '--upstream',
-        `${fx.registry.address}/up/{docker_id}:latest`,
-        '--context',
-        CONTEXT,
-        '--min-free',
-        '0',
-        ...named,
-      ]
+      const common = [...fixtureFlags(fx), ...named]
       const instances = await instancesFile(fx, ['a__b-1', 'a__b-2', 'c__d-3'])
 
       const dry = await runScript(fake.env, 'pipeline.ts', [

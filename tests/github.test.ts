@@ -5,7 +5,7 @@ import { describe, expect, test } from 'bun:test'
 import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
-import { CONTEXT, instancesFile, registryFixture, ROOT } from './helpers/fixture.ts'
+import { fixtureFlags, instancesFile, registryFixture, ROOT } from './helpers/fixture.ts'
 import { fakeDocker } from './helpers/fake-docker.ts'
 import { appendStepSummary, diskChart, writeOutputs } from '../lib/run/github.ts'
 
@@ -36,7 +36,7 @@ async function run(args: string[], name: string) {
     nothrow: true,
     quiet: true,
     cwd: ROOT,
-  })`${process.execPath} scripts/pipeline.ts --registry ${fx.registry.address}/fleet --upstream ${fx.registry.address}/up/{docker_id}:latest --context ${CONTEXT} --min-free 0 --instances ${instances} --key gh ${args}`
+  })`${process.execPath} scripts/pipeline.ts ${fixtureFlags(fx)} --instances ${instances} --key gh ${args}`
   fake.cleanup()
   const read = (f: string) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : '')
   return {

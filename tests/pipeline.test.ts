@@ -4,7 +4,7 @@ import { describe, expect, test } from 'bun:test'
 import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
-import { CONTEXT, instancesFile as writeInstances, registryFixture, ROOT } from './helpers/fixture.ts'
+import { fixtureFlags, instancesFile as writeInstances, registryFixture, ROOT } from './helpers/fixture.ts'
 import { type FakeDocker, fakeDocker, mutatingCalls } from './helpers/fake-docker.ts'
 
 const fx = registryFixture('pipeline-test')
@@ -20,7 +20,7 @@ async function pipeline(fake: FakeDocker, args: string[]) {
     nothrow: true,
     quiet: true,
     cwd: ROOT,
-  })`${process.execPath} scripts/pipeline.ts --registry ${fx.registry.address}/fleet --upstream ${fx.registry.address}/up/{docker_id}:latest --context ${CONTEXT} --min-free 0 --mode docker --out ${out} ${args}`
+  })`${process.execPath} scripts/pipeline.ts ${fixtureFlags(fx)} --mode docker --out ${out} ${args}`
   return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr, out, calls: fake.calls() }
 }
 

@@ -7,7 +7,7 @@ import cp from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
-import { CONTEXT, instancesFile as writeInstances, registryFixture, ROOT } from './helpers/fixture.ts'
+import { CONTEXT, fixtureFlags, instancesFile as writeInstances, registryFixture, ROOT } from './helpers/fixture.ts'
 import { type FakeDocker, fakeDocker, mutatingCalls } from './helpers/fake-docker.ts'
 
 const fx = registryFixture('reliability-test')
@@ -17,22 +17,8 @@ const instancesFile = (lines: string[]) => writeInstances(fx, lines)
 
 /** Assemble with docker build (the fake pushes nothing, so the registry has no builder image to assemble from). */
 const DOCKER_MODE = ['--mode', 'docker']
-/** The usual flags: a registry, an upstream template, the example context, no free-space floor. */
-const usual = (
-  out: string,
-) => [
-  '--registry',
-  `${fx.registry.address}/fleet`,
-  '--upstream',
-  `${fx.registry.address}/up/{docker_id}:latest`,
-  '--context',
-  CONTEXT,
-  '--min-free',
-  '0',
-  '--out',
-  out,
-  ...DOCKER_MODE,
-]
+/** The usual flags: the fixture's (registry, upstream template, example context, no free-space floor), OUT, docker mode. */
+const usual = (out: string) => [...fixtureFlags(fx), '--out', out, ...DOCKER_MODE]
 
 async function pipeline(fake: FakeDocker, args: string[], env: Record<string, string> = {}, out = tmpName('out')) {
   const fullEnv = { ...process.env, ...fake.env, CI: '', GITHUB_ACTIONS: '', ...env }

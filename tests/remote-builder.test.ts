@@ -12,7 +12,7 @@ import type { Layer } from '../lib/fleet/groups.ts'
 import type { Instance } from '../lib/fleet/instances.ts'
 import { admitEach, type Setup } from '../scripts/_setup.ts'
 import { fakeDocker } from './helpers/fake-docker.ts'
-import { CONTEXT, instancesFile, registryFixture, ROOT } from './helpers/fixture.ts'
+import { fixtureFlags, instancesFile, registryFixture, ROOT } from './helpers/fixture.ts'
 
 const fx = registryFixture('remote-builder-test')
 const MB = 1e6
@@ -92,9 +92,7 @@ describe('a remote builder', () => {
         cwd: ROOT,
       })`${process.execPath} scripts/build-bases.ts --instances ${await instancesFile(fx, [
         'a__b-1',
-      ])} --registry ${fx.registry.address}/fleet --upstream ${fx.registry.address}/up/{docker_id}:latest --context ${CONTEXT} --min-free 0 --builder ${builder} --builder-max-used 1GiB --out ${
-        path.join(fx.work, engine)
-      }`
+      ])} ${fixtureFlags(fx)} --builder ${builder} --builder-max-used 1GiB --out ${path.join(fx.work, engine)}`
       expect(r.exitCode).toBe(0)
       const calls = fake.calls().map((c) => c.join(' '))
       const du = calls.indexOf(`buildx du --builder ${builder}`)

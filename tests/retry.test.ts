@@ -5,7 +5,7 @@ import { describe, expect, test } from 'bun:test'
 import fs from 'node:fs'
 import path from 'node:path'
 import { $ } from 'zx'
-import { CONTEXT, instancesFile, registryFixture, ROOT } from './helpers/fixture.ts'
+import { fixtureFlags, instancesFile, registryFixture, ROOT } from './helpers/fixture.ts'
 import { fakeDocker } from './helpers/fake-docker.ts'
 
 const fx = registryFixture('retry-test')
@@ -20,7 +20,9 @@ async function pipeline(out: string, args: string[], fail?: { match: string; std
     nothrow: true,
     quiet: true,
     cwd: ROOT,
-  })`${process.execPath} scripts/pipeline.ts --registry ${fx.registry.address}/fleet --upstream ${fx.registry.address}/up/{docker_id}:latest --context ${CONTEXT} --min-free 0 --mode docker --concurrency 1 --retries 1 --instances ${instances} --out ${out} ${args}`
+  })`${process.execPath} scripts/pipeline.ts ${
+    fixtureFlags(fx)
+  } --mode docker --concurrency 1 --retries 1 --instances ${instances} --out ${out} ${args}`
   const calls = fake.calls()
   fake.cleanup()
   return { code: r.exitCode, text: r.stdout + r.stderr, calls }

@@ -8,7 +8,7 @@ import { $ } from 'zx'
 import { Run } from '../lib/run/records.ts'
 import { DEFAULT_POLICY, runStep, type StepPolicy } from '../lib/run/step.ts'
 import type { StopGuard } from '../lib/cli/stop.ts'
-import { CONTEXT, instancesFile, registryFixture, ROOT } from './helpers/fixture.ts'
+import { fixtureFlags, instancesFile, registryFixture, ROOT } from './helpers/fixture.ts'
 import { fakeDocker } from './helpers/fake-docker.ts'
 
 const fx = registryFixture('step-test')
@@ -193,7 +193,9 @@ async function pipeline(fail: { match: string; stderr: string }, name: string) {
     nothrow: true,
     quiet: true,
     cwd: ROOT,
-  })`${process.execPath} scripts/pipeline.ts --registry ${fx.registry.address}/fleet --upstream ${fx.registry.address}/up/{docker_id}:latest --context ${CONTEXT} --min-free 0 --mode docker --instances ${instances} --key st --concurrency 1 --retries 1 --out ${out}`
+  })`${process.execPath} scripts/pipeline.ts ${
+    fixtureFlags(fx)
+  } --mode docker --instances ${instances} --key st --concurrency 1 --retries 1 --out ${out}`
   fake.cleanup()
   const manifest = fs.readFileSync(path.join(out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) =>
     JSON.parse(l)

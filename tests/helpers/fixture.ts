@@ -7,11 +7,27 @@ import path from 'node:path'
 import { pushTestImage, type RegistryServer, startRegistry } from './registry-server.ts'
 import { parseInstances } from '../../lib/fleet/instances.ts'
 import { RegistryClient } from '../../lib/registry/client.ts'
+import { file as fileEntry } from './layer-files.ts'
 
 export const ROOT = path.resolve(import.meta.dir, '../..')
 export const CONTEXT = path.join(ROOT, 'examples/synthetic-fleet/context')
 
 export type Fixture = { registry: RegistryServer; work: string }
+
+/** The tests' --upstream: where instancesFile pushes each instance's upstream image. */
+export const upstreamTemplate = (fx: Fixture) => `${fx.registry.address}/up/{docker_id}:latest`
+
+/** The flags a script run against the fixture shares: its registry, that upstream, the example context, no floor. */
+export const fixtureFlags = (fx: Fixture) => [
+  '--registry',
+  `${fx.registry.address}/fleet`,
+  '--upstream',
+  upstreamTemplate(fx),
+  '--context',
+  CONTEXT,
+  '--min-free',
+  '0',
+]
 
 /** Registers beforeAll/afterAll for the calling file; the fields are set once beforeAll has run. */
 export function registryFixture(prefix: string): Fixture {
@@ -36,25 +52,11 @@ export function registryFixture(prefix: string): Fixture {
 export async function instancesFile(fx: Fixture, lines: string[]): Promise<string> {
   const file = path.join(fx.work, `instances-${Math.random().toString(36).slice(2)}.txt`)
   fs.writeFileSync(file, lines.join('\n') + '\n')
-  const { instances } = parseInstances(lines.join('\n'), `${fx.registry.address}/up/{docker_id}:latest`)
+  const { instances } = parseInstances(lines.join('\n'), upstreamTemplate(fx))
   const client = new RegistryClient()
-  const env = [{
-    path: 'env/python',
-    type: 'file' as const,
-    mode: 0o644,
-    uid: 0,
-    gid: 0,
-    data: new TextEncoder().encode('env'),
-  }]
+  const env = [fileEntry('env/python', 'env')]
   for (const inst of instances.filter((i) => i.upstream.startsWith(`${fx.registry.address}/up/`))) {
-    const own = [{
-      path: 'instance/id',
-      type: 'file' as const,
-      mode: 0o644,
-      uid: 0,
-      gid: 0,
-      data: new TextEncoder().encode(inst.id),
-    }]
+    const own = [fileEntry('instance/id', inst.id)]
     await pushTestImage(client, inst.upstream, { layers: [env, own] })
   }
   return file
