@@ -12,17 +12,15 @@ import { cleanUntil } from '../scripts/prune.ts'
 import { fakeDocker, type Span } from './helpers/fake-docker.ts'
 
 const ROOT = path.resolve(import.meta.dir, '..')
+/** scripts/prune.ts with these arguments, in a process of its own, with `env` (a fake docker's first). */
+const prune = (env: Record<string, string | undefined>, args: string[]) =>
+  $({ env, nothrow: true, quiet: true, cwd: ROOT })`${process.execPath} scripts/prune.ts ${args}`
 
 describe('prune', () => {
   test('a prune that reclaims nothing while the disk is low is a warning naming the command', async () => {
     const fake = fakeDocker()
     const env = { ...process.env, ...fake.env, GITHUB_ACTIONS: 'true', CI: '' }
-    const r = await $({
-      env,
-      nothrow: true,
-      quiet: true,
-      cwd: ROOT,
-    })`${process.execPath} scripts/prune.ts --tier system --until-free 1000TB`
+    const r = await prune(env, ['--tier', 'system', '--until-free', '1000TB'])
     expect(r.stdout).toContain('::warning::docker system prune -f reclaimed nothing while only')
     expect(fake.calls().filter((c) => c[0] === 'system' && c[1] === 'prune')).toEqual([['system', 'prune', '-f']])
     fake.cleanup()
@@ -41,12 +39,12 @@ describe('prune', () => {
     test(`docker rmi that says "${said.slice(0, 48)}…": ${code ? 'a failure' : 'the image is gone, done'}`, async () => {
       // the budget's rmi takes no lock, so a system prune can remove an image it has just untagged (seen in bench:disk)
       const fake = fakeDocker({ fail: { match: '^rmi ', stderr: said } })
-      const r = await $({
-        env: { ...process.env, ...fake.env, CI: '' },
-        nothrow: true,
-        quiet: true,
-        cwd: ROOT,
-      })`${process.execPath} scripts/prune.ts --images fleet/eval-base:k-a --images fleet/eval-agent:k-a`
+      const r = await prune({ ...process.env, ...fake.env, CI: '' }, [
+        '--images',
+        'fleet/eval-base:k-a',
+        '--images',
+        'fleet/eval-agent:k-a',
+      ])
       expect(fake.calls().filter((c) => c[0] === 'rmi')).toEqual([[
         'rmi',
         'fleet/eval-base:k-a',
@@ -61,12 +59,7 @@ describe('prune', () => {
   test('--until-free runs the tiers cheapest first and names the builder that holds the cache', async () => {
     const fake = fakeDocker({ buildx: true })
     const env = { ...process.env, ...fake.env, CI: '' }
-    const r = await $({
-      env,
-      nothrow: true,
-      quiet: true,
-      cwd: ROOT,
-    })`${process.execPath} scripts/prune.ts --until-free 1000TB --stale-after 5m`
+    const r = await prune(env, ['--until-free', '1000TB', '--stale-after', '5m'])
     expect(r.exitCode).toBe(1) // 1000 TB is never reached: every tier ran
     const prunes = fake.calls().filter((c) => c.includes('prune') && !c.includes('--help')).map((c) => c.join(' '))
     const b = 'builder-3c9a7e21-5b44-4f0a-8d2e-6a1f0c9b7e55' // the docker-container builder `docker buildx inspect` names
@@ -85,12 +78,7 @@ describe('prune', () => {
   test('--until-free that every tier cannot reach exits 1 and says what holds the disk (docker system df)', async () => {
     const fake = fakeDocker()
     const env = { ...process.env, ...fake.env, CI: '', NO_COLOR: '1' }
-    const r = await $({
-      env,
-      nothrow: true,
-      quiet: true,
-      cwd: ROOT,
-    })`${process.execPath} scripts/prune.ts --until-free 1000TB`
+    const r = await prune(env, ['--until-free', '1000TB'])
     expect(r.exitCode).toBe(1)
     expect(r.stderr).toContain('--until-free 909.5 TiB not reached')
     expect(r.stderr).toMatch(/Build Cache: 1\.4 GiB \(1\.4 GiB reclaimable\)/)
@@ -100,12 +88,7 @@ describe('prune', () => {
   test('--dry-run lists every tier the real run may take, runs no prune and prints no measurement', async () => {
     const fake = fakeDocker()
     const env = { ...process.env, ...fake.env, CI: '', NO_COLOR: '1' }
-    const r = await $({
-      env,
-      nothrow: true,
-      quiet: true,
-      cwd: ROOT,
-    })`${process.execPath} scripts/prune.ts --until-free 1000TB --dry-run`
+    const r = await prune(env, ['--until-free', '1000TB', '--dry-run'])
     expect(r.exitCode).toBe(0)
     const commands = r.stdout.split('\n').filter((l) => l.startsWith('docker '))
     expect(commands).toEqual([
@@ -123,12 +106,7 @@ describe('prune', () => {
     const run = async (engine: string) => {
       const fake = fakeDocker({ engine, pruneReports: '1.5GB' }) // the engine says 1.5 GB; the disk does not move
       const env = { ...process.env, ...fake.env, GITHUB_ACTIONS: 'true', CI: '' }
-      const r = await $({
-        env,
-        nothrow: true,
-        quiet: true,
-        cwd: ROOT,
-      })`${process.execPath} scripts/prune.ts --tier system --until-free 1000TB`
+      const r = await prune(env, ['--tier', 'system', '--until-free', '1000TB'])
       fake.cleanup()
       return r.stdout
     }
@@ -142,7 +120,7 @@ describe('prune', () => {
   test('the containerd image store runs the system prune before the capped one', async () => {
     const fake = fakeDocker({ engine: 'docker-29.7-containerd-buildx-0.31-docker' })
     const env = { ...process.env, ...fake.env, CI: '' }
-    await $({ env, nothrow: true, quiet: true, cwd: ROOT })`${process.execPath} scripts/prune.ts --until-free 1000TB`
+    await prune(env, ['--until-free', '1000TB'])
     const prunes = fake.calls().filter((c) => c.includes('prune') && !c.includes('--help')).map((c) => c.join(' '))
     expect(prunes).toEqual([
       'builder prune -af --filter until=600s',
