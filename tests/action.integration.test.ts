@@ -13,6 +13,7 @@ import { type Sandbox, sandboxDown, sandboxUp } from '../scripts/_sandbox-engine
 import { type Action, type ActionRun, loadAction, runAction } from './helpers/action-runner.ts'
 import { ROOT } from './helpers/fixture.ts'
 import { describeIntegration } from './helpers/integration.ts'
+import { jsonLines } from './helpers/json-lines.ts'
 
 const GiB = 2 ** 30
 
@@ -64,7 +65,7 @@ describeIntegration('the GitHub Actions, run as the runner runs them', () => {
     return runAction(action, { inputs, actionPath: dir, workspace, env: job(), files })
   }
   const manifestCounts = (file: string) => {
-    const records = fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+    const records = jsonLines(file)
     const count = (status: string) => String(records.filter((r) => r.status === status).length)
     return { records, counts: { built: count('built'), skipped: count('skipped'), failed: count('failed') } }
   }

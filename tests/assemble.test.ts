@@ -10,6 +10,7 @@ import { fixtureFlags, registryFixture, ROOT } from './helpers/fixture.ts'
 import { fakeDocker, mutatingCalls } from './helpers/fake-docker.ts'
 import { pushTestImage } from './helpers/registry-server.ts'
 import { file } from './helpers/layer-files.ts'
+import { jsonLines } from './helpers/json-lines.ts'
 
 const fx = registryFixture('assemble-test')
 
@@ -55,9 +56,7 @@ async function run(script: 'assemble' | 'pipeline', args: string[], fake = fakeD
   })`${process.execPath} scripts/${script}.ts ${fixtureFlags(fx)} --out ${out} ${args}`
   const calls = fake.calls()
   fake.cleanup()
-  const manifest = fs.existsSync(path.join(out, 'manifest.jsonl'))
-    ? fs.readFileSync(path.join(out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
-    : []
+  const manifest = fs.existsSync(path.join(out, 'manifest.jsonl')) ? jsonLines(path.join(out, 'manifest.jsonl')) : []
   const summary = fs.existsSync(path.join(out, 'summary.json'))
     ? JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'))
     : undefined

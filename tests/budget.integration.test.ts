@@ -15,6 +15,7 @@ import { type CountingProxy, repullFactor, startCountingProxy } from './helpers/
 import { type RegistryServer, startRegistry } from './helpers/registry-server.ts'
 import { RegistryClient } from '../lib/registry/client.ts'
 import { imageLayers } from '../lib/registry/image.ts'
+import { jsonLines } from './helpers/json-lines.ts'
 
 const ROOT = path.resolve(import.meta.dir, '..')
 
@@ -57,7 +58,7 @@ describeIntegration('disk budget on a real engine', () => {
     await sh`docker rmi ballast`
   }
   const read = (out: string, file: string) => fs.readFileSync(path.join(out, file), 'utf8')
-  const lines = (out: string, file: string) => read(out, file).trim().split('\n').map((l) => JSON.parse(l))
+  const lines = (out: string, file: string) => jsonLines(path.join(out, file))
 
   test('a build that fills the disk is recovered: emergency cleanup, then a retry that is not counted', async () => {
     // ballast: 560 MB of build cache that nothing needs, leaving less than the first base needs (~2 × 160 MB)

@@ -8,6 +8,7 @@ import { $ } from 'zx'
 import { type Sandbox, sandboxDown, sandboxUp } from '../scripts/_sandbox-engine.ts'
 import { describeIntegration } from './helpers/integration.ts'
 import { ROOT } from './helpers/fixture.ts'
+import { jsonLines } from './helpers/json-lines.ts'
 
 describeIntegration('the Dockerfile contract', () => {
   let tmp: string, sb: Sandbox
@@ -46,9 +47,7 @@ describeIntegration('the Dockerfile contract', () => {
       nothrow: true,
     })`${process.execPath} scripts/pipeline.ts --instances ${instances} --registry ${sb.registry}/contract --context ${context} --min-free 0 --out ${out}`
     expect(r.exitCode).toBe(0)
-    const records = fs.readFileSync(path.join(out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) =>
-      JSON.parse(l)
-    )
+    const records = jsonLines(path.join(out, 'manifest.jsonl'))
     expect(records.filter((m) => m.status === 'built')).toHaveLength(5) // builder, 2 bases, 2 assemblies
     expect(fs.readFileSync(path.join(out, 'logs/builder/builder.log'), 'utf8')).toContain(
       '--build-arg BASE_IMAGE=scratch --target builder',

@@ -8,6 +8,7 @@ import { $ } from 'zx'
 import { fixtureFlags, instancesFile, registryFixture, ROOT } from './helpers/fixture.ts'
 import { fakeDocker } from './helpers/fake-docker.ts'
 import { appendStepSummary, diskChart, writeOutputs } from '../lib/run/github.ts'
+import { jsonLines } from './helpers/json-lines.ts'
 
 const fx = registryFixture('github-test')
 
@@ -85,9 +86,9 @@ describe('GitHub Actions outputs', () => {
       [1, 2].map((k) => run(['--out', path.join(fx.work, `shard-${k}`), '--shard', `${k}/2`], `shard-${k}`)),
     )
     const ids = (k: number) =>
-      fs.readFileSync(path.join(fx.work, `shard-${k}`, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) =>
-        JSON.parse(l)
-      ).filter((m) => m.phase === 'assemble').map((m) => m.id)
+      jsonLines(path.join(fx.work, `shard-${k}`, 'manifest.jsonl')).filter((m) => m.phase === 'assemble').map((m) =>
+        m.id
+      )
     expect([...ids(1), ...ids(2)].sort()).toEqual([...IDS].sort())
     expect(ids(1).filter((id) => ids(2).includes(id))).toEqual([])
     for (const s of shards) expect(s.stdout).toMatch(/shard [12]\/2: \d of 6 instances/)

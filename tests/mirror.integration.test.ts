@@ -14,6 +14,7 @@ import { type RegistryServer, startRegistry } from './helpers/registry-server.ts
 import { type Sandbox, sandboxDown, sandboxUp } from '../scripts/_sandbox-engine.ts'
 import { type Fleet, generateFleet } from '../examples/synthetic-fleet/generate.ts'
 import type { ManifestRecord } from '../lib/run/records.ts'
+import { jsonLines } from './helpers/json-lines.ts'
 
 const ROOT = path.resolve(import.meta.dir, '..')
 const MiB = 2 ** 20
@@ -52,9 +53,7 @@ describeIntegration('pipeline --mirror on the real engine', () => {
         path.join(work, 'instances.txt')
       } --upstream ${fleet.upstream} --registry ${sb.registry}/${name} --builder-repo ${sb.registry}/shared/eval-builder --key eq1 --context examples/synthetic-fleet/context --build-arg SEED_IMAGE=${sb.seedImage} --network none --concurrency 2 --min-free 100MB --out ${out} ${extra}`
       if (r.exitCode !== 0) console.log(r.stdout, r.stderr)
-      const records = fs.readFileSync(path.join(out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) =>
-        JSON.parse(l)
-      )
+      const records = jsonLines(path.join(out, 'manifest.jsonl'))
       runs[name] = { code: r.exitCode ?? -1, records, stdout: r.stdout }
     }
   })

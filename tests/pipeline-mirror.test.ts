@@ -10,6 +10,7 @@ import { CONTEXT, instancesFile, registryFixture, ROOT } from './helpers/fixture
 import { fakeDocker, mutatingCalls } from './helpers/fake-docker.ts'
 import { startFaultyFront } from './helpers/faulty-front.ts'
 import type { ManifestRecord } from '../lib/run/records.ts'
+import { jsonLines } from './helpers/json-lines.ts'
 
 const fx = registryFixture('pipeline-mirror-test')
 
@@ -25,9 +26,7 @@ async function pipeline(args: string[], upstream = fx.registry.address) {
   const calls = fake.calls()
   fake.cleanup()
   const manifest = path.join(out, 'manifest.jsonl')
-  const records: ManifestRecord[] = fs.existsSync(manifest)
-    ? fs.readFileSync(manifest, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
-    : []
+  const records: ManifestRecord[] = fs.existsSync(manifest) ? jsonLines(manifest) : []
   return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr, calls, records }
 }
 const baseFroms = (calls: string[][]) =>

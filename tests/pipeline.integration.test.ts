@@ -10,6 +10,7 @@ import { describeIntegration } from './helpers/integration.ts'
 import { type Sandbox, sandboxDown, sandboxUp } from '../scripts/_sandbox-engine.ts'
 import { type Fleet, generateFleet } from '../examples/synthetic-fleet/generate.ts'
 import { RegistryClient } from '../lib/registry/client.ts'
+import { jsonLines } from './helpers/json-lines.ts'
 
 const ROOT = path.resolve(import.meta.dir, '..')
 const DISK = 768 * 2 ** 20
@@ -74,9 +75,7 @@ describeIntegration('pipeline on a real engine whose disk is a third of the flee
 
   test('every record says where its time and bytes went, and the parts add up', () => {
     const out = path.join(work, 'run1')
-    const records = fs.readFileSync(path.join(out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) =>
-      JSON.parse(l)
-    )
+    const records = jsonLines(path.join(out, 'manifest.jsonl'))
     const summary = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'))
     const bases = records.filter((r) => r.phase === 'base' && r.status === 'built')
     const finals = records.filter((r) => r.phase === 'assemble' && r.status === 'built')

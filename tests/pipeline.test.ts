@@ -6,6 +6,7 @@ import path from 'node:path'
 import { $ } from 'zx'
 import { fixtureFlags, instancesFile as writeInstances, registryFixture, ROOT } from './helpers/fixture.ts'
 import { type FakeDocker, fakeDocker, mutatingCalls } from './helpers/fake-docker.ts'
+import { jsonLines } from './helpers/json-lines.ts'
 
 const fx = registryFixture('pipeline-test')
 
@@ -141,9 +142,7 @@ describe('pipeline with a recording fake docker', () => {
       expect(calls.filter((c) => c.includes('prune'))).toEqual([])
       if (dry) continue
       expect(r.code).toBe(1)
-      const records = fs.readFileSync(path.join(r.out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) =>
-        JSON.parse(l)
-      )
+      const records = jsonLines(path.join(r.out, 'manifest.jsonl'))
       expect(records.filter((m) => m.id === 'gone__x-1').map((m) => [m.phase, m.status, m.error_class, m.attempts]))
         .toEqual([
           ['base', 'failed', 'upstream_missing', 0],
@@ -248,9 +247,7 @@ describe('pipeline with a recording fake docker', () => {
     const r = await pipeline(fake, ['--instances', await instancesFile(['a__b-6', 'a__b-7']), '--key', 'k6'])
     expect(r.code).toBe(1)
     expect(mutatingCalls(r.calls).filter((c) => c[0] === 'build')).toHaveLength(1)
-    const manifest = fs.readFileSync(path.join(r.out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) =>
-      JSON.parse(l)
-    )
+    const manifest = jsonLines(path.join(r.out, 'manifest.jsonl'))
     expect(manifest.find((m) => m.phase === 'builder')).toMatchObject({ status: 'failed', error_class: 'build_error' })
     expect(manifest.filter((m) => m.phase === 'base').map((m) => m.status)).toEqual(['failed', 'failed'])
     fake.cleanup()
@@ -272,9 +269,7 @@ describe('pipeline with a recording fake docker', () => {
       '1',
     ])
     expect(r.code).toBe(1)
-    const manifest = fs.readFileSync(path.join(r.out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) =>
-      JSON.parse(l)
-    )
+    const manifest = jsonLines(path.join(r.out, 'manifest.jsonl'))
     const status = (phase: string, id: string) => manifest.find((m) => m.phase === phase && m.id === id)
     expect(status('base', 'bad__one-1')).toMatchObject({ status: 'failed', error_class: 'upstream_missing' })
     expect(status('assemble', 'bad__one-1')).toMatchObject({ status: 'failed', reason: 'base image failed' })

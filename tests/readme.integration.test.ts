@@ -10,6 +10,7 @@ import { $ } from 'zx'
 import { sandboxDown } from '../scripts/_sandbox-engine.ts'
 import { describeIntegration } from './helpers/integration.ts'
 import { ROOT } from './helpers/fixture.ts'
+import { jsonLines } from './helpers/json-lines.ts'
 
 const README = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8')
 const blocks = [...README.matchAll(/^```sh\n([\s\S]*?)^```$/gm)].map((m) => m[1])
@@ -49,9 +50,7 @@ describeIntegration('README', () => {
     expect(r.exitCode).toBe(0)
     expect(r.stdout).toContain(`== README block ${blocks.length} of ${blocks.length}`)
     expect(r.stdout).toMatch(/final images: 24\/24 \(0 failed\)/) // the demo
-    const fleet = fs.readFileSync(path.join(copy, 'builds/manifest.jsonl'), 'utf8').trim().split('\n').map((l) =>
-      JSON.parse(l)
-    )
+    const fleet = jsonLines(path.join(copy, 'builds/manifest.jsonl'))
     expect(fleet.map((m) => `${m.phase} ${m.id} ${m.status}`).sort()).toEqual([
       'assemble demo__app-1 built',
       'assemble demo__app-2 built',

@@ -14,6 +14,7 @@ import { type Sandbox, sandboxDown, sandboxUp } from '../scripts/_sandbox-engine
 import { type Fleet, generateFleet } from '../examples/synthetic-fleet/generate.ts'
 import { RegistryClient } from '../lib/registry/client.ts'
 import { sha256 } from '../lib/registry/blobs.ts'
+import { jsonLines } from './helpers/json-lines.ts'
 
 const ROOT = path.resolve(import.meta.dir, '..')
 const MiB = 2 ** 20
@@ -32,8 +33,7 @@ describeIntegration('the pipeline through fronts that behave like hosted registr
   const finals = (registry: string, repo = 'eval-agent') =>
     fleet.ids.map((id) => `${registry}/fleet/${repo}:${key}-${id.toLowerCase().replace(/__/g, '_1776_')}`)
   const summaryOf = (out: string) => JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'))
-  const manifestOf = (out: string) =>
-    fs.readFileSync(path.join(out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+  const manifestOf = (out: string) => jsonLines(path.join(out, 'manifest.jsonl'))
 
   beforeAll(async () => {
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'hosted-it-'))

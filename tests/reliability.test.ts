@@ -9,6 +9,7 @@ import path from 'node:path'
 import { $ } from 'zx'
 import { CONTEXT, fixtureFlags, instancesFile as writeInstances, registryFixture, ROOT } from './helpers/fixture.ts'
 import { type FakeDocker, fakeDocker, mutatingCalls } from './helpers/fake-docker.ts'
+import { jsonLines } from './helpers/json-lines.ts'
 
 const fx = registryFixture('reliability-test')
 
@@ -34,8 +35,7 @@ const run = (fake: FakeDocker, args: string[], env: Record<string, string> = {})
   const out = tmpName('out')
   return pipeline(fake, [...usual(out), ...args], env, out)
 }
-const manifest = (out: string) =>
-  fs.readFileSync(path.join(out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+const manifest = (out: string) => jsonLines(path.join(out, 'manifest.jsonl'))
 const allFiles = (dir: string): string[] =>
   fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
     e.isDirectory() ? allFiles(path.join(dir, e.name)) : [path.join(dir, e.name)]

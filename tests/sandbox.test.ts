@@ -8,6 +8,7 @@ import { type Sandbox, sandboxDown, sandboxState, sandboxUp } from '../scripts/_
 import { describeIntegration } from './helpers/integration.ts'
 import { alive } from '../lib/host/processes.ts'
 import { layout, readState } from '../lib/sandbox/state.ts'
+import { jsonLines } from './helpers/json-lines.ts'
 
 const GiB = 2 ** 30
 const repoRoot = path.resolve(import.meta.dir, '..')
@@ -128,9 +129,7 @@ describeIntegration('sandbox', () => {
       nothrow: true,
     })`${process.execPath} scripts/pipeline.ts --instances ${instances} --registry ${sandbox.registry}/runsteps --context ${context} --min-free 0 --key rs --out ${out}`
     expect(r.exitCode).toBe(0)
-    const records = fs.readFileSync(path.join(out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) =>
-      JSON.parse(l)
-    )
+    const records = jsonLines(path.join(out, 'manifest.jsonl'))
     expect(records.map((m) => `${m.phase} ${m.id} ${m.status}`).sort()).toEqual([
       'assemble a__run-1 built',
       'assemble a__run-2 built',

@@ -10,6 +10,7 @@ import { DEFAULT_POLICY, runStep, type StepPolicy } from '../lib/run/step.ts'
 import type { StopGuard } from '../lib/cli/stop.ts'
 import { fixtureFlags, instancesFile, registryFixture, ROOT } from './helpers/fixture.ts'
 import { fakeDocker } from './helpers/fake-docker.ts'
+import { jsonLines } from './helpers/json-lines.ts'
 
 const fx = registryFixture('step-test')
 const BLANK = 'base name (${BASE_IMAGE}) should not be blank'
@@ -197,9 +198,7 @@ async function pipeline(fail: { match: string; stderr: string }, name: string) {
     fixtureFlags(fx)
   } --mode docker --instances ${instances} --key st --concurrency 1 --retries 1 --out ${out}`
   fake.cleanup()
-  const manifest = fs.readFileSync(path.join(out, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) =>
-    JSON.parse(l)
-  )
+  const manifest = jsonLines(path.join(out, 'manifest.jsonl'))
   return {
     code: r.exitCode,
     stdout: r.stdout,
