@@ -9,6 +9,7 @@ import { type Sandbox, sandboxDown, sandboxUp } from '../scripts/_sandbox-engine
 import { describeIntegration } from './helpers/integration.ts'
 import { ROOT } from './helpers/fixture.ts'
 import { jsonLines } from './helpers/json-lines.ts'
+import { writeRunStepsFleet } from './helpers/run-steps-fleet.ts'
 
 describeIntegration('the Dockerfile contract', () => {
   let tmp: string, sb: Sandbox
@@ -23,22 +24,10 @@ describeIntegration('the Dockerfile contract', () => {
   })
 
   test('ARG BASE_IMAGE without a default: the builder build gets BASE_IMAGE=scratch and every image builds', async () => {
-    const context = path.join(tmp, 'ctx')
-    fs.mkdirSync(context)
-    fs.writeFileSync(
-      path.join(context, 'Dockerfile'),
-      `ARG BASE_IMAGE\nFROM ${sb.seedImage} AS builder\nRUN mkdir -p /opt/agent && echo agent > /opt/agent/VERSION\n` +
-        'FROM ${BASE_IMAGE} AS base\nRUN echo base > /etc/base\n',
-    )
-    fs.writeFileSync(
-      path.join(context, 'Dockerfile.assemble'),
-      'ARG BASE_IMAGE\nARG BUILDER_IMAGE\nFROM ${BUILDER_IMAGE} AS builder\nFROM ${BASE_IMAGE}\nCOPY --from=builder /opt/agent /opt/agent\n',
-    )
-    const instances = path.join(context, 'instances.jsonl')
-    fs.writeFileSync(
-      instances,
-      ['c__t-1', 'c__t-2'].map((id) => JSON.stringify({ id, upstream: sb.seedImage })).join('\n'),
-    )
+    const { context, instances } = writeRunStepsFleet(path.join(tmp, 'ctx'), {
+      seedImage: sb.seedImage,
+      ids: ['c__t-1', 'c__t-2'],
+    })
     const out = path.join(tmp, 'out')
     const r = await $({
       env: sb.env,

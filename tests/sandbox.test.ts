@@ -9,6 +9,7 @@ import { describeIntegration } from './helpers/integration.ts'
 import { alive } from '../lib/host/processes.ts'
 import { layout, readState } from '../lib/sandbox/state.ts'
 import { jsonLines } from './helpers/json-lines.ts'
+import { writeRunStepsFleet } from './helpers/run-steps-fleet.ts'
 
 const GiB = 2 ** 30
 const repoRoot = path.resolve(import.meta.dir, '..')
@@ -105,22 +106,11 @@ describeIntegration('sandbox', () => {
   })
 
   test('Dockerfiles with RUN steps build through the pipeline with nothing but the sandbox exports (no --network)', async () => {
-    const context = path.join(tmp, 'run-steps')
-    fs.mkdirSync(context)
-    fs.writeFileSync(
-      path.join(context, 'Dockerfile'),
-      `ARG BASE_IMAGE=scratch\nFROM ${sandbox.seedImage} AS builder\nRUN mkdir -p /opt/agent && echo agent > /opt/agent/VERSION\n` +
-        'FROM ${BASE_IMAGE} AS base\nRUN echo base > /etc/base\n',
-    )
-    fs.writeFileSync(
-      path.join(context, 'Dockerfile.assemble'),
-      'ARG BASE_IMAGE\nARG BUILDER_IMAGE\nFROM ${BUILDER_IMAGE} AS builder\nFROM ${BASE_IMAGE}\nCOPY --from=builder /opt/agent /opt/agent\n',
-    )
-    const instances = path.join(context, 'instances.jsonl')
-    fs.writeFileSync(
-      instances,
-      ['a__run-1', 'a__run-2'].map((id) => JSON.stringify({ id, upstream: sandbox.seedImage })).join('\n'),
-    )
+    const { context, instances } = writeRunStepsFleet(path.join(tmp, 'run-steps'), {
+      seedImage: sandbox.seedImage,
+      ids: ['a__run-1', 'a__run-2'],
+      baseDefault: 'scratch',
+    })
     const out = path.join(tmp, 'run-steps-out')
     const r = await $({
       env: sandbox.env,
