@@ -40,7 +40,9 @@ export const ASSEMBLE_FLAGS = {
     default: 'auto',
     choices: ['auto', 'registry', 'docker'],
     help:
-      'registry: append the agent layer to each base inside the registry (no pull, no build, no local disk); docker: docker build + push; auto: registry when the assemble Dockerfile only copies from images and sets metadata, else docker (it says which, and the line that forced docker)',
+      'registry: append the agent layer to each base inside the registry (no pull, no build, no local disk); docker: ' +
+      'docker build + push; auto: registry when the assemble Dockerfile only copies from images and sets metadata, ' +
+      'else docker (it says which, and the line that forced docker)',
   },
 } as const satisfies FlagTable
 
@@ -197,7 +199,8 @@ async function main(argv: string[]) {
     return void console.log(
       renderHelp(
         'npx bun scripts/assemble.ts --instances FILE --registry PREFIX [flags]',
-        'Assembles one final image per instance from its base image (built by build-bases) and the builder image: inside the registry, or with docker build + push (then removed locally).',
+        'Assembles one final image per instance from its base image (built by build-bases) and the builder image: ' +
+          'inside the registry, or with docker build + push (then removed locally).',
         FLAGS,
       ),
     )

@@ -81,7 +81,9 @@ async function main(argv: string[]) {
     return void console.log(
       renderHelp(
         'npx bun scripts/build-bases.ts --instances FILE --registry PREFIX [flags]',
-        'Builds the builder image, then one base image per instance, and pushes them, under the disk budget (--cleanup: local images removed after their push, cache pruned when the next base needs the room), in an order that pulls each shared environment once (--order).',
+        'Builds the builder image, then one base image per instance, and pushes them, under the disk budget ' +
+          '(--cleanup: local images removed after their push, cache pruned when the next base needs the room), in an ' +
+          'order that pulls each shared environment once (--order).',
         FLAGS,
       ),
     )

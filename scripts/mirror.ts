@@ -39,8 +39,8 @@ export const MIRROR_FLAGS = {
     arg: 'POLICY',
     default: 'warn',
     choices: ['warn', 'fail', 'off'],
-    help:
-      "Before pulling: the upstream registry's pull allowance (Docker Hub's ratelimit headers, read with a free HEAD) against the pulls this run needs; warn, fail (exit 3, nothing pulled) or off",
+    help: "Before pulling: the upstream registry's pull allowance (Docker Hub's ratelimit headers, read with a free " +
+      'HEAD) against the pulls this run needs; warn, fail (exit 3, nothing pulled) or off',
   },
 } as const satisfies FlagTable
 
@@ -252,7 +252,10 @@ async function main(argv: string[]) {
     return void console.log(
       renderHelp(
         'bun run scripts/mirror.ts --instances FILE --registry PREFIX [flags]',
-        "Copies each instance's upstream image into PREFIX/mirror/<upstream path>:<tag>, registry to registry: blobs streamed through this process (digests checked), mounted within one registry, skipped when there; no docker, no local disk.\nExit codes: 0 all mirrored or already there · 1 an image failed · 2 bad usage · 3 not enough pulls left (--pull-budget fail).",
+        "Copies each instance's upstream image into PREFIX/mirror/<upstream path>:<tag>, registry to registry: blobs " +
+          'streamed through this process (digests checked), mounted within one registry, skipped when there; no docker, ' +
+          'no local disk.\nExit codes: 0 all mirrored or already there · 1 an image failed · 2 bad usage · 3 not enough ' +
+          'pulls left (--pull-budget fail).',
         FLAGS,
       ),
     )

@@ -41,7 +41,8 @@ export const FLAGS = {
   mirror: {
     type: 'boolean',
     help:
-      'First copy each upstream into PREFIX/mirror/<upstream path>:<tag> (scripts/mirror.ts: registry to registry, no local disk), then build every base FROM its mirror',
+      'First copy each upstream into PREFIX/mirror/<upstream path>:<tag> (scripts/mirror.ts: registry to registry, ' +
+      'no local disk), then build every base FROM its mirror',
   },
   ...MIRROR_FLAGS,
   grace: {
@@ -63,7 +64,8 @@ export const FLAGS = {
     default: 'count',
     choices: ['count', 'bytes'],
     help:
-      "count: groups from the instances file (row repo+version, else the id); bytes: groups and weights from every upstream image's layers, read from the registry by every shard",
+      'count: groups from the instances file (row repo+version, else the id); bytes: groups and weights from every ' +
+      "upstream image's layers, read from the registry by every shard",
   },
   merge: {
     type: 'boolean',

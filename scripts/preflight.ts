@@ -284,7 +284,8 @@ async function checkRun(r: Preflight, o: PreflightOptions) {
     ok: false,
     detail: `a RUN step cannot start (${mode}): ${lastErrorLine(out.stderr, out.stdout) ?? `exit ${out.exitCode}`}`,
     fix: answer?.why === 'network'
-      ? "the daemon has no such network: pass --network none (RUN steps then have no network), or give dockerd a bridge; the sandbox's env sets IMAGEFLEET_NETWORK=none"
+      ? 'the daemon has no such network: pass --network none (RUN steps then have no network), or give dockerd a ' +
+        "bridge; the sandbox's env sets IMAGEFLEET_NETWORK=none"
       : 'every build with a RUN step would fail the same way: check the engine (its runtime, or the builder)',
   })
 }
@@ -369,7 +370,8 @@ async function main(argv: string[]) {
     return void console.log(
       renderHelp(
         'npx bun scripts/preflight.ts [flags]',
-        'Checks the daemon, its data root and free space, buildx and its prune flags, that a RUN step can start (a build of an empty image with --network), and the registry; writes OUT/preflight.json.',
+        'Checks the daemon, its data root and free space, buildx and its prune flags, that a RUN step can start (a ' +
+          'build of an empty image with --network), and the registry; writes OUT/preflight.json.',
         FLAGS,
       ),
     )

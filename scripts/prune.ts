@@ -103,8 +103,9 @@ export const FLAGS = {
   registry: {
     type: 'string',
     arg: 'PREFIX',
-    help:
-      "Registry retention instead of a disk cleanup: keep the fleet's newest --keep-keys keys in PREFIX/eval-builder, eval-base, eval-agent, delete older keys' tags and every manifest nothing kept refers to (attestations included); a dry run unless --yes",
+    help: "Registry retention instead of a disk cleanup: keep the fleet's newest --keep-keys keys in " +
+      "PREFIX/eval-builder, eval-base, eval-agent, delete older keys' tags and every manifest nothing kept refers to " +
+      '(attestations included); a dry run unless --yes',
   },
   'keep-keys': {
     type: 'int',
@@ -364,7 +365,10 @@ async function main(argv: string[]) {
     return void console.log(
       renderHelp(
         'npx bun scripts/prune.ts [--until-free SIZE | --tier TIER] [flags]\n       npx bun scripts/prune.ts --registry PREFIX --keep-keys N [--yes]',
-        "Measured Docker cleanups: rmi, stale and capped build-cache prunes, system prune, full prune (daemon and buildx builder).\nWith --registry: registry retention instead, not a disk cleanup (no daemon needed): the fleet's older keys go from its registry; the registry's own GC frees the bytes.\nExit codes: 0 done · 1 a cleanup or a deletion failed, or --until-free was not reached · 2 bad usage · 3 no daemon.",
+        'Measured Docker cleanups: rmi, stale and capped build-cache prunes, system prune, full prune (daemon and ' +
+          'buildx builder).\nWith --registry: registry retention instead, not a disk cleanup (no daemon needed): the ' +
+          "fleet's older keys go from its registry; the registry's own GC frees the bytes.\nExit codes: 0 done · 1 a " +
+          'cleanup or a deletion failed, or --until-free was not reached · 2 bad usage · 3 no daemon.',
         FLAGS,
       ),
     )

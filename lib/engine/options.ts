@@ -29,7 +29,9 @@ export const RUN_FLAGS = {
   'builder-max-used': {
     type: 'size',
     help:
-      "Bound the --builder's own cache (remote, kubernetes, docker-container): after images finish, docker buildx du --builder NAME, and when it holds more, docker buildx prune --builder NAME with the flag it accepts (--max-used-space, else --reserved-space/--keep-storage)",
+      "Bound the --builder's own cache (remote, kubernetes, docker-container): after images finish, docker buildx du " +
+      '--builder NAME, and when it holds more, docker buildx prune --builder NAME with the flag it accepts ' +
+      '(--max-used-space, else --reserved-space/--keep-storage)',
   },
   retries: {
     type: 'int',
@@ -88,7 +90,8 @@ export const DISK_FLAGS = {
     default: 'adaptive',
     choices: ['adaptive', 'per-image', 'none'],
     help:
-      "adaptive: disk budget + a stale prune when it frees what the next image needs; per-image: rmi + system prune + builder prune after every image (the field's fix); none: no cleanup",
+      'adaptive: disk budget + a stale prune when it frees what the next image needs; per-image: rmi + system prune ' +
+      "+ builder prune after every image (the field's fix); none: no cleanup",
   },
   reserve: { type: 'size', default: '1GB', help: 'Free space the disk budget always keeps' },
   order: {

@@ -75,13 +75,15 @@ export function contractProblems(
       else if (!provided.has(v)) {
         // BuildKit reads every stage's FROM: a variable without a value fails the build even in a stage it skips
         problems.push(
-          `${where} needs ${v}, but \`ARG ${v}\` has no default and no --build-arg ${v}=… is given → give it a default (\`ARG ${v}=IMAGE\`) or pass --build-arg ${v}=IMAGE`,
+          `${where} needs ${v}, but \`ARG ${v}\` has no default and no --build-arg ${v}=… is given → give it a default ` +
+            `(\`ARG ${v}=IMAGE\`) or pass --build-arg ${v}=IMAGE`,
         )
       } else if (
         v === 'BASE_IMAGE' && builder.includes(stage) && !o.buildArgs.some((a) => a.startsWith('BASE_IMAGE='))
       ) {
         problems.push(
-          `${where}: the builder stage '${o.builder}' needs it, but BASE_IMAGE is each instance's image and the builder is built once for all → build the builder FROM a fixed image (or give \`ARG BASE_IMAGE\` a default)`,
+          `${where}: the builder stage '${o.builder}' needs it, but BASE_IMAGE is each instance's image and the builder ` +
+            `is built once for all → build the builder FROM a fixed image (or give \`ARG BASE_IMAGE\` a default)`,
         )
       }
     }

@@ -14,6 +14,10 @@ export type ErrorClass =
   | 'build_error'
   | 'interrupted'
 
+/** One regex matching any of `alternatives` (written a few to a line), with `flags`. */
+const anyOf = (flags: string, ...alternatives: RegExp[]) =>
+  new RegExp(alternatives.map((r) => r.source).join('|'), flags)
+
 const CATALOGUE: Array<[ErrorClass, RegExp, string]> = [
   // BuildKit and containerd both say this when the data root fills; recoverable by cleaning up
   ['no_space', /no space left on device|ENOSPC|disk quota exceeded/i, 'the Docker data root ran out of space'],
@@ -21,7 +25,11 @@ const CATALOGUE: Array<[ErrorClass, RegExp, string]> = [
   // is `: not found` is a COPY source BuildKit ≥ 0.10 could not find (docker/buildx#1075): a build error, not this
   [
     'upstream_missing',
-    /manifest unknown|not found: manifest|failed to resolve source metadata .*not found|pull access denied.*repository does not exist|no such manifest|[^"]: not found$/im,
+    anyOf(
+      'im',
+      /manifest unknown|not found: manifest|failed to resolve source metadata .*not found/,
+      /pull access denied.*repository does not exist|no such manifest|[^"]: not found$/,
+    ),
     'the image to build FROM does not exist',
   ],
   // Docker Hub's pull limit, GHCR's and ECR's throttling: transient, never the image's own fault. Before `auth`:
@@ -45,7 +53,12 @@ const CATALOGUE: Array<[ErrorClass, RegExp, string]> = [
   // Transient: registry down or restarting, daemon restarting
   [
     'network',
-    /connection refused|connection reset|no route to host|EOF$|502 Bad Gateway|503 Service Unavailable|500 Internal Server Error|Cannot connect to the Docker daemon|server misbehaving|broken pipe|unexpected EOF|is the docker daemon running/im,
+    anyOf(
+      'im',
+      /connection refused|connection reset|no route to host|EOF$|server misbehaving|broken pipe|unexpected EOF/,
+      /502 Bad Gateway|503 Service Unavailable|500 Internal Server Error/,
+      /Cannot connect to the Docker daemon|is the docker daemon running/,
+    ),
     'the registry or daemon could not be reached',
   ],
 ]

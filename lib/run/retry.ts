@@ -37,12 +37,16 @@ export function retryFailed(fleet: Fleet, out: string, key?: string): Retry {
   const [kept] = keys
   if (key !== undefined && key !== kept) {
     throw new UsageError(
-      `--retry-failed --key ${key}: the run in ${out} failed under key ${kept}; retrying its failures under ${key} would split the fleet between two keys → drop --key (the retry keeps ${kept}), or build the whole fleet under ${key} without --retry-failed`,
+      `--retry-failed --key ${key}: the run in ${out} failed under key ${kept}; retrying its failures under ${key} ` +
+        `would split the fleet between two keys → drop --key (the retry keeps ${kept}), or build the whole fleet under ` +
+        `${key} without --retry-failed`,
     )
   }
   if (kept !== fleet.key) {
     report.warn(
-      `--retry-failed keeps key ${kept}, the key of the run in ${out}: the Dockerfiles and build args now make key ${fleet.key}. The failed instances are rebuilt under ${kept}, next to the images already there; to build the whole fleet under ${fleet.key}, run without --retry-failed`,
+      `--retry-failed keeps key ${kept}, the key of the run in ${out}: the Dockerfiles and build args now make key ` +
+        `${fleet.key}. The failed instances are rebuilt under ${kept}, next to the images already there; to build the ` +
+        `whole fleet under ${fleet.key}, run without --retry-failed`,
     )
   } else report.info(`--retry-failed: key ${kept}, the key of the run in ${out}`)
   const ids = new Set(failed.map((r) => r.id))
